@@ -1,0 +1,5 @@
+import sys
+
+from marketpipe.cli import main
+
+sys.exit(main())

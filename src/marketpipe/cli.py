@@ -1,0 +1,258 @@
+"""``marketpipe``: one command, a subcommand per service. Entry points stay thin: they load
+settings, set up logging and telemetry, wire components and translate failures to exit codes.
+
+Exit codes: 0 success; 1 the run finished but lost or failed records; 2 bad usage or settings;
+3 a dependency (broker, database, object store, local service) is unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from marketpipe.settings import ConfigError, Settings, load_settings, with_overrides
+
+log = logging.getLogger("marketpipe")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+# CLI option -> producer field; values arrive as strings and are validated by the settings model.
+PRODUCE_OPTIONS = {
+    "symbols": "--symbols",
+    "symbol_count": "--symbol-count",
+    "tps": "--tps",
+    "jitter_ms": "--jitter-ms",
+    "duration_s": "--duration",
+    "count": "--count",
+    "seed": "--seed",
+    "start_price": "--start-price",
+    "drift": "--drift",
+    "volatility": "--volatility",
+    "tick_size": "--tick-size",
+    "spread_bps": "--spread-bps",
+    "source": "--source",
+}
+FAULT_OPTIONS = {
+    "malformed": "--malformed",
+    "crossed": "--crossed",
+    "duplicate": "--duplicate",
+    "out_of_order": "--out-of-order",
+}
+
+
+def _add_options(parser: argparse.ArgumentParser, options: dict[str, str], helps: dict[str, str]) -> None:
+    for field, flag in options.items():
+        parser.add_argument(flag, dest=field, metavar="X", help=helps.get(field))
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.ingest.producer import SyntheticProducer
+    from marketpipe.kafka import Publisher, require_topic, wait_for_broker
+    from marketpipe.runtime import stop_on_signals
+    from marketpipe.telemetry import ProducerInstruments, setup_telemetry
+
+    cfg = with_overrides(
+        settings.producer, PRODUCE_OPTIONS, **{k: getattr(args, k) for k in PRODUCE_OPTIONS}
+    )
+    faults = with_overrides(
+        cfg.faults, FAULT_OPTIONS, **{k: getattr(args, k) for k in FAULT_OPTIONS}
+    )
+    cfg = with_overrides(cfg, {"faults": "fault options"}, faults=faults.model_dump())
+    topic = args.topic or settings.kafka.topic_raw
+
+    telemetry = setup_telemetry(settings.otel, "producer")
+    wait_for_broker(settings.kafka)
+    require_topic(settings.kafka, topic)
+    publisher = Publisher(
+        settings.kafka,
+        ProducerInstruments.create(telemetry.meter),
+        {"source": cfg.source, "topic": topic},
+    )
+    log.info(
+        "producing %s symbols to %s at %s", len(cfg.symbol_names()), topic,
+        f"{cfg.tps:g} tps" if cfg.tps else "full speed",
+    )
+    try:
+        with stop_on_signals() as stop:
+            summary = SyntheticProducer(cfg, publisher, topic).run(stop)
+    finally:
+        telemetry.shutdown()
+    for line in summary.lines():
+        print(line)
+    return EXIT_OK if summary.delivery.ok else EXIT_FAILED
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.kafka import ensure_topics, pipeline_topics, wait_for_broker
+
+    wait_for_broker(settings.kafka)
+    for line in ensure_topics(settings.kafka, pipeline_topics(settings.kafka)):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.kafka import read_to_end, wait_for_broker
+    from marketpipe.topicstats import TopicSummary
+
+    topic = args.topic or settings.kafka.topic_raw
+    wait_for_broker(settings.kafka)
+    summary = TopicSummary()
+    for msg in read_to_end(settings.kafka, topic):
+        summary.add(msg.value())
+    for line in summary.lines(topic):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_local(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.local.stack import LocalStack
+
+    services = args.only.split(",") if args.only else None
+    stack = LocalStack(settings, services)
+    if args.action == "down":
+        for line in stack.down(purge=args.purge):
+            print(line)
+        return EXIT_OK
+    statuses = stack.up() if args.action == "up" else stack.status()
+    if not statuses:
+        print(f"no local stack at {stack.data_dir}: run `marketpipe local up`")
+        return EXIT_UNAVAILABLE
+    for st in statuses:
+        state = "up" if st.healthy else ("not answering" if st.running else "down")
+        pid = f"pid {st.pid}" if st.pid else ""
+        print(f"{st.name:<9}{state:<15}{pid:<12}{st.detail}")
+    if args.action == "up":
+        print(f"endpoints written to {stack.endpoints_path}")
+    return EXIT_OK if all(s.healthy for s in statuses) else EXIT_UNAVAILABLE
+
+
+def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.contracts import SCHEMA_PATH, export_schema, render_schema
+
+    path = Path(args.path or SCHEMA_PATH)
+    if args.check:
+        if not path.exists() or path.read_bytes() != render_schema():
+            print(f"{path} is stale: run `marketpipe contracts`", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"{path} is up to date")
+        return EXIT_OK
+    print(f"wrote {export_schema(path)}")
+    return EXIT_OK
+
+
+def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the effective settings as environment lines, secrets masked."""
+    from marketpipe.settings import flatten_env
+
+    for name, value in flatten_env(settings).items():
+        print(f"{name}={value}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marketpipe",
+        description="Realtime market-data pipeline. Every option can also be set as an "
+        "environment variable MARKETPIPE_<SECTION>__<FIELD>; see `marketpipe settings`.",
+    )
+    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("produce", help="publish synthetic trades+quotes (GBM) to ticks.raw")
+    _add_options(
+        p,
+        PRODUCE_OPTIONS,
+        {
+            "symbols": "comma-separated symbols, e.g. AAPL,MSFT (default: --symbol-count names)",
+            "symbol_count": "how many SYMnnn symbols when --symbols is not given (default 10)",
+            "tps": "ticks per second over all symbols; 0 = as fast as possible (default 1000)",
+            "jitter_ms": "uniform jitter of arrival times around the even schedule",
+            "duration_s": "stop after this many seconds",
+            "count": "stop after this many ticks",
+            "seed": "random seed for reproducible prices, sizes and faults",
+            "start_price": "initial price of every symbol (default 100)",
+            "drift": "annualised GBM drift (default 0)",
+            "volatility": "annualised GBM volatility (default 0.3)",
+            "tick_size": "price grid (default 0.01)",
+            "spread_bps": "typical bid/ask spread in basis points of price (default 2)",
+            "source": "value of the source field (default synthetic)",
+        },
+    )
+    _add_options(
+        p,
+        FAULT_OPTIONS,
+        {
+            "malformed": "fraction of extra malformed messages",
+            "crossed": "fraction of ticks with a crossed quote (bid > ask)",
+            "duplicate": "fraction of ticks sent twice",
+            "out_of_order": "fraction of ticks with an event time pushed into the past",
+        },
+    )
+    p.add_argument("--topic", help="target topic (default MARKETPIPE_KAFKA__TOPIC_RAW)")
+    p.set_defaults(handler=cmd_produce)
+
+    p = sub.add_parser("topics", help="create or converge the pipeline topics (idempotent)")
+    p.set_defaults(handler=cmd_topics)
+
+    p = sub.add_parser("summary", help="per-symbol counts and first/last price of a topic")
+    p.add_argument("--topic", help="topic to read (default MARKETPIPE_KAFKA__TOPIC_RAW)")
+    p.set_defaults(handler=cmd_summary)
+
+    p = sub.add_parser("local", help="run the real local services as processes")
+    p.add_argument("action", choices=["up", "status", "down"])
+    p.add_argument("--only", help="comma-separated subset of kafka,postgres,s3")
+    p.add_argument("--purge", action="store_true", help="with down: also delete the data")
+    p.set_defaults(handler=cmd_local)
+
+    p = sub.add_parser("contracts", help="write the tick JSON Schema (or --check it)")
+    p.add_argument("--path", help="output file (default contracts/tick.schema.json)")
+    p.add_argument("--check", action="store_true", help="fail if the file is not current")
+    p.set_defaults(handler=cmd_contracts)
+
+    p = sub.add_parser("settings", help="print the effective settings as environment lines")
+    p.set_defaults(handler=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(env_file=args.env_file)
+    except ConfigError as exc:
+        print(f"marketpipe: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    from marketpipe.telemetry import setup_logging
+
+    setup_logging(settings.log_level)
+    return run_handler(args.handler, args, settings)
+
+
+def run_handler(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
+    """Translate the failures users can act on into one clear line and an exit code."""
+    from confluent_kafka import KafkaException
+
+    from marketpipe.kafka import TopicMissing
+    from marketpipe.local.process import ServiceError
+    from marketpipe.runtime import DependencyUnavailable
+
+    try:
+        return handler(args, settings)
+    except ConfigError as exc:
+        print(f"marketpipe: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (DependencyUnavailable, ServiceError, TopicMissing, KafkaException) as exc:
+        print(f"marketpipe {args.command}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        print(f"marketpipe {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

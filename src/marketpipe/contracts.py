@@ -1,0 +1,121 @@
+"""The wire contract: one record type, a trade with its prevailing top-of-book quote.
+
+Messages on ``ticks.raw`` and ``ticks.valid`` are UTF-8 JSON objects with exactly the fields of
+``Tick``; the Kafka key is the symbol. ``contracts/tick.schema.json`` is generated from ``Tick``
+(``marketpipe contracts``) and a test keeps the committed copy equal to it.
+
+Two paths exist on purpose: ``Tick`` validates (used at trust boundaries and in tests) and
+``encode_columns`` serialises whole batches fast for producers; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_ID = "https://marketpipe.dev/schemas/tick.schema.json"
+SCHEMA_PATH = Path("contracts") / "tick.schema.json"
+
+#: Field order on the wire; producers emit exactly these keys.
+TICK_FIELDS: tuple[str, ...] = (
+    "symbol",
+    "event_time",
+    "seq",
+    "price",
+    "size",
+    "bid",
+    "ask",
+    "bid_size",
+    "ask_size",
+    "source",
+)
+
+
+class Tick(BaseModel):
+    """One trade and the quote prevailing when it happened."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        allow_inf_nan=False,
+        title="Tick",
+        json_schema_extra={"$id": SCHEMA_ID},
+    )
+
+    symbol: str = Field(min_length=1, max_length=64, description="Instrument; also the Kafka key.")
+    event_time: int = Field(description="When the trade happened: epoch microseconds, UTC.")
+    seq: int = Field(
+        ge=0, description="Strictly increasing per (symbol, source); gaps mean lost ticks."
+    )
+    price: float = Field(description="Trade price.")
+    size: float | None = Field(description="Trade size; null when the source has no trade size.")
+    bid: float = Field(description="Best bid when the trade happened.")
+    ask: float = Field(description="Best ask when the trade happened.")
+    bid_size: float | None = Field(description="Size at the best bid; null when unknown.")
+    ask_size: float | None = Field(description="Size at the best ask; null when unknown.")
+    source: str = Field(min_length=1, max_length=64, description="Feed that produced the tick.")
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump())
+
+
+def decode_tick(payload: bytes | str) -> Tick:
+    """Validate one wire message; raises pydantic.ValidationError on anything off-contract."""
+    return Tick.model_validate_json(payload)
+
+
+def encode_columns(
+    symbols: Sequence[str],
+    event_time: Sequence[int],
+    seq: Sequence[int],
+    price: Sequence[float],
+    size: Sequence[float | None],
+    bid: Sequence[float],
+    ask: Sequence[float],
+    bid_size: Sequence[float | None],
+    ask_size: Sequence[float | None],
+    source: str,
+) -> list[bytes]:
+    """Serialise a batch given as columns (Python lists, not numpy arrays) to wire messages."""
+    dumps = orjson.dumps
+    return [
+        dumps(
+            {
+                "symbol": s,
+                "event_time": t,
+                "seq": q,
+                "price": p,
+                "size": z,
+                "bid": b,
+                "ask": a,
+                "bid_size": bz,
+                "ask_size": az,
+                "source": source,
+            }
+        )
+        for s, t, q, p, z, b, a, bz, az in zip(
+            symbols, event_time, seq, price, size, bid, ask, bid_size, ask_size, strict=True
+        )
+    ]
+
+
+def tick_json_schema() -> dict[str, Any]:
+    schema = Tick.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def render_schema() -> bytes:
+    """The committed schema file's exact bytes."""
+    return orjson.dumps(tick_json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def export_schema(path: Path = SCHEMA_PATH) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(render_schema())
+    return path

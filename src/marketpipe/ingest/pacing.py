@@ -1,0 +1,84 @@
+"""When ticks happen: a rate-controlled schedule with jitter, or as fast as possible.
+
+Ticks are planned on an even grid of ``1/tps`` seconds; each planned time is moved by a uniform
+offset in ``[-jitter/2, +jitter/2]``, and a tick is released once its (jittered) time has come, so
+inter-arrival times vary while the long-run rate stays exact and event times never lie in the
+future. The schedule is absolute: a slow batch is caught up on, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from marketpipe.ingest.synthetic import IntArray
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1_000
+
+
+class Pacer:
+    """Hands out the event times (epoch microseconds) of the ticks that are due."""
+
+    def __init__(
+        self,
+        tps: float,
+        jitter_ms: float = 0.0,
+        max_batch: int = 4096,
+        rng: np.random.Generator | None = None,
+        clock_us: Callable[[], int] = wall_clock_us,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        if tps < 0 or not math.isfinite(tps):
+            raise ValueError("tps must be a finite number >= 0")
+        self.tps = tps
+        self.max_batch = max_batch
+        self._clock = clock_us
+        self._sleep = sleep
+        self._rng = rng or np.random.default_rng()
+        self._jitter_us = jitter_ms * 1000.0
+        self._interval_us = 1e6 / tps if tps else 0.0
+        self._planned = 0  # grid slots generated so far
+        self._start = float(clock_us())
+        self._pending: IntArray = np.empty(0, dtype=np.int64)
+
+    def behind_us(self) -> int:
+        """How far the oldest undelivered planned tick lies in the past (0 when on time)."""
+        if not len(self._pending):
+            return 0
+        return max(0, self._clock() - int(self._pending[0]))
+
+    def next_times(self, limit: int | None = None) -> IntArray:
+        """Block until at least one tick is due; return up to ``limit`` due event times, sorted."""
+        cap = min(limit or self.max_batch, self.max_batch)
+        if not self.tps:
+            return np.full(cap, self._clock(), dtype=np.int64)
+        while True:
+            now = self._clock()
+            self._plan_until(now + self._jitter_us / 2.0)
+            due = int(np.searchsorted(self._pending, now, side="right"))
+            if due:
+                take = min(due, cap)
+                out, self._pending = self._pending[:take], self._pending[take:]
+                return out
+            wait_us = int(self._pending[0]) - now if len(self._pending) else self._interval_us
+            self._sleep(min(max(wait_us, 50.0), 50_000.0) / 1e6)
+
+    def _plan_until(self, horizon_us: float) -> None:
+        """Extend the grid so every slot whose jittered time could be <= horizon is planned."""
+        last_slot = math.floor((horizon_us + self._jitter_us / 2.0 - self._start) / self._interval_us)
+        count = last_slot + 1 - self._planned
+        if count <= 0:
+            return
+        count = min(count, self.max_batch * 16)  # bound memory when far behind
+        slots = self._start + (self._planned + np.arange(count)) * self._interval_us
+        self._planned += count
+        if self._jitter_us:
+            slots = slots + self._rng.uniform(-self._jitter_us / 2, self._jitter_us / 2, count)
+        merged = np.concatenate([self._pending, np.rint(slots).astype(np.int64)])
+        merged.sort(kind="stable")
+        self._pending = merged

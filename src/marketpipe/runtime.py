@@ -1,0 +1,90 @@
+"""Process plumbing shared by every service: graceful stop on signals, bounded waiting."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class DependencyUnavailable(Exception):
+    """A service this command needs did not answer in time; the message says which and where."""
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM so loops can finish their batch, flush and exit cleanly."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_name: str | None = None
+
+    def set(self, reason: str = "requested") -> None:
+        self.signal_name = self.signal_name or reason
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return True early when stopped."""
+        return self._event.wait(seconds)
+
+
+@contextmanager
+def stop_on_signals(flag: StopFlag | None = None) -> Iterator[StopFlag]:
+    """First SIGINT/SIGTERM asks for a clean stop; a second SIGINT interrupts at once."""
+    flag = flag or StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if flag.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        log.info("%s received: finishing the current batch, then flushing", name)
+        flag.set(name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T],
+    timeout_s: float,
+    interval_s: float = 0.25,
+    max_interval_s: float = 2.0,
+) -> T:
+    """Call ``probe`` until it returns without raising, with capped exponential backoff.
+
+    Raises DependencyUnavailable naming ``what`` and the last error once ``timeout_s`` passes.
+    """
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return probe()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DependencyUnavailable(
+                    f"{what} did not answer within {timeout_s:g}s ({attempt} attempts): {exc}"
+                ) from exc
+            log.debug("waiting for %s (attempt %d): %s", what, attempt, exc)
+            time.sleep(min(interval_s, remaining))
+            interval_s = min(interval_s * 2, max_interval_s)

@@ -1,0 +1,374 @@
+"""The one settings object of marketpipe.
+
+Every knob is an environment variable ``MARKETPIPE_<SECTION>__<FIELD>`` (or a line in ``.env``).
+Components receive their section; only this module reads the environment. ``load_settings`` is
+called by entrypoints, never at import time, so tests can build their own ``Settings``.
+
+The local stack (``marketpipe local up``) writes the endpoints it started to
+``<local.data_dir>/endpoints.env``; ``load_settings`` reads that file beneath ``.env`` and the real
+environment, so commands find the local services without any exports.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "MARKETPIPE_"
+NESTED_DELIMITER = "__"
+ENDPOINTS_FILE = "endpoints.env"
+
+
+_SectionT = TypeVar("_SectionT", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable (or CLI option)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _split_csv(value: Any) -> Any:
+    """Accept ``A,B,C`` as well as a JSON list for list-valued settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import orjson
+
+            return orjson.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class KafkaSettings(_Section):
+    """Broker connection, topics and producer tuning (any Kafka-API broker: Redpanda, Kafka)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "marketpipe"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    topic_raw: str = Field("ticks.raw", min_length=1, max_length=249)
+    topic_valid: str = Field("ticks.valid", min_length=1, max_length=249)
+    topic_dlq: str = Field("ticks.dlq", min_length=1, max_length=249)
+    partitions: PositiveInt = 6
+    replication_factor: PositiveInt = 1
+    # -1 keeps records forever.
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1)
+    dlq_retention_ms: int = Field(30 * 24 * 3600 * 1000, ge=-1)
+    linger_ms: NonNegativeInt = 5
+    batch_size: PositiveInt = 1_000_000
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    queue_max_messages: PositiveInt = 1_000_000
+    delivery_timeout_ms: PositiveInt = 120_000
+    connect_timeout_s: PositiveFloat = 30.0
+    # Raw librdkafka properties applied last, e.g. {"ssl.ca.location": "/etc/ca.pem"}.
+    extra_config: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                "SASL needs MARKETPIPE_KAFKA__SASL_MECHANISM, __SASL_USERNAME and __SASL_PASSWORD"
+            )
+        return self
+
+
+class FaultSettings(_Section):
+    """Fractions of deliberately bad records the synthetic producer injects (0 disables)."""
+
+    malformed: float = Field(0.0, ge=0.0, le=1.0)
+    crossed: float = Field(0.0, ge=0.0, le=1.0)
+    duplicate: float = Field(0.0, ge=0.0, le=1.0)
+    out_of_order: float = Field(0.0, ge=0.0, le=1.0)
+    # How far back an out-of-order tick's event time is pushed.
+    out_of_order_ms: PositiveFloat = 5_000.0
+
+    @model_validator(mode="after")
+    def _exclusive_fit(self) -> FaultSettings:
+        if self.crossed + self.out_of_order > 1.0:
+            raise ValueError("crossed + out_of_order fractions must not exceed 1")
+        return self
+
+
+class ProducerSettings(_Section):
+    """The synthetic producer: which symbols, how they move, how fast they arrive."""
+
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Used when ``symbols`` is empty: SYM000, SYM001, ...
+    symbol_count: PositiveInt = 10
+    # Total ticks per second over all symbols; 0 produces as fast as the broker takes them.
+    tps: NonNegativeFloat = 1_000.0
+    jitter_ms: NonNegativeFloat = 0.0
+    duration_s: PositiveFloat | None = None
+    count: PositiveInt | None = None
+    seed: int | None = None
+    start_price: PositiveFloat = 100.0
+    # Annualised drift and volatility of the geometric Brownian motion (365-day year).
+    drift: float = 0.0
+    volatility: NonNegativeFloat = 0.3
+    tick_size: PositiveFloat = 0.01
+    spread_bps: PositiveFloat = 2.0
+    lot_size: PositiveFloat = 1.0
+    mean_trade_size: PositiveFloat = 100.0
+    source: str = Field("synthetic", min_length=1)
+    batch_size: PositiveInt = 4_096
+    faults: FaultSettings = Field(default_factory=FaultSettings)
+
+    _split_symbols = field_validator("symbols", mode="before")(_split_csv)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("symbols must be unique")
+        return value
+
+    @field_validator("start_price", "tick_size", "drift", "volatility")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    def symbol_names(self) -> list[str]:
+        if self.symbols:
+            return list(self.symbols)
+        width = max(3, len(str(self.symbol_count - 1)))
+        return [f"SYM{i:0{width}d}" for i in range(self.symbol_count)]
+
+
+class PostgresSettings(_Section):
+    """PostgreSQL / TimescaleDB, the hot store."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5432, ge=1, le=65535)
+    database: str = "marketpipe"
+    user: str = "marketpipe"
+    password: SecretStr = SecretStr("")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = (
+        "prefer"
+    )
+
+    def conninfo(self, database: str | None = None) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=self.host,
+            port=self.port,
+            dbname=database or self.database,
+            user=self.user,
+            password=self.password.get_secret_value(),
+            sslmode=self.sslmode,
+        )
+
+
+class S3Settings(_Section):
+    """S3-compatible object store (MinIO in the cluster), the cold store."""
+
+    # None means AWS itself; set it for MinIO or any other S3-compatible server.
+    endpoint_url: str | None = None
+    bucket: str = Field("marketpipe", min_length=3, max_length=63)
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class OtelSettings(_Section):
+    """OpenTelemetry metrics; ``none`` costs nothing."""
+
+    exporter: Literal["none", "console", "otlp"] = "none"
+    # OTLP/HTTP endpoint, e.g. http://otel-collector:4318; defaults to the SDK's own default.
+    endpoint: str | None = None
+    service_name: str = "marketpipe"
+    export_interval_ms: PositiveInt = 10_000
+
+
+class LocalSettings(_Section):
+    """The local stack of real stand-in services (``marketpipe local``)."""
+
+    data_dir: Path = Path(".marketpipe/local")
+    services: Annotated[list[Literal["kafka", "postgres", "s3"]], NoDecode] = Field(
+        default_factory=lambda: ["kafka", "postgres", "s3"]
+    )
+    startup_timeout_s: PositiveFloat = 60.0
+
+    _split_services = field_validator("services", mode="before")(_split_csv)
+
+
+class Settings(BaseSettings):
+    """Everything marketpipe can be told, one section per component."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    otel: OtelSettings = Field(default_factory=OtelSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
+
+
+def env_name(loc: tuple[str | int, ...]) -> str:
+    """``("kafka", "partitions")`` -> ``MARKETPIPE_KAFKA__PARTITIONS``."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    return ENV_PREFIX + NESTED_DELIMITER.join(parts).upper()
+
+
+def known_env_names(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> set[str]:
+    """Every variable name the settings understand, nested sections expanded."""
+    names: set[str] = set()
+    for field_name, field in model.model_fields.items():
+        name = prefix + field_name.upper()
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names.add(name)  # a whole section as JSON is accepted too
+            names |= known_env_names(annotation, name + NESTED_DELIMITER)
+        else:
+            names.add(name)
+    return names
+
+
+def _unknown_variables(environ: dict[str, str]) -> list[str]:
+    known = known_env_names()
+    return sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+
+
+def describe_validation_error(exc: ValidationError, names: dict[str, str] | None = None) -> str:
+    """One line naming each offending variable (or CLI option, via ``names``) and what is wrong."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        field = str(loc[-1]) if loc else ""
+        name = (names or {}).get(field) or env_name(loc)
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown setting"
+        elif err.get("type") == "missing":
+            msg = "required but not set"
+        value = err.get("input")
+        shown = ""
+        if err.get("type") not in ("missing", "extra_forbidden") and not isinstance(
+            value, dict | BaseModel
+        ):
+            secret = "password" in name.lower() or "secret" in name.lower()
+            shown = " (got ***)" if secret else f" (got {value!r})"
+        problems.append(f"{name}: {msg}{shown}")
+    return "invalid setting " + "; ".join(problems)
+
+
+def load_settings(env_file: Path | str | None = ".env", **overrides: Any) -> Settings:
+    """Build Settings from the environment, ``.env`` and the local stack's endpoints file.
+
+    Precedence, highest first: ``overrides``, environment, ``env_file``, the endpoints file,
+    defaults. Raises ConfigError with a one-line message naming the variable on any problem.
+    """
+    unknown = _unknown_variables(dict(os.environ))
+    if unknown:
+        known = known_env_names()
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hints.append(name + (f" (did you mean {close[0]}?)" if close else ""))
+        raise ConfigError("unknown setting " + ", ".join(hints))
+    files: tuple[Path | str, ...] = (env_file,) if env_file else ()
+    try:
+        first = Settings(_env_file=files or None, **overrides)  # type: ignore[call-arg]
+        endpoints = first.local.data_dir / ENDPOINTS_FILE
+        if not endpoints.is_file():
+            return first
+        return Settings(_env_file=(endpoints, *files), **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def with_overrides(section: _SectionT, options: dict[str, str], **values: Any) -> _SectionT:
+    """Return ``section`` with CLI values applied (None means 'not given') and re-validated.
+
+    ``options`` maps field names to the CLI option that set them, so errors name the option.
+    """
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return section
+    try:
+        return type(section).model_validate({**section.model_dump(), **given})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, options)) from None
+
+
+
+def flatten_env(settings: BaseModel, prefix: str = ENV_PREFIX) -> dict[str, str]:
+    """Effective settings as ``MARKETPIPE_...`` lines, secrets masked (for ``marketpipe settings``)."""
+    out: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        key = prefix + name.upper()
+        if isinstance(value, BaseModel):
+            out.update(flatten_env(value, key + NESTED_DELIMITER))
+        elif isinstance(value, SecretStr):
+            out[key] = "**********" if value.get_secret_value() else ""
+        elif value is None:
+            out[key] = ""
+        elif isinstance(value, list | dict):
+            import orjson
+
+            out[key] = orjson.dumps(value).decode()
+        else:
+            out[key] = str(value)
+    return out
+
+
+def overrides_from_env(env: dict[str, str]) -> dict[str, Any]:
+    """``{"MARKETPIPE_KAFKA__BOOTSTRAP_SERVERS": v}`` -> ``{"kafka": {"bootstrap_servers": v}}``."""
+    nested: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split(NESTED_DELIMITER)
+        node = nested
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return nested
+
+
+def settings_with_env(base: Settings, env: dict[str, str]) -> Settings:
+    """``base`` with the given settings variables applied on top, validated."""
+    data = base.model_dump()
+    for section, values in overrides_from_env(env).items():
+        if isinstance(values, dict):
+            data[section] = {**data.get(section, {}), **values}
+        else:
+            data[section] = values
+    return Settings.model_validate(data)

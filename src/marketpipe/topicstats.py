@@ -1,0 +1,58 @@
+"""Per-symbol summary of a tick topic: what the demo prints after producing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from marketpipe.contracts import decode_tick
+
+
+@dataclass
+class SymbolStats:
+    count: int = 0
+    first_price: float = 0.0
+    last_price: float = 0.0
+    first_seq: int = 0
+    last_seq: int = 0
+
+
+@dataclass
+class TopicSummary:
+    """Counts every message: valid ticks by symbol, everything else as off-contract."""
+
+    messages: int = 0
+    off_contract: int = 0
+    symbols: dict[str, SymbolStats] = field(default_factory=dict)
+
+    def add(self, value: bytes | None) -> None:
+        self.messages += 1
+        try:
+            tick = decode_tick(value or b"")
+        except ValidationError:
+            self.off_contract += 1
+            return
+        stats = self.symbols.get(tick.symbol)
+        if stats is None:
+            stats = self.symbols[tick.symbol] = SymbolStats(
+                first_price=tick.price, first_seq=tick.seq
+            )
+        stats.count += 1
+        stats.last_price = tick.price
+        stats.last_seq = tick.seq
+
+    def lines(self, topic: str) -> list[str]:
+        valid = self.messages - self.off_contract
+        out = [
+            f"{topic}: {self.messages} messages, {valid} contract-valid ticks, "
+            f"{self.off_contract} off-contract, {len(self.symbols)} symbols",
+            f"{'symbol':<12}{'ticks':>10}{'first price':>14}{'last price':>14}{'change':>9}",
+        ]
+        for name in sorted(self.symbols):
+            s = self.symbols[name]
+            change = (s.last_price / s.first_price - 1.0) * 100 if s.first_price else 0.0
+            out.append(
+                f"{name:<12}{s.count:>10}{s.first_price:>14.6g}{s.last_price:>14.6g}{change:>8.3f}%"
+            )
+        return out

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import math
+
+import jsonschema
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from marketpipe.contracts import (
+    TICK_FIELDS,
+    Tick,
+    decode_tick,
+    encode_columns,
+    render_schema,
+    tick_json_schema,
+)
+from tests.conftest import REPO_ROOT
+
+GOOD = {
+    "symbol": "AAPL",
+    "event_time": 1_700_000_000_123_456,
+    "seq": 7,
+    "price": 189.25,
+    "size": 100.0,
+    "bid": 189.24,
+    "ask": 189.26,
+    "bid_size": 300.0,
+    "ask_size": None,
+    "source": "synthetic",
+}
+
+
+def test_committed_schema_is_current() -> None:
+    committed = (REPO_ROOT / "contracts" / "tick.schema.json").read_bytes()
+    assert committed == render_schema(), "run `marketpipe contracts` and commit the result"
+
+
+def test_round_trip() -> None:
+    tick = Tick(**GOOD)
+    assert decode_tick(tick.to_json()) == tick
+    assert tuple(orjson.loads(tick.to_json())) == TICK_FIELDS
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+sizes = st.none() | finite
+
+
+@given(
+    symbol=st.text(min_size=1, max_size=64),
+    event_time=st.integers(min_value=-(2**62), max_value=2**62),
+    seq=st.integers(min_value=0, max_value=2**62),
+    price=finite,
+    size=sizes,
+    bid=finite,
+    ask=finite,
+    bid_size=sizes,
+    ask_size=sizes,
+)
+def test_fast_encoder_agrees_with_the_model(**fields: object) -> None:
+    (payload,) = encode_columns(
+        [fields["symbol"]], [fields["event_time"]], [fields["seq"]], [fields["price"]],
+        [fields["size"]], [fields["bid"]], [fields["ask"]], [fields["bid_size"]],
+        [fields["ask_size"]], "synthetic",
+    )  # type: ignore[list-item]
+    tick = decode_tick(payload)
+    assert tick.model_dump() == {**fields, "source": "synthetic"}
+    jsonschema.validate(orjson.loads(payload), tick_json_schema())
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"price": "189.25"}, "string price"),
+        ({"seq": True}, "bool seq"),
+        ({"event_time": 1.5}, "fractional time"),
+        ({"extra": 1}, "unknown field"),
+        ({"symbol": ""}, "empty symbol"),
+        ({"seq": -1}, "negative seq"),
+    ],
+)
+def test_off_contract_is_rejected(change: dict[str, object], reason: str) -> None:
+    record = {**GOOD, **change}
+    with pytest.raises(ValidationError):
+        decode_tick(orjson.dumps(record))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(record, tick_json_schema())
+
+
+@pytest.mark.parametrize("field", ["price", "symbol", "size"])
+def test_missing_field_is_rejected(field: str) -> None:
+    record = {k: v for k, v in GOOD.items() if k != field}
+    with pytest.raises(ValidationError):
+        decode_tick(orjson.dumps(record))
+
+
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_non_finite_numbers_are_rejected(token: bytes) -> None:
+    payload = orjson.dumps(GOOD).replace(b'"price":189.25', b'"price":' + token)
+    with pytest.raises(ValidationError):
+        decode_tick(payload)
+
+
+def test_integer_prices_are_numbers() -> None:
+    tick = decode_tick(orjson.dumps({**GOOD, "price": 190, "size": 5}))
+    assert tick.price == 190.0 and math.isfinite(tick.price)
