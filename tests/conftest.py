@@ -1,4 +1,4 @@
-"""Shared test setup: tests never see the developer's MARKETPIPE_* variables, .env or local stack."""
+"""Shared test setup: tests never see a developer's MARKETPIPE_* variables, .env or stack."""
 
 from __future__ import annotations
 

@@ -45,7 +45,9 @@ FAULT_OPTIONS = {
 }
 
 
-def _add_options(parser: argparse.ArgumentParser, options: dict[str, str], helps: dict[str, str]) -> None:
+def _add_options(
+    parser: argparse.ArgumentParser, options: dict[str, str], helps: dict[str, str]
+) -> None:
     for field, flag in options.items():
         parser.add_argument(flag, dest=field, metavar="X", help=helps.get(field))
 
@@ -74,7 +76,9 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
         {"source": cfg.source, "topic": topic},
     )
     log.info(
-        "producing %s symbols to %s at %s", len(cfg.symbol_names()), topic,
+        "producing %s symbols to %s at %s",
+        len(cfg.symbol_names()),
+        topic,
         f"{cfg.tps:g} tps" if cfg.tps else "full speed",
     )
     try:
@@ -103,7 +107,7 @@ def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     topic = args.topic or settings.kafka.topic_raw
     wait_for_broker(settings.kafka)
     summary = TopicSummary()
-    for msg in read_to_end(settings.kafka, topic):
+    for msg in read_to_end(settings.kafka, topic, since_ms=args.since):
         summary.add(msg.value())
     for line in summary.lines(topic):
         print(line)
@@ -202,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="per-symbol counts and first/last price of a topic")
     p.add_argument("--topic", help="topic to read (default MARKETPIPE_KAFKA__TOPIC_RAW)")
+    p.add_argument(
+        "--since",
+        type=int,
+        metavar="EPOCH_MS",
+        help="only messages stamped at or after this time (epoch milliseconds)",
+    )
     p.set_defaults(handler=cmd_summary)
 
     p = sub.add_parser("local", help="run the real local services as processes")

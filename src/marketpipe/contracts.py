@@ -112,7 +112,9 @@ def tick_json_schema() -> dict[str, Any]:
 
 def render_schema() -> bytes:
     """The committed schema file's exact bytes."""
-    return orjson.dumps(tick_json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    return (
+        orjson.dumps(tick_json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
 
 
 def export_schema(path: Path = SCHEMA_PATH) -> Path:

@@ -79,7 +79,7 @@ def wait_for(
         attempt += 1
         try:
             return probe()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as exc:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DependencyUnavailable(

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -53,8 +54,6 @@ def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            import orjson
-
             return orjson.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
@@ -169,9 +168,7 @@ class PostgresSettings(_Section):
     database: str = "marketpipe"
     user: str = "marketpipe"
     password: SecretStr = SecretStr("")
-    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = (
-        "prefer"
-    )
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
 
     def conninfo(self, database: str | None = None) -> str:
         from psycopg.conninfo import make_conninfo
@@ -207,12 +204,16 @@ class OtelSettings(_Section):
     export_interval_ms: PositiveInt = 10_000
 
 
+LocalService = Literal["kafka", "postgres", "s3"]
+LOCAL_SERVICES: tuple[LocalService, ...] = ("kafka", "postgres", "s3")
+
+
 class LocalSettings(_Section):
     """The local stack of real stand-in services (``marketpipe local``)."""
 
     data_dir: Path = Path(".marketpipe/local")
-    services: Annotated[list[Literal["kafka", "postgres", "s3"]], NoDecode] = Field(
-        default_factory=lambda: ["kafka", "postgres", "s3"]
+    services: Annotated[list[LocalService], NoDecode] = Field(
+        default_factory=lambda: list(LOCAL_SERVICES)
     )
     startup_timeout_s: PositiveFloat = 60.0
 
@@ -304,11 +305,11 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: Any) -> Set
         raise ConfigError("unknown setting " + ", ".join(hints))
     files: tuple[Path | str, ...] = (env_file,) if env_file else ()
     try:
-        first = Settings(_env_file=files or None, **overrides)  # type: ignore[call-arg]
+        first = Settings(_env_file=files or None, **overrides)
         endpoints = first.local.data_dir / ENDPOINTS_FILE
         if not endpoints.is_file():
             return first
-        return Settings(_env_file=(endpoints, *files), **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=(endpoints, *files), **overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
 
@@ -327,22 +328,22 @@ def with_overrides(section: _SectionT, options: dict[str, str], **values: Any) -
         raise ConfigError(describe_validation_error(exc, options)) from None
 
 
-
-def flatten_env(settings: BaseModel, prefix: str = ENV_PREFIX) -> dict[str, str]:
-    """Effective settings as ``MARKETPIPE_...`` lines, secrets masked (for ``marketpipe settings``)."""
+def flatten_env(
+    settings: BaseModel, prefix: str = ENV_PREFIX, reveal_secrets: bool = False
+) -> dict[str, str]:
+    """Effective settings as ``MARKETPIPE_...`` variables; secrets masked unless revealed."""
     out: dict[str, str] = {}
     for name in type(settings).model_fields:
         value = getattr(settings, name)
         key = prefix + name.upper()
         if isinstance(value, BaseModel):
-            out.update(flatten_env(value, key + NESTED_DELIMITER))
+            out.update(flatten_env(value, key + NESTED_DELIMITER, reveal_secrets))
         elif isinstance(value, SecretStr):
-            out[key] = "**********" if value.get_secret_value() else ""
+            secret = value.get_secret_value()
+            out[key] = secret if reveal_secrets or not secret else "**********"
         elif value is None:
             out[key] = ""
         elif isinstance(value, list | dict):
-            import orjson
-
             out[key] = orjson.dumps(value).decode()
         else:
             out[key] = str(value)
@@ -355,7 +356,7 @@ def overrides_from_env(env: dict[str, str]) -> dict[str, Any]:
     for name, value in env.items():
         if not name.upper().startswith(ENV_PREFIX):
             continue
-        path = name[len(ENV_PREFIX):].lower().split(NESTED_DELIMITER)
+        path = name[len(ENV_PREFIX) :].lower().split(NESTED_DELIMITER)
         node = nested
         for part in path[:-1]:
             node = node.setdefault(part, {})

@@ -39,8 +39,6 @@ def setup_logging(level: str = "INFO") -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    # librdkafka's own chatter arrives through our error callbacks instead.
-    logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def setup_telemetry(cfg: OtelSettings, service: str) -> Telemetry:
@@ -65,7 +63,8 @@ def setup_telemetry(cfg: OtelSettings, service: str) -> Telemetry:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         except ImportError as exc:  # pragma: no cover - depends on the extra
             raise RuntimeError(
-                "MARKETPIPE_OTEL__EXPORTER=otlp needs the otlp extra: pip install 'marketpipe[otlp]'"
+                "MARKETPIPE_OTEL__EXPORTER=otlp needs the otlp extra: "
+                "pip install 'marketpipe[otlp]'"
             ) from exc
         endpoint = f"{cfg.endpoint.rstrip('/')}/v1/metrics" if cfg.endpoint else None
         exporter = OTLPMetricExporter(endpoint=endpoint)
@@ -93,7 +92,9 @@ class ProducerInstruments:
                 "marketpipe.ticks.produced", unit="{tick}", description="Messages acknowledged"
             ),
             produced_bytes=meter.create_counter(
-                "marketpipe.bytes.produced", unit="By", description="Payload bytes acknowledged"
+                "marketpipe.bytes.produced",
+                unit="By",
+                description="Payload bytes handed to the client, less failed deliveries",
             ),
             delivery_errors=meter.create_counter(
                 "marketpipe.delivery.errors", unit="{message}", description="Messages not delivered"

@@ -61,9 +61,16 @@ sizes = st.none() | finite
 )
 def test_fast_encoder_agrees_with_the_model(**fields: object) -> None:
     (payload,) = encode_columns(
-        [fields["symbol"]], [fields["event_time"]], [fields["seq"]], [fields["price"]],
-        [fields["size"]], [fields["bid"]], [fields["ask"]], [fields["bid_size"]],
-        [fields["ask_size"]], "synthetic",
+        [fields["symbol"]],
+        [fields["event_time"]],
+        [fields["seq"]],
+        [fields["price"]],
+        [fields["size"]],
+        [fields["bid"]],
+        [fields["ask"]],
+        [fields["bid_size"]],
+        [fields["ask_size"]],
+        "synthetic",
     )  # type: ignore[list-item]
     tick = decode_tick(payload)
     assert tick.model_dump() == {**fields, "source": "synthetic"}
@@ -105,4 +112,5 @@ def test_non_finite_numbers_are_rejected(token: bytes) -> None:
 
 def test_integer_prices_are_numbers() -> None:
     tick = decode_tick(orjson.dumps({**GOOD, "price": 190, "size": 5}))
-    assert tick.price == 190.0 and math.isfinite(tick.price)
+    assert tick.price == 190.0
+    assert math.isfinite(tick.price)

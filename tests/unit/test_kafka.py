@@ -17,8 +17,11 @@ def test_producer_is_idempotent_with_acks_all() -> None:
 
 def test_sasl_and_extra_config_reach_librdkafka() -> None:
     cfg = KafkaSettings(
-        security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="u",
-        sasl_password=SecretStr("p"), extra_config={"ssl.ca.location": "/ca.pem", "linger.ms": "50"},
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="u",
+        sasl_password=SecretStr("p"),
+        extra_config={"ssl.ca.location": "/ca.pem", "linger.ms": "50"},
     )
     conf = producer_config(cfg)
     assert conf["sasl.password"] == "p"
@@ -30,7 +33,11 @@ def test_pipeline_topics_follow_settings() -> None:
     specs = pipeline_topics(
         KafkaSettings(topic_raw="r", partitions=4, retention_ms=1000, dlq_retention_ms=-1)
     )
-    assert [(s.name, s.partitions) for s in specs] == [("r", 4), ("ticks.valid", 4), ("ticks.dlq", 4)]
+    assert [(s.name, s.partitions) for s in specs] == [
+        ("r", 4),
+        ("ticks.valid", 4),
+        ("ticks.dlq", 4),
+    ]
     assert specs[0].config["retention.ms"] == "1000"
     assert specs[2].config["retention.ms"] == "-1"
 
@@ -46,4 +53,5 @@ def test_undeliverable_messages_are_counted_not_lost() -> None:
     assert report.delivered == 0
     assert report.pending == 0
     assert not report.ok
-    assert report.errors and report.first_errors
+    assert report.errors
+    assert report.first_errors

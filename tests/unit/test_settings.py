@@ -136,4 +136,5 @@ def test_cli_exits_2_with_one_line(
 def test_cli_option_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["produce", "--crossed", "1.5"]) == 2
     err = capsys.readouterr().err
-    assert "--crossed" in err and err.count("\n") == 1
+    assert "--crossed" in err
+    assert err.count("\n") == 1

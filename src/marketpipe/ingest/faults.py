@@ -3,7 +3,8 @@
 Each fraction is relative to the number of good ticks generated:
 - ``crossed``: the tick's quote is crossed (bid above ask). The tick keeps its seq: it is a real
   tick whose content is wrong.
-- ``out_of_order``: the tick's event time is pushed ``out_of_order_ms`` into the past. Keeps its seq.
+- ``out_of_order``: the tick's event time is pushed ``out_of_order_ms`` into the past; it keeps
+  its seq.
   ``crossed`` and ``out_of_order`` never hit the same tick.
 - ``duplicate``: the tick is sent a second time, byte for byte, right after itself.
 - ``malformed``: an extra message that is not a valid tick (truncated or non-JSON bytes, a missing

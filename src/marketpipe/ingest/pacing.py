@@ -70,7 +70,9 @@ class Pacer:
 
     def _plan_until(self, horizon_us: float) -> None:
         """Extend the grid so every slot whose jittered time could be <= horizon is planned."""
-        last_slot = math.floor((horizon_us + self._jitter_us / 2.0 - self._start) / self._interval_us)
+        last_slot = math.floor(
+            (horizon_us + self._jitter_us / 2.0 - self._start) / self._interval_us
+        )
         count = last_slot + 1 - self._planned
         if count <= 0:
             return

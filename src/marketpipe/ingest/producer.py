@@ -122,12 +122,16 @@ class SyntheticProducer:
             if self.pacer.behind_us() > BEHIND_WARNING_US and time.monotonic() > next_warning:
                 log.warning(
                     "producer is %.1fs behind the %g tps schedule: the broker or this core "
-                    "cannot keep up", self.pacer.behind_us() / 1e6, cfg.tps,
+                    "cannot keep up",
+                    self.pacer.behind_us() / 1e6,
+                    cfg.tps,
                 )
                 next_warning = time.monotonic() + 10.0
         summary.delivery = self.publisher.close()
         summary.elapsed_s = time.monotonic() - started
         summary.per_symbol = {
-            name: int(c) for name, c in zip(self.market.names, per_symbol.tolist(), strict=True) if c
+            name: int(c)
+            for name, c in zip(self.market.names, per_symbol.tolist(), strict=True)
+            if c
         }
         return summary

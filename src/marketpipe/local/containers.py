@@ -25,7 +25,7 @@ def docker_available() -> bool:
         client = docker.from_env(timeout=3)
         client.ping()
         client.close()
-    except Exception:  # noqa: BLE001 - any failure means no usable engine
+    except Exception:
         return False
     return True
 
@@ -45,7 +45,9 @@ class ContainerStack:
             from testcontainers.core.wait_strategies import HttpWaitStrategy
             from testcontainers.postgres import PostgresContainer
         except ImportError as exc:
-            raise ServiceError("the docker stack needs testcontainers: pip install -e '.[dev]'") from exc
+            raise ServiceError(
+                "the docker stack needs testcontainers: pip install -e '.[dev]'"
+            ) from exc
 
         password = secrets.token_urlsafe(18)
         access_key, secret_key = "mp" + secrets.token_hex(8), secrets.token_urlsafe(24)
@@ -58,7 +60,9 @@ class ContainerStack:
             driver=None,
         )
         minio = (
-            DockerContainer(MINIO_IMAGE, _wait_strategy=HttpWaitStrategy(9000, "/minio/health/live"))
+            DockerContainer(
+                MINIO_IMAGE, _wait_strategy=HttpWaitStrategy(9000, "/minio/health/live")
+            )
             .with_exposed_ports(9000)
             .with_env("MINIO_ROOT_USER", access_key)
             .with_env("MINIO_ROOT_PASSWORD", secret_key)

@@ -34,7 +34,9 @@ def find_postgres_bin() -> Path:
     """The newest PostgreSQL server bin directory (Debian layout first, then PATH)."""
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
     )
     if candidates:
         return Path(candidates[-1]).parent
@@ -71,10 +73,19 @@ def port_answers(port: int, host: str = "127.0.0.1", timeout_s: float = 0.5) -> 
         return False
 
 
-def pick_ports(previous: Sequence[int] | None, count: int) -> list[int]:
-    """Reuse the previous ports when all are free again (stable endpoints), else fresh ones."""
-    if previous and len(previous) == count and all(port_is_free(p) for p in previous):
-        return list(previous)
+def pick_ports(previous: Sequence[int] | None, count: int, wait_s: float = 3.0) -> list[int]:
+    """Reuse the previous ports when they are free again (stable endpoints), else fresh ones.
+
+    A server that just died releases its sockets a moment later, so wait up to ``wait_s``.
+    """
+    if previous and len(previous) == count:
+        deadline = time.monotonic() + wait_s
+        while True:
+            if all(port_is_free(p) for p in previous):
+                return list(previous)
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
     ports: list[int] = []
     while len(ports) < count:
         port = free_port()
@@ -87,7 +98,7 @@ def spawn(argv: Sequence[str], log_path: Path, cwd: Path | None = None) -> int:
     """Start a detached process in its own session, output appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(  # noqa: S603 - argv built from our own settings
+        proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=log_file,

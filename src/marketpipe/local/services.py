@@ -84,7 +84,7 @@ class Service(ABC):
             return False
         try:
             self.probe(state)
-        except Exception:  # noqa: BLE001 - any failure means not healthy
+        except Exception:
             return False
         return True
 
@@ -116,14 +116,37 @@ class KafkaService(Service):
     def bootstrap(self, state: State) -> str:
         return f"{HOST}:{state['port']}"
 
-    def start(self, previous: State | None) -> State:
-        (port,) = pick_ports([previous["port"]] if previous else None, 1)
-        binary = find_executable(
+    @staticmethod
+    def server_binary() -> str:
+        """The broker binary itself: the ``noida-db`` console script is a Python wrapper that
+        forks it, and a wrapper pid would leave the server orphaned when killed."""
+        import importlib.util
+
+        spec = importlib.util.find_spec("noida_db")
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            candidate = Path(folder) / "noida-db"
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+        return find_executable(
             "noida-db", "install the local extra: pip install 'marketpipe[local]' (or make install)"
         )
+
+    def start(self, previous: State | None) -> State:
+        (port,) = pick_ports([previous["port"]] if previous else None, 1)
         self.dir.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "start", "--only", "kafka", "--kafka-port", str(port), "--host", HOST,
-                "--data-dir", str(self.dir / "data")]
+        binary = self.server_binary()
+        argv = [
+            binary,
+            "start",
+            "--only",
+            "kafka",
+            "--kafka-port",
+            str(port),
+            "--host",
+            HOST,
+            "--data-dir",
+            str(self.dir / "data"),
+        ]
         return {"pid": spawn(argv, self.log_path), "port": port}
 
     def _kafka_settings(self, state: State) -> Any:
@@ -132,7 +155,7 @@ class KafkaService(Service):
     def probe(self, state: State) -> None:
         from marketpipe.kafka import admin_client
 
-        admin_client(self._kafka_settings(state)).list_topics(timeout=2.0)
+        admin_client(self._kafka_settings(state), quiet=True).list_topics(timeout=2.0)
 
     def prepare(self, state: State) -> None:
         from marketpipe.kafka import ensure_topics, pipeline_topics
@@ -163,9 +186,7 @@ class PostgresService(Service):
         return argv
 
     def _run(self, argv: list[str], what: str) -> None:
-        result = subprocess.run(  # noqa: S603
-            self._as_owner(argv), capture_output=True, text=True, check=False
-        )
+        result = subprocess.run(self._as_owner(argv), capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ServiceError(f"{what} failed: {(result.stderr or result.stdout).strip()}")
 
@@ -197,8 +218,18 @@ class PostgresService(Service):
             self._give_to_postgres()
             try:
                 self._run(
-                    [str(bin_dir / "initdb"), "-D", str(self.pgdata), "-U", self.USER,
-                     f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--no-locale"],
+                    [
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(self.pgdata),
+                        "-U",
+                        self.USER,
+                        f"--pwfile={pwfile}",
+                        "--auth=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--no-locale",
+                    ],
                     "initdb",
                 )
             finally:
@@ -208,8 +239,19 @@ class PostgresService(Service):
             "-c max_connections=200 -c shared_buffers=256MB"
         )
         self._run(
-            [str(bin_dir / "pg_ctl"), "start", "-D", str(self.pgdata), "-l", str(self.log_path),
-             "-o", options, "-w", "-t", "60"],
+            [
+                str(bin_dir / "pg_ctl"),
+                "start",
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.log_path),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+            ],
             f"pg_ctl start (log: {self.log_path})",
         )
         pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
@@ -219,8 +261,13 @@ class PostgresService(Service):
         from psycopg.conninfo import make_conninfo
 
         return make_conninfo(
-            host=HOST, port=state["port"], user=self.USER, dbname=database,
-            password=self.secrets.postgres_password, sslmode="disable", connect_timeout=2,
+            host=HOST,
+            port=state["port"],
+            user=self.USER,
+            dbname=database,
+            password=self.secrets.postgres_password,
+            sslmode="disable",
+            connect_timeout=2,
         )
 
     def probe(self, state: State) -> None:
@@ -247,8 +294,17 @@ class PostgresService(Service):
         bin_dir = Path(state.get("bin_dir") or find_postgres_bin())
         try:
             self._run(
-                [str(bin_dir / "pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w",
-                 "-t", "30"],
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "stop",
+                    "-D",
+                    str(self.pgdata),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "30",
+                ],
                 "pg_ctl stop",
             )
         except ServiceError:
@@ -265,9 +321,7 @@ class PostgresService(Service):
         }
 
     def describe(self, state: State) -> str:
-        return (
-            f"postgresql://{self.USER}@{HOST}:{state['port']}/{self.settings.postgres.database}"
-        )
+        return f"postgresql://{self.USER}@{HOST}:{state['port']}/{self.settings.postgres.database}"
 
 
 class S3Service(Service):
@@ -275,7 +329,14 @@ class S3Service(Service):
 
     name = "s3"
     PORT_NAMES = (
-        "s3", "s3_grpc", "master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc",
+        "s3",
+        "s3_grpc",
+        "master",
+        "master_grpc",
+        "volume",
+        "volume_grpc",
+        "filer",
+        "filer_grpc",
         "admin",
     )
 
@@ -285,10 +346,12 @@ class S3Service(Service):
     def _pick(self, previous: State | None) -> dict[str, int]:
         before = [previous["ports"][n] for n in self.PORT_NAMES] if previous else None
         while True:
-            ports = dict(zip(self.PORT_NAMES, pick_ports(before, len(self.PORT_NAMES)), strict=True))
+            ports = dict(
+                zip(self.PORT_NAMES, pick_ports(before, len(self.PORT_NAMES)), strict=True)
+            )
             # weed's admin worker dials admin port + 10000 whatever admin.port.grpc says.
             admin_grpc = ports["admin"] + 10000
-            if admin_grpc < 65536 and pick_ports([admin_grpc], 1) == [admin_grpc]:
+            if admin_grpc < 65536 and pick_ports([admin_grpc], 1, wait_s=0) == [admin_grpc]:
                 return ports
             before = None
 
@@ -320,29 +383,42 @@ class S3Service(Service):
         )
         config.chmod(0o600)
         argv = [
-            binary, "mini", f"-dir={self.dir / 'data'}", f"-ip={HOST}", f"-ip.bind={HOST}",
-            f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3_grpc']}",
-            f"-master.port={ports['master']}", f"-master.port.grpc={ports['master_grpc']}",
-            f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume_grpc']}",
-            f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_grpc']}",
-            f"-admin.port={ports['admin']}", f"-admin.port.grpc={ports['admin'] + 10000}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
-            "-master.volumeSizeLimitMB=256", f"-s3.config={config}",
+            binary,
+            "mini",
+            f"-dir={self.dir / 'data'}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            f"-s3.port={ports['s3']}",
+            f"-s3.port.grpc={ports['s3_grpc']}",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={ports['master_grpc']}",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={ports['volume_grpc']}",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={ports['filer_grpc']}",
+            f"-admin.port={ports['admin']}",
+            f"-admin.port.grpc={ports['admin'] + 10000}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-master.volumeSizeLimitMB=256",
+            f"-s3.config={config}",
         ]
         return {"pid": spawn(argv, self.log_path, cwd=self.dir), "ports": ports}
 
     def client(self, state: State) -> Any:
-        import boto3
-        from botocore.config import Config
+        from pydantic import SecretStr
 
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint(state),
-            aws_access_key_id=self.secrets.s3_access_key,
-            aws_secret_access_key=self.secrets.s3_secret_key,
-            region_name=self.settings.s3.region,
-            config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1}),
+        from marketpipe.objectstore import s3_client
+
+        cfg = self.settings.s3.model_copy(
+            update={
+                "endpoint_url": self.endpoint(state),
+                "access_key_id": self.secrets.s3_access_key,
+                "secret_access_key": SecretStr(self.secrets.s3_secret_key),
+            }
         )
+        return s3_client(cfg, connect_timeout_s=2.0, retries=1)
 
     def probe(self, state: State) -> None:
         self.client(state).list_buckets()

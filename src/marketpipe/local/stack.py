@@ -60,7 +60,9 @@ class LocalStack:
         except FileNotFoundError:
             return {}
         except ValueError as exc:
-            raise ServiceError(f"{self.state_path} is corrupt ({exc}); remove it and retry") from None
+            raise ServiceError(
+                f"{self.state_path} is corrupt ({exc}); remove it and retry"
+            ) from None
 
     def _save_state(self, state: dict[str, State]) -> None:
         tmp = self.state_path.with_suffix(".tmp")
@@ -131,9 +133,11 @@ class LocalStack:
         return self.status()
 
     def status(self) -> list[ServiceStatus]:
-        state = self._load_state() if self.state_path.exists() else {}
+        if not self.state_path.exists():
+            return []
+        state = self._load_state()
         out = []
-        for svc in self._services() if self.data_dir.exists() else []:
+        for svc in self._services():
             st = state.get(svc.name)
             running = svc.running(st)
             out.append(
@@ -149,7 +153,7 @@ class LocalStack:
 
     def down(self, purge: bool = False) -> list[str]:
         """Stop services in reverse order; data stays unless ``purge``."""
-        if not self.data_dir.exists():
+        if not self.state_path.exists():
             return ["nothing to stop: no local stack at " + str(self.data_dir)]
         messages = []
         with self._locked():

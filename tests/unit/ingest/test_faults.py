@@ -54,8 +54,12 @@ def test_no_faults_means_every_message_is_a_good_tick() -> None:
 
 @pytest.mark.parametrize(
     ("field", "label"),
-    [("malformed", MALFORMED), ("crossed", CROSSED), ("duplicate", DUPLICATE),
-     ("out_of_order", OUT_OF_ORDER)],
+    [
+        ("malformed", MALFORMED),
+        ("crossed", CROSSED),
+        ("duplicate", DUPLICATE),
+        ("out_of_order", OUT_OF_ORDER),
+    ],
 )
 @pytest.mark.parametrize("fraction", [0.01, 0.1])
 def test_fraction_is_honoured(field: str, label: str, fraction: float) -> None:

@@ -41,7 +41,9 @@ def test_rate_is_exact_over_time(tps: float) -> None:
 
 def test_jitter_varies_gaps_but_keeps_the_rate() -> None:
     clock = FakeClock()
-    pacer = Pacer(1000, jitter_ms=4.0, rng=np.random.default_rng(1), clock_us=clock, sleep=clock.sleep)
+    pacer = Pacer(
+        1000, jitter_ms=4.0, rng=np.random.default_rng(1), clock_us=clock, sleep=clock.sleep
+    )
     times = run_for(pacer, clock, 5.0)
     gaps = np.diff(times)
     assert abs(len(times) - 5000) <= 5

@@ -14,10 +14,15 @@ from marketpipe.settings import ProducerSettings
 
 
 def spec(name: str = "X", **kw: float) -> SymbolSpec:
-    base = dict(
-        start_price=100.0, drift=0.05, volatility=0.4, tick_size=0.01, spread_bps=2.0,
-        lot_size=1.0, mean_trade_size=100.0,
-    )
+    base = {
+        "start_price": 100.0,
+        "drift": 0.05,
+        "volatility": 0.4,
+        "tick_size": 0.01,
+        "spread_bps": 2.0,
+        "lot_size": 1.0,
+        "mean_trade_size": 100.0,
+    }
     base.update(kw)
     return SymbolSpec(name=name, **base)  # type: ignore[arg-type]
 
@@ -28,8 +33,10 @@ def test_gbm_log_returns_have_the_model_mean_and_sd() -> None:
     n = 200_000
     times = 1_700_000_000_000_000 + np.arange(n, dtype=np.int64) * step_us
     mids = np.concatenate(
-        [market.generate(times[i : i + 5000], np.zeros(5000, dtype=np.int64)).mid
-         for i in range(0, n, 5000)]
+        [
+            market.generate(times[i : i + 5000], np.zeros(5000, dtype=np.int64)).mid
+            for i in range(0, n, 5000)
+        ]
     )
     returns = np.diff(np.log(mids))
     dt = step_us / US_PER_YEAR
@@ -58,7 +65,8 @@ def test_same_seed_same_ticks_different_seed_different_ticks() -> None:
     a = SyntheticMarket(specs, seed=3).generate(times)
     b = SyntheticMarket(specs, seed=3).generate(times)
     c = SyntheticMarket(specs, seed=4).generate(times)
-    assert np.array_equal(a.price, b.price) and np.array_equal(a.symbol_index, b.symbol_index)
+    assert np.array_equal(a.price, b.price)
+    assert np.array_equal(a.symbol_index, b.symbol_index)
     assert not np.array_equal(a.price, c.price)
 
 
@@ -69,9 +77,12 @@ def test_quotes_are_on_the_grid_and_trades_print_at_the_touch() -> None:
     assert np.allclose(np.round(batch.bid / 0.25), batch.bid / 0.25)
     assert np.allclose(np.round(batch.ask / 0.25), batch.ask / 0.25)
     assert ((batch.price == batch.bid) | (batch.price == batch.ask)).all()
-    assert (batch.size >= 1).all() and (batch.bid_size >= 1).all() and (batch.ask_size >= 1).all()
+    assert (batch.size >= 1).all()
+    assert (batch.bid_size >= 1).all()
+    assert (batch.ask_size >= 1).all()
     # The quote straddles the latent mid.
-    assert (batch.bid <= batch.mid + 0.25).all() and (batch.ask >= batch.mid - 0.25).all()
+    assert (batch.bid <= batch.mid + 0.25).all()
+    assert (batch.ask >= batch.mid - 0.25).all()
 
 
 def test_spread_follows_spread_bps() -> None:
@@ -101,7 +112,9 @@ def test_seq_counts_up_per_symbol_across_batches() -> None:
     assert sum(market.last_seq.values()) == 30_000
 
 
-@pytest.mark.parametrize(("step", "decimals"), [(0.01, 2), (0.25, 2), (1.0, 0), (0.0001, 4), (5.0, 0)])
+@pytest.mark.parametrize(
+    ("step", "decimals"), [(0.01, 2), (0.25, 2), (1.0, 0), (0.0001, 4), (5.0, 0)]
+)
 def test_decimals_of(step: float, decimals: int) -> None:
     assert decimals_of(step) == decimals
 

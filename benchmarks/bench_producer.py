@@ -1,0 +1,147 @@
+"""Synthetic producer throughput versus a plain confluent-kafka loop, same broker, same run.
+
+Starts its own local broker (pinned to the last CPU) and pins itself to CPU 0, so "one core"
+means one core for the producing process. Runs the plain loop and the producer alternately,
+``--runs`` times each, and prints medians and their ratio: absolute figures move with the
+machine, the ratio much less.
+
+    python benchmarks/bench_producer.py [--runs 5] [--count 300000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import Producer
+
+from marketpipe.ingest.producer import SyntheticProducer
+from marketpipe.kafka import Publisher, ensure_topics, producer_config
+from marketpipe.kafka.topics import TopicSpec
+from marketpipe.local.stack import LocalStack
+from marketpipe.runtime import StopFlag
+from marketpipe.settings import KafkaSettings, LocalSettings, ProducerSettings, Settings
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    try:
+        os.sched_setaffinity(pid, cpus)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run unpinned
+        pass
+
+
+def fresh_topic(kafka: KafkaSettings) -> str:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka, [TopicSpec(name, 6, 1, {"retention.ms": "600000"})])
+    return name
+
+
+def prebuilt_messages(count: int) -> list[tuple[bytes, bytes]]:
+    """Realistic payloads, encoded before the clock starts."""
+    cfg = ProducerSettings(symbol_count=50, tps=0, seed=1)
+    producer = SyntheticProducer(cfg, publisher=None, topic="")  # type: ignore[arg-type]
+    times = np.arange(count, dtype=np.int64) + 1_700_000_000_000_000
+    keys, values, _, _ = producer.encode(producer.market.generate(times))
+    return list(zip(keys, values, strict=True))
+
+
+def plain_loop(kafka: KafkaSettings, messages: list[tuple[bytes, bytes]]) -> float:
+    """The confluent-kafka example loop: produce, poll(0), retry on BufferError, flush."""
+    topic = fresh_topic(kafka)
+    conf = producer_config(kafka)
+    conf.pop("logger", None)
+    producer = Producer(conf)
+    start = time.perf_counter()
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(60):
+        raise RuntimeError("plain loop: messages left unacknowledged")
+    return len(messages) / (time.perf_counter() - start)
+
+
+def synthetic(kafka: KafkaSettings, count: int) -> float:
+    topic = fresh_topic(kafka)
+    cfg = ProducerSettings(symbol_count=50, tps=0, count=count, seed=2)
+    start = time.perf_counter()
+    summary = SyntheticProducer(cfg, Publisher(kafka), topic).run(StopFlag())
+    elapsed = time.perf_counter() - start
+    if not summary.delivery.ok or summary.delivery.delivered != count:
+        raise RuntimeError(f"synthetic: delivery not clean: {summary.delivery}")
+    return count / elapsed
+
+
+def generate_only(count: int) -> float:
+    """Generation + encoding without a broker: the producer's own cost per tick."""
+    cfg = ProducerSettings(symbol_count=50, tps=0, seed=3)
+    producer = SyntheticProducer(cfg, publisher=None, topic="")  # type: ignore[arg-type]
+    batch = cfg.batch_size
+    start = time.perf_counter()
+    for offset in range(0, count, batch):
+        times = np.full(batch, 1_700_000_000_000_000 + offset, dtype=np.int64)
+        producer.encode(producer.market.generate(times))
+    return count / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--count", type=int, default=300_000)
+    args = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="marketpipe-bench-"))
+    data_dir.chmod(0o755)
+    settings = Settings(_env_file=None, local=LocalSettings(data_dir=data_dir, services=["kafka"]))
+    stack = LocalStack(settings)
+    try:
+        (broker,) = stack.up()
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+        if broker.pid and len(cpus) > 1:
+            pin(broker.pid, {cpus[-1]})
+        pin(0, {cpus[0]})
+        kafka = settings.kafka.model_copy(update={"bootstrap_servers": broker.detail.split()[-1]})
+        messages = prebuilt_messages(args.count)
+        plain, ours, gen = [], [], []
+        for i in range(args.runs):
+            plain.append(plain_loop(kafka, messages))
+            ours.append(synthetic(kafka, args.count))
+            gen.append(generate_only(args.count))
+            print(
+                f"run {i + 1}/{args.runs}: plain {plain[-1]:>9,.0f} msg/s   "
+                f"synthetic {ours[-1]:>9,.0f} ticks/s   generate+encode {gen[-1]:>9,.0f} ticks/s",
+                flush=True,
+            )
+        med_plain, med_ours = statistics.median(plain), statistics.median(ours)
+        ratios = [o / p for o, p in zip(ours, plain, strict=True)]
+        print()
+        print(
+            f"{'benchmark (median of ' + str(args.runs) + ' runs, ' + str(args.count) + ' msgs)':<48}{'rate':>14}"
+        )
+        print(f"{'plain confluent-kafka loop, prebuilt messages':<48}{med_plain:>10,.0f} /s")
+        print(f"{'synthetic producer (generate+encode+publish)':<48}{med_ours:>10,.0f} /s")
+        print(f"{'  of which generate+encode alone':<48}{statistics.median(gen):>10,.0f} /s")
+        print(
+            f"{'ratio synthetic / plain (median of run ratios)':<48}{statistics.median(ratios):>12.2f}"
+        )
+        print(f"{'target: synthetic producer':<48}{'>= 200,000 /s':>14}")
+    finally:
+        stack.down()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
