@@ -11,6 +11,7 @@ machine, the ratio much less.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -32,10 +33,8 @@ from marketpipe.settings import KafkaSettings, LocalSettings, ProducerSettings, 
 
 
 def pin(pid: int, cpus: set[int]) -> None:
-    try:
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: unpinned
         os.sched_setaffinity(pid, cpus)
-    except (AttributeError, OSError):  # not Linux, or not allowed: run unpinned
-        pass
 
 
 def fresh_topic(kafka: KafkaSettings) -> str:
@@ -126,17 +125,19 @@ def main() -> int:
             )
         med_plain, med_ours = statistics.median(plain), statistics.median(ours)
         ratios = [o / p for o, p in zip(ours, plain, strict=True)]
-        print()
-        print(
-            f"{'benchmark (median of ' + str(args.runs) + ' runs, ' + str(args.count) + ' msgs)':<48}{'rate':>14}"
-        )
-        print(f"{'plain confluent-kafka loop, prebuilt messages':<48}{med_plain:>10,.0f} /s")
-        print(f"{'synthetic producer (generate+encode+publish)':<48}{med_ours:>10,.0f} /s")
-        print(f"{'  of which generate+encode alone':<48}{statistics.median(gen):>10,.0f} /s")
-        print(
-            f"{'ratio synthetic / plain (median of run ratios)':<48}{statistics.median(ratios):>12.2f}"
-        )
-        print(f"{'target: synthetic producer':<48}{'>= 200,000 /s':>14}")
+        rows = [
+            ("plain confluent-kafka loop, prebuilt messages", f"{med_plain:>10,.0f} /s"),
+            ("synthetic producer (generate+encode+publish)", f"{med_ours:>10,.0f} /s"),
+            ("  of which generate+encode alone", f"{statistics.median(gen):>10,.0f} /s"),
+            (
+                "ratio synthetic / plain (median of run ratios)",
+                f"{statistics.median(ratios):>12.2f}",
+            ),
+            ("target: synthetic producer", ">= 200,000 /s"),
+        ]
+        print(f"\nmedians of {args.runs} runs, {args.count:,} messages each")
+        for label, value in rows:
+            print(f"{label:<48}{value:>14}")
     finally:
         stack.down()
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -120,7 +120,9 @@ def test_read_since_a_time_skips_older_messages(settings: Settings) -> None:
     publisher = Publisher(settings.kafka)
     topic = settings.kafka.topic_raw
     publisher.publish(topic, [b"a", b"b"], [b"old-a", b"old-b"], [1_000, 2_000])
-    publisher.publish(topic, [b"a", b"b", b"a"], [b"new-a", b"new-b", b"late-a"], [5_000, 6_000, 500])
+    publisher.publish(
+        topic, [b"a", b"b", b"a"], [b"new-a", b"new-b", b"late-a"], [5_000, 6_000, 500]
+    )
     assert publisher.close().ok
     got = sorted(m.value() for m in read_to_end(settings.kafka, topic, since_ms=5_000))
     # The late message sits after the cut in its partition's log, so it is included.
