@@ -13,7 +13,7 @@ since=$(date +%s%3N)
 
 echo
 echo "== producing ${DURATION}s of synthetic ticks at ${TPS}/s"
-"$MP" produce --duration "$DURATION" --tps "$TPS" --symbols AAPL,MSFT,NVDA,ETH-USD,BTC-USD,EURUSD \
+"$MP" produce --duration "$DURATION" --tps "$TPS" --symbols AAPL:189.5,MSFT:415,NVDA:118,ETH-USD:3150,BTC-USD:64000 --volatility 0.6 \
     --jitter-ms 2 --malformed 0.001 --crossed 0.001 --duplicate 0.001 --out-of-order 0.001
 
 echo

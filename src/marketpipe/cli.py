@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         PRODUCE_OPTIONS,
         {
-            "symbols": "comma-separated symbols, e.g. AAPL,MSFT (default: --symbol-count names)",
+            "symbols": "comma-separated symbols, each NAME or NAME:START_PRICE, e.g. "
+            "AAPL:189.5,MSFT:415 (default: --symbol-count SYMnnn names)",
             "symbol_count": "how many SYMnnn symbols when --symbols is not given (default 10)",
             "tps": "ticks per second over all symbols; 0 = as fast as possible (default 1000)",
             "jitter_ms": "uniform jitter of arrival times around the even schedule",

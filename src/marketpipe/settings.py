@@ -116,6 +116,7 @@ class FaultSettings(_Section):
 class ProducerSettings(_Section):
     """The synthetic producer: which symbols, how they move, how fast they arrive."""
 
+    # NAME or NAME:START_PRICE, e.g. AAPL:189.5,MSFT:415,BTC-USD:64000
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Used when ``symbols`` is empty: SYM000, SYM001, ...
     symbol_count: PositiveInt = 10
@@ -141,8 +142,21 @@ class ProducerSettings(_Section):
 
     @field_validator("symbols")
     @classmethod
-    def _symbols_unique(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
+    def _symbols_well_formed(cls, value: list[str]) -> list[str]:
+        names = []
+        for item in value:
+            name, _, price = item.partition(":")
+            if not name or len(name) > 64 or any(c.isspace() for c in name):
+                raise ValueError(f"bad symbol {item!r}: want NAME or NAME:START_PRICE")
+            if price:
+                try:
+                    ok = math.isfinite(float(price)) and float(price) > 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise ValueError(f"bad start price in {item!r}: want a positive number")
+            names.append(name)
+        if len(set(names)) != len(names):
             raise ValueError("symbols must be unique")
         return value
 
@@ -154,10 +168,18 @@ class ProducerSettings(_Section):
         return value
 
     def symbol_names(self) -> list[str]:
-        if self.symbols:
-            return list(self.symbols)
-        width = max(3, len(str(self.symbol_count - 1)))
-        return [f"SYM{i:0{width}d}" for i in range(self.symbol_count)]
+        return list(self.start_prices())
+
+    def start_prices(self) -> dict[str, float]:
+        """Each symbol with its start price (its own, or ``start_price``)."""
+        if not self.symbols:
+            width = max(3, len(str(self.symbol_count - 1)))
+            return {f"SYM{i:0{width}d}": self.start_price for i in range(self.symbol_count)}
+        out = {}
+        for item in self.symbols:
+            name, _, price = item.partition(":")
+            out[name] = float(price) if price else self.start_price
+        return out
 
 
 class PostgresSettings(_Section):

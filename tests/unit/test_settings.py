@@ -100,6 +100,18 @@ def test_cli_overrides_name_the_option() -> None:
         with_overrides(base, {"tps": "--tps"}, tps="-5")
 
 
+def test_symbols_with_start_prices() -> None:
+    cfg = ProducerSettings(symbols=["AAPL:189.5", "MSFT"], start_price=50)
+    assert cfg.start_prices() == {"AAPL": 189.5, "MSFT": 50.0}
+    assert cfg.symbol_names() == ["AAPL", "MSFT"]
+
+
+@pytest.mark.parametrize("bad", [["A:0"], ["A:-1"], ["A:x"], ["A", "A:3"], [":5"], ["A B"]])
+def test_bad_symbol_specs_are_rejected(bad: list[str]) -> None:
+    with pytest.raises(ValueError, match=r"symbol|price|unique"):
+        ProducerSettings(symbols=bad)
+
+
 def test_symbol_names_from_count() -> None:
     assert ProducerSettings(symbol_count=3).symbol_names() == ["SYM000", "SYM001", "SYM002"]
     assert ProducerSettings(symbols=["X"], symbol_count=3).symbol_names() == ["X"]

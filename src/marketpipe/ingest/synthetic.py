@@ -46,7 +46,7 @@ def specs_from_settings(cfg: ProducerSettings) -> list[SymbolSpec]:
     return [
         SymbolSpec(
             name=name,
-            start_price=cfg.start_price,
+            start_price=start_price,
             drift=cfg.drift,
             volatility=cfg.volatility,
             tick_size=cfg.tick_size,
@@ -54,7 +54,7 @@ def specs_from_settings(cfg: ProducerSettings) -> list[SymbolSpec]:
             lot_size=cfg.lot_size,
             mean_trade_size=cfg.mean_trade_size,
         )
-        for name in cfg.symbol_names()
+        for name, start_price in cfg.start_prices().items()
     ]
 
 
