@@ -5,12 +5,12 @@ Messages on ``ticks.raw`` and ``ticks.valid`` are UTF-8 JSON objects with exactl
 (``marketpipe contracts``) and a test keeps the committed copy equal to it.
 
 Two paths exist on purpose: ``Tick`` validates (used at trust boundaries and in tests) and
-``encode_columns`` serialises whole batches fast for producers; a test checks they agree.
+``TickColumns.encode`` serialises whole batches fast for producers; a test checks they agree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,39 +69,71 @@ def decode_tick(payload: bytes | str) -> Tick:
     return Tick.model_validate_json(payload)
 
 
-def encode_columns(
-    symbols: Sequence[str],
-    event_time: Sequence[int],
-    seq: Sequence[int],
-    price: Sequence[float],
-    size: Sequence[float | None],
-    bid: Sequence[float],
-    ask: Sequence[float],
-    bid_size: Sequence[float | None],
-    ask_size: Sequence[float | None],
-    source: str,
-) -> list[bytes]:
-    """Serialise a batch given as columns (Python lists, not numpy arrays) to wire messages."""
-    dumps = orjson.dumps
-    return [
-        dumps(
-            {
-                "symbol": s,
-                "event_time": t,
-                "seq": q,
-                "price": p,
-                "size": z,
-                "bid": b,
-                "ask": a,
-                "bid_size": bz,
-                "ask_size": az,
-                "source": source,
-            }
-        )
-        for s, t, q, p, z, b, a, bz, az in zip(
-            symbols, event_time, seq, price, size, bid, ask, bid_size, ask_size, strict=True
-        )
-    ]
+@dataclass
+class TickColumns:
+    """A batch of ticks as parallel Python lists (not numpy arrays), in emission order.
+
+    Every source builds one of these; ``encode`` is the one fast path to wire messages.
+    ``source`` is one name for the whole batch or one per tick.
+    """
+
+    symbol: list[str] = field(default_factory=list)
+    event_time: list[int] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    price: list[float] = field(default_factory=list)
+    size: list[float | None] = field(default_factory=list)
+    bid: list[float] = field(default_factory=list)
+    ask: list[float] = field(default_factory=list)
+    bid_size: list[float | None] = field(default_factory=list)
+    ask_size: list[float | None] = field(default_factory=list)
+    source: str | list[str] = ""
+
+    def __len__(self) -> int:
+        return len(self.event_time)
+
+    def encode(self) -> list[bytes]:
+        """Serialise every tick to its wire message."""
+        dumps = orjson.dumps
+        n = len(self.event_time)
+        sources = [self.source] * n if isinstance(self.source, str) else self.source
+        return [
+            dumps(
+                {
+                    "symbol": s,
+                    "event_time": t,
+                    "seq": q,
+                    "price": p,
+                    "size": z,
+                    "bid": b,
+                    "ask": a,
+                    "bid_size": bz,
+                    "ask_size": az,
+                    "source": src,
+                }
+            )
+            for s, t, q, p, z, b, a, bz, az, src in zip(
+                self.symbol,
+                self.event_time,
+                self.seq,
+                self.price,
+                self.size,
+                self.bid,
+                self.ask,
+                self.bid_size,
+                self.ask_size,
+                sources,
+                strict=True,
+            )
+        ]
+
+    def keys(self) -> list[bytes]:
+        """Kafka keys: the symbol, so each symbol stays in one partition, in order."""
+        cache: dict[str, bytes] = {}
+        return [cache.get(s) or cache.setdefault(s, s.encode()) for s in self.symbol]
+
+    def timestamps_ms(self) -> list[int]:
+        """Kafka timestamps: the event time."""
+        return [t // 1000 for t in self.event_time]
 
 
 def tick_json_schema() -> dict[str, Any]:

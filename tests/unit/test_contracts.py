@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from marketpipe.contracts import (
     TICK_FIELDS,
     Tick,
+    TickColumns,
     decode_tick,
-    encode_columns,
     render_schema,
     tick_json_schema,
 )
@@ -60,18 +60,9 @@ sizes = st.none() | finite
     ask_size=sizes,
 )
 def test_fast_encoder_agrees_with_the_model(**fields: object) -> None:
-    (payload,) = encode_columns(
-        [fields["symbol"]],
-        [fields["event_time"]],
-        [fields["seq"]],
-        [fields["price"]],
-        [fields["size"]],
-        [fields["bid"]],
-        [fields["ask"]],
-        [fields["bid_size"]],
-        [fields["ask_size"]],
-        "synthetic",
-    )  # type: ignore[list-item]
+    columns = TickColumns(**{k: [v] for k, v in fields.items()}, source="synthetic")  # type: ignore[arg-type]
+    (payload,) = columns.encode()
+    assert columns.keys() == [str(fields["symbol"]).encode()]
     tick = decode_tick(payload)
     assert tick.model_dump() == {**fields, "source": "synthetic"}
     jsonschema.validate(orjson.loads(payload), tick_json_schema())
@@ -114,3 +105,21 @@ def test_integer_prices_are_numbers() -> None:
     tick = decode_tick(orjson.dumps({**GOOD, "price": 190, "size": 5}))
     assert tick.price == 190.0
     assert math.isfinite(tick.price)
+
+
+def test_per_tick_sources_and_timestamps() -> None:
+    columns = TickColumns(
+        symbol=["A", "B"],
+        event_time=[1_000_999, 2_000_000],
+        seq=[1, 1],
+        price=[1.0, 2.0],
+        size=[None, 1.0],
+        bid=[0.9, 1.9],
+        ask=[1.1, 2.1],
+        bid_size=[None, None],
+        ask_size=[None, None],
+        source=["x", "y"],
+    )
+    assert [decode_tick(v).source for v in columns.encode()] == ["x", "y"]
+    assert columns.timestamps_ms() == [1000, 2000]
+    assert columns.keys() == [b"A", b"B"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from marketpipe.contracts import encode_columns
+from marketpipe.contracts import TickColumns
 from marketpipe.ingest.faults import corrupt_columns, interleave
 from marketpipe.ingest.pacing import Pacer
 from marketpipe.ingest.synthetic import SyntheticMarket, TickBatch, specs_from_settings
@@ -76,18 +76,18 @@ class SyntheticProducer:
         labels = corrupt_columns(batch, self.cfg.faults, self.fault_rng)
         sym = batch.symbol_index.tolist()
         names = self.market.names
-        values = encode_columns(
-            [names[i] for i in sym],
-            batch.event_time.tolist(),
-            batch.seq.tolist(),
-            batch.price.tolist(),
-            batch.size.tolist(),
-            batch.bid.tolist(),
-            batch.ask.tolist(),
-            batch.bid_size.tolist(),
-            batch.ask_size.tolist(),
-            self.cfg.source,
-        )
+        values = TickColumns(
+            symbol=[names[i] for i in sym],
+            event_time=batch.event_time.tolist(),
+            seq=batch.seq.tolist(),
+            price=batch.price.tolist(),
+            size=batch.size.tolist(),
+            bid=batch.bid.tolist(),
+            ask=batch.ask.tolist(),
+            bid_size=batch.bid_size.tolist(),
+            ask_size=batch.ask_size.tolist(),
+            source=self.cfg.source,
+        ).encode()
         keys = [self._keys[i] for i in sym]
         stamps = (batch.event_time // 1000).tolist()
         keys, values, label_list, stamps = interleave(
