@@ -45,6 +45,23 @@ FAULT_OPTIONS = {
 }
 
 
+REPLAY_OPTIONS = {
+    "format": "--format",
+    "preset": "--preset",
+    "columns": "--columns",
+    "delimiter": "--delimiter",
+    "time_unit": "--time-unit",
+    "time_format": "--time-format",
+    "tz": "--tz",
+    "price_scale": "--price-scale",
+    "symbol": "--symbol",
+    "only_symbols": "--only-symbols",
+    "speed": "--speed",
+    "start_at": "--start-at",
+    "source": "--source",
+}
+
+
 def _add_options(
     parser: argparse.ArgumentParser, options: dict[str, str], helps: dict[str, str]
 ) -> None:
@@ -89,6 +106,48 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     for line in summary.lines():
         print(line)
     return EXIT_OK if summary.delivery.ok else EXIT_FAILED
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.ingest.progress import Progress
+    from marketpipe.ingest.readers import FileError
+    from marketpipe.ingest.replay import Replayer, check_files
+    from marketpipe.kafka import Publisher, require_topic, wait_for_broker
+    from marketpipe.runtime import stop_on_signals
+    from marketpipe.telemetry import ProducerInstruments, setup_telemetry
+
+    cfg = with_overrides(
+        settings.replay,
+        {**REPLAY_OPTIONS, "header": "--header/--no-header"},
+        header=args.header,
+        **{k: getattr(args, k) for k in REPLAY_OPTIONS},
+    )
+    paths = [Path(p) for p in args.files]
+    try:
+        check_files(paths, cfg)
+    except FileError as exc:
+        print(f"marketpipe replay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    topic = args.topic or settings.kafka.topic_raw
+    telemetry = setup_telemetry(settings.otel, "replay")
+    wait_for_broker(settings.kafka)
+    require_topic(settings.kafka, topic)
+    publisher = Publisher(
+        settings.kafka,
+        ProducerInstruments.create(telemetry.meter),
+        {"source": cfg.source, "topic": topic},
+    )
+    try:
+        with stop_on_signals() as stop:
+            summary = Replayer(cfg, publisher, topic, Progress()).run(paths, stop)
+    finally:
+        telemetry.shutdown()
+    for line in summary.lines():
+        print(line)
+    if not summary.ok:
+        return EXIT_FAILED
+    rejected = sum(summary.accounting.rejected.values())
+    return EXIT_FAILED if args.strict and rejected else EXIT_OK
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -201,6 +260,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--topic", help="target topic (default MARKETPIPE_KAFKA__TOPIC_RAW)")
     p.set_defaults(handler=cmd_produce)
+
+    p = sub.add_parser(
+        "replay",
+        help="publish historical tick files (kibot, CSV, Parquet; gzip ok) with their event times",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="files (or Parquet folders) in order")
+    _add_options(
+        p,
+        REPLAY_OPTIONS,
+        {
+            "format": "auto (default), kibot, csv or parquet",
+            "preset": "a known CSV layout: ccxt-trades, histdata-quotes",
+            "columns": "FIELD=COLUMN pairs (column name or 0-based position), fields: "
+            "time,symbol,price,size,bid,ask,bid_size,ask_size,seq,source",
+            "delimiter": "CSV delimiter (default ,)",
+            "time_unit": "epoch unit of the time column: s, ms, us, ns",
+            "time_format": "iso, or a strptime format like '%%Y%%m%%d %%H%%M%%S%%f'",
+            "tz": "zone of naive times: IANA name, UTC or ±HH:MM (kibot default America/New_York)",
+            "price_scale": "multiply prices by this (e.g. 0.0001 for integer pips)",
+            "symbol": "symbol for files without a symbol column (default: file name)",
+            "only_symbols": "publish only these symbols (comma-separated)",
+            "speed": "1 = real time, N = N times faster, 0 = as fast as possible (default)",
+            "start_at": "skip rows before this instant (ISO 8601 or epoch) to resume",
+            "source": "value of the source field (default replay)",
+        },
+    )
+    p.add_argument(
+        "--header", action=argparse.BooleanOptionalAction, default=None,
+        help="whether CSV files start with a header (default: yes unless columns are positions)",
+    )  # fmt: skip
+    p.add_argument("--topic", help="target topic (default MARKETPIPE_KAFKA__TOPIC_RAW)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any row was rejected")
+    p.set_defaults(handler=cmd_replay)
 
     p = sub.add_parser("topics", help="create or converge the pipeline topics (idempotent)")
     p.set_defaults(handler=cmd_topics)

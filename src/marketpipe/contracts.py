@@ -10,6 +10,7 @@ Two paths exist on purpose: ``Tick`` validates (used at trust boundaries and in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,22 @@ class TickColumns:
                 strict=True,
             )
         ]
+
+    def select(self, rows: Sequence[int]) -> TickColumns:
+        """The given rows, in the given order."""
+        source = self.source
+        return TickColumns(
+            symbol=[self.symbol[i] for i in rows],
+            event_time=[self.event_time[i] for i in rows],
+            seq=[self.seq[i] for i in rows],
+            price=[self.price[i] for i in rows],
+            size=[self.size[i] for i in rows],
+            bid=[self.bid[i] for i in rows],
+            ask=[self.ask[i] for i in rows],
+            bid_size=[self.bid_size[i] for i in rows],
+            ask_size=[self.ask_size[i] for i in rows],
+            source=source if isinstance(source, str) else [source[i] for i in rows],
+        )
 
     def keys(self) -> list[bytes]:
         """Kafka keys: the symbol, so each symbol stays in one partition, in order."""

@@ -182,6 +182,75 @@ class ProducerSettings(_Section):
         return out
 
 
+class ReplaySettings(_Section):
+    """The replay loader: how to read historical files and how fast to publish them."""
+
+    # auto detects Parquet and kibot-style files; anything else is read as generic CSV.
+    format: Literal["auto", "kibot", "csv", "parquet"] = "auto"
+    # A named mapping for a format met in the wild (see README): ccxt-trades, histdata-quotes.
+    preset: Literal["ccxt-trades", "histdata-quotes"] | None = None
+    # Contract field -> file column (header name or 0-based position), e.g. time=timestamp.
+    columns: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # Whether CSV files start with a header; None = yes unless columns are all positions.
+    header: bool | None = None
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    time_unit: Literal["s", "ms", "us", "ns"] | None = None
+    # "iso" or a strptime format such as "%Y%m%d %H%M%S%f".
+    time_format: str | None = None
+    # Zone of naive times: IANA name, UTC, or a fixed offset like -05:00 (kibot: New York).
+    tz: str | None = None
+    price_scale: PositiveFloat = 1.0
+    # Symbol for files without a symbol column (default: the file name without extension).
+    symbol: str | None = None
+    # Publish only these symbols (empty: all).
+    only_symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # 1 = real time, N = N times faster, 0 = as fast as possible.
+    speed: NonNegativeFloat = 0.0
+    # Skip rows before this instant (ISO 8601 or epoch s/ms/us) to resume a replay.
+    start_at: str | None = None
+    source: str = Field("replay", min_length=1)
+    chunk_rows: PositiveInt = 10_000
+
+    _split_symbols = field_validator("only_symbols", mode="before")(_split_csv)
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _parse_columns(cls, value: Any) -> Any:
+        """``time=timestamp,price=price`` or a JSON object."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                return orjson.loads(text)
+            pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("want FIELD=COLUMN pairs separated by commas")
+            return {k.strip(): v.strip() for k, v in pairs}
+        return value
+
+    @field_validator("tz")
+    @classmethod
+    def _known_tz(cls, value: str | None) -> str | None:
+        if value is not None:
+            from marketpipe.ingest.timeparse import parse_tz
+
+            parse_tz(value)
+        return value
+
+    @field_validator("start_at")
+    @classmethod
+    def _instant(cls, value: str | None) -> str | None:
+        if value is not None:
+            from marketpipe.ingest.timeparse import parse_instant
+
+            try:
+                parse_instant(value)
+            except ValueError:
+                raise ValueError(
+                    "want ISO 8601 (2024-01-02T14:30:00Z) or epoch seconds/ms/us"
+                ) from None
+        return value
+
+
 class PostgresSettings(_Section):
     """PostgreSQL / TimescaleDB, the hot store."""
 
@@ -257,6 +326,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
