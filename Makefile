@@ -47,7 +47,7 @@ typecheck: install ## mypy (strict) over src/
 
 .PHONY: bench
 bench: install ## Throughput benchmarks; prints medians and ratios to a plain client loop
-	$(PY) benchmarks/bench_producer.py
+	$(PY) benchmarks/bench_ingest.py
 
 ##@ Local stack
 

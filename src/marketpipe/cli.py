@@ -62,6 +62,15 @@ REPLAY_OPTIONS = {
 }
 
 
+LIVE_OPTIONS = {
+    "symbols": "--symbols",
+    "base_url": "--base-url",
+    "poll_interval_s": "--interval",
+    "duration_s": "--duration",
+    "source": "--source",
+}
+
+
 def _add_options(
     parser: argparse.ArgumentParser, options: dict[str, str], helps: dict[str, str]
 ) -> None:
@@ -148,6 +157,42 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     rejected = sum(summary.accounting.rejected.values())
     return EXIT_FAILED if args.strict and rejected else EXIT_OK
+
+
+def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.ingest.live import LiveSource
+    from marketpipe.ingest.polygon import AuthError, PolygonClient
+    from marketpipe.kafka import Publisher, require_topic, wait_for_broker
+    from marketpipe.runtime import stop_on_signals
+    from marketpipe.telemetry import ProducerInstruments, setup_telemetry
+
+    cfg = with_overrides(settings.live, LIVE_OPTIONS, **{k: getattr(args, k) for k in LIVE_OPTIONS})
+    if not cfg.symbols:
+        raise ConfigError("no symbols: pass --symbols or set MARKETPIPE_LIVE__SYMBOLS")
+    try:
+        client = PolygonClient(cfg)
+    except AuthError as exc:
+        raise ConfigError(str(exc)) from None
+    topic = args.topic or settings.kafka.topic_raw
+    telemetry = setup_telemetry(settings.otel, "live")
+    wait_for_broker(settings.kafka)
+    require_topic(settings.kafka, topic)
+    publisher = Publisher(
+        settings.kafka,
+        ProducerInstruments.create(telemetry.meter),
+        {"source": cfg.source, "topic": topic},
+    )
+    try:
+        with stop_on_signals() as stop:
+            summary = LiveSource(cfg, client, publisher, topic).run(stop)
+    except AuthError as exc:
+        print(f"marketpipe live: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        telemetry.shutdown()
+    for line in summary.lines():
+        print(line)
+    return EXIT_OK if summary.delivery.ok else EXIT_FAILED
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -293,6 +338,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", help="target topic (default MARKETPIPE_KAFKA__TOPIC_RAW)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any row was rejected")
     p.set_defaults(handler=cmd_replay)
+
+    p = sub.add_parser("live", help="poll a Polygon.io-style REST API and publish new trades")
+    _add_options(
+        p,
+        LIVE_OPTIONS,
+        {
+            "symbols": "comma-separated symbols to poll",
+            "base_url": "API base URL (default https://api.polygon.io)",
+            "poll_interval_s": "seconds between poll rounds (default 1)",
+            "duration_s": "stop after this many seconds (default: run until stopped)",
+            "source": "value of the source field (default polygon)",
+        },
+    )
+    p.add_argument("--topic", help="target topic (default MARKETPIPE_KAFKA__TOPIC_RAW)")
+    p.set_defaults(handler=cmd_live)
 
     p = sub.add_parser("topics", help="create or converge the pipeline topics (idempotent)")
     p.set_defaults(handler=cmd_topics)

@@ -79,7 +79,7 @@ def wait_for(
         attempt += 1
         try:
             return probe()
-        except Exception as exc:
+        except Exception as exc:  # any failure means "not yet"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DependencyUnavailable(

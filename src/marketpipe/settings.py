@@ -251,6 +251,32 @@ class ReplaySettings(_Section):
         return value
 
 
+class LiveSettings(_Section):
+    """The live source: a Polygon.io-style REST API polled for last trade and quote."""
+
+    base_url: str = "https://api.polygon.io"
+    api_key: SecretStr | None = None
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    poll_interval_s: PositiveFloat = 1.0
+    request_timeout_s: PositiveFloat = 10.0
+    # Retries of one request after connection errors, timeouts and 5xx.
+    max_retries: NonNegativeInt = 4
+    # 429 answers honoured (waiting Retry-After) before a request is given up.
+    max_rate_limit_waits: NonNegativeInt = 10
+    backoff_initial_s: PositiveFloat = 0.5
+    backoff_max_s: PositiveFloat = 30.0
+    # Client-side cap on requests per second across all symbols.
+    max_requests_per_s: PositiveFloat = 20.0
+    # How long symbol metadata (and "this symbol does not exist") is trusted.
+    metadata_ttl_s: PositiveFloat = 3600.0
+    # Compare polled trades with minute aggregates this often (0 disables).
+    coverage_interval_s: NonNegativeFloat = 300.0
+    duration_s: PositiveFloat | None = None
+    source: str = Field("polygon", min_length=1)
+
+    _split_symbols = field_validator("symbols", mode="before")(_split_csv)
+
+
 class PostgresSettings(_Section):
     """PostgreSQL / TimescaleDB, the hot store."""
 
@@ -327,6 +353,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     otel: OtelSettings = Field(default_factory=OtelSettings)

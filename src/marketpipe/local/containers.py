@@ -25,7 +25,7 @@ def docker_available() -> bool:
         client = docker.from_env(timeout=3)
         client.ping()
         client.close()
-    except Exception:
+    except Exception:  # any failure means no usable engine
         return False
     return True
 

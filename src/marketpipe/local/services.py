@@ -84,7 +84,7 @@ class Service(ABC):
             return False
         try:
             self.probe(state)
-        except Exception:
+        except Exception:  # any failure means not healthy
             return False
         return True
 

@@ -1,11 +1,11 @@
-"""Synthetic producer throughput versus a plain confluent-kafka loop, same broker, same run.
+"""Ingest throughput: plain confluent-kafka loop, synthetic producer, replay loader; one broker.
 
 Starts its own local broker (pinned to the last CPU) and pins itself to CPU 0, so "one core"
-means one core for the producing process. Runs the plain loop and the producer alternately,
-``--runs`` times each, and prints medians and their ratio: absolute figures move with the
-machine, the ratio much less.
+means one core for the producing process. Runs the plain loop, the synthetic producer and the
+replay loader (kibot CSV at --speed 0) alternately, ``--runs`` times each, and prints medians and
+ratios: absolute figures move with the machine, the ratios much less.
 
-    python benchmarks/bench_producer.py [--runs 5] [--count 300000]
+    python benchmarks/bench_ingest.py [--runs 5] [--count 300000]
 """
 
 from __future__ import annotations
@@ -19,17 +19,25 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Producer
 
 from marketpipe.ingest.producer import SyntheticProducer
+from marketpipe.ingest.replay import Replayer
 from marketpipe.kafka import Publisher, ensure_topics, producer_config
 from marketpipe.kafka.topics import TopicSpec
 from marketpipe.local.stack import LocalStack
 from marketpipe.runtime import StopFlag
-from marketpipe.settings import KafkaSettings, LocalSettings, ProducerSettings, Settings
+from marketpipe.settings import (
+    KafkaSettings,
+    LocalSettings,
+    ProducerSettings,
+    ReplaySettings,
+    Settings,
+)
 
 
 def pin(pid: int, cpus: set[int]) -> None:
@@ -83,6 +91,33 @@ def synthetic(kafka: KafkaSettings, count: int) -> float:
     return count / elapsed
 
 
+def kibot_file(folder: Path, count: int) -> Path:
+    """A kibot tick file of ``count`` rows, three ticks per second, a cent random walk."""
+    rng = np.random.default_rng(4)
+    steps = rng.choice([-0.01, 0.0, 0.01], count)
+    prices = np.round(100 + np.cumsum(steps), 2)
+    start = datetime(2024, 3, 8, 9, 30)
+    path = folder / "BENCH.txt"
+    with open(path, "w") as fh:
+        for i in range(count):
+            t = start + timedelta(seconds=i // 3)
+            p = prices[i]
+            fh.write(
+                f"{t:%m/%d/%Y},{t:%H:%M:%S},{p:.2f},{p - 0.01:.2f},{p + 0.01:.2f},{i % 500 + 1}\n"
+            )
+    return path
+
+
+def replay(kafka: KafkaSettings, path: Path, count: int) -> float:
+    topic = fresh_topic(kafka)
+    start = time.perf_counter()
+    summary = Replayer(ReplaySettings(), Publisher(kafka), topic).run([path], StopFlag())
+    elapsed = time.perf_counter() - start
+    if not summary.ok or summary.delivery.delivered != count:
+        raise RuntimeError(f"replay: not clean: {summary.lines()}")
+    return count / elapsed
+
+
 def generate_only(count: int) -> float:
     """Generation + encoding without a broker: the producer's own cost per tick."""
     cfg = ProducerSettings(symbol_count=50, tps=0, seed=3)
@@ -113,14 +148,17 @@ def main() -> int:
         pin(0, {cpus[0]})
         kafka = settings.kafka.model_copy(update={"bootstrap_servers": broker.detail.split()[-1]})
         messages = prebuilt_messages(args.count)
-        plain, ours, gen = [], [], []
+        kibot = kibot_file(data_dir, args.count)
+        plain, ours, gen, rep = [], [], [], []
         for i in range(args.runs):
             plain.append(plain_loop(kafka, messages))
             ours.append(synthetic(kafka, args.count))
             gen.append(generate_only(args.count))
+            rep.append(replay(kafka, kibot, args.count))
             print(
-                f"run {i + 1}/{args.runs}: plain {plain[-1]:>9,.0f} msg/s   "
-                f"synthetic {ours[-1]:>9,.0f} ticks/s   generate+encode {gen[-1]:>9,.0f} ticks/s",
+                f"run {i + 1}/{args.runs}: plain {plain[-1]:>9,.0f} msg/s  "
+                f"synthetic {ours[-1]:>9,.0f}/s  generate+encode {gen[-1]:>9,.0f}/s  "
+                f"replay {rep[-1]:>9,.0f} rows/s",
                 flush=True,
             )
         med_plain, med_ours = statistics.median(plain), statistics.median(ours)
@@ -134,6 +172,12 @@ def main() -> int:
                 f"{statistics.median(ratios):>12.2f}",
             ),
             ("target: synthetic producer", ">= 200,000 /s"),
+            ("replay loader, kibot CSV, --speed 0", f"{statistics.median(rep):>10,.0f} /s"),
+            (
+                "ratio replay / synthetic (median of run ratios)",
+                f"{statistics.median(r / o for r, o in zip(rep, ours, strict=True)):>12.2f}",
+            ),
+            ("target: replay loader", ">= 150,000 /s"),
         ]
         print(f"\nmedians of {args.runs} runs, {args.count:,} messages each")
         for label, value in rows:
