@@ -195,13 +195,14 @@ class Replayer:
                 if stop.is_set():
                     break
                 try:
+                    done = total = 0
                     for chunk in read_file(path, opts, summary.accounting):
                         self._publish_chunk(chunk.columns, chunk.seq, chunk.source, summary, stop)
-                        self.progress.update(
-                            path.name, chunk.done, chunk.total, summary.accounting.read
-                        )
+                        done, total = chunk.done, chunk.total
+                        self.progress.update(path.name, done, total, summary.accounting.read)
                         if stop.is_set():
                             break
+                    self.progress.update(path.name, done, total, summary.accounting.read, True)
                 except FileError as exc:
                     summary.file_errors.append(str(exc))
                     log.error("%s", exc)

@@ -51,6 +51,7 @@ def test_polls_publish_each_trade_once_and_survive_failures(
     source.poll_once(summary)  # nothing new: nothing published
     fake.trade("AAPL", 189.6, 50, seq=4, t_ns=T0 + 2_000_000)
     fake.fail("/last/trade/MSFT", Scripted(503))  # one 5xx: retried, round unaffected
+    fake.fail("/last/nbbo/AAPL", Scripted(429, {"Retry-After": "1"}))  # waited out, not a failure
     source.poll_once(summary)
     fake.trade("AAPL", 189.7, 10, seq=9, t_ns=T0 + 3_000_000)
     fake.trade("MSFT", 415.5, 7, seq=12, t_ns=T0 + 3_000_000)
@@ -66,6 +67,8 @@ def test_polls_publish_each_trade_once_and_survive_failures(
     assert summary.locked_quotes == 2  # both MSFT trades: it never had a quote
     assert summary.delivery.ok
     assert fake.count("/tickers/NOPE") == 1  # unknown symbol cached, not asked every round
+    assert client.stats.rate_limited == 1
+    assert fake.count("/last/nbbo/AAPL", 429) == 1
 
     ticks = [decode_tick(m.value()) for m in read_to_end(settings.kafka, settings.kafka.topic_raw)]
     got = sorted((t.symbol, t.seq, t.price, t.event_time) for t in ticks)
