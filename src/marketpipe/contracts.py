@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_ID = "https://marketpipe.dev/schemas/tick.schema.json"
 SCHEMA_PATH = Path("contracts") / "tick.schema.json"
+#: Symbols and sources: 1-64 printable ASCII characters that are safe in keys and paths.
+NAME_PATTERN = r"^[A-Za-z0-9^][A-Za-z0-9._:/=^+-]{0,63}$"
 
 #: Field order on the wire; producers emit exactly these keys.
 TICK_FIELDS: tuple[str, ...] = (
@@ -48,10 +50,17 @@ class Tick(BaseModel):
         json_schema_extra={"$id": SCHEMA_ID},
     )
 
-    symbol: str = Field(min_length=1, max_length=64, description="Instrument; also the Kafka key.")
-    event_time: int = Field(description="When the trade happened: epoch microseconds, UTC.")
+    symbol: str = Field(
+        pattern=NAME_PATTERN,
+        description="Instrument (letters, digits and . _ : / = ^ + -); also the Kafka key.",
+    )
+    event_time: int = Field(
+        ge=0, lt=2**63, description="When the trade happened: epoch microseconds, UTC."
+    )
     seq: int = Field(
-        ge=0, description="Strictly increasing per (symbol, source); gaps mean lost ticks."
+        ge=0,
+        lt=2**63,
+        description="Strictly increasing per (symbol, source); gaps mean lost ticks.",
     )
     price: float = Field(description="Trade price.")
     size: float | None = Field(description="Trade size; null when the source has no trade size.")
@@ -59,7 +68,7 @@ class Tick(BaseModel):
     ask: float = Field(description="Best ask when the trade happened.")
     bid_size: float | None = Field(description="Size at the best bid; null when unknown.")
     ask_size: float | None = Field(description="Size at the best ask; null when unknown.")
-    source: str = Field(min_length=1, max_length=64, description="Feed that produced the tick.")
+    source: str = Field(pattern=NAME_PATTERN, description="Feed that produced the tick.")
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump())
