@@ -195,6 +195,43 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if summary.delivery.ok else EXIT_FAILED
 
 
+def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.kafka import require_topic, wait_for_broker
+    from marketpipe.kafka.transactions import Fenced
+    from marketpipe.quality.service import QualityService
+    from marketpipe.runtime import stop_on_signals
+    from marketpipe.telemetry import QualityInstruments, setup_telemetry
+
+    cfg = with_overrides(
+        settings.quality,
+        {"delivery": "--delivery", "group_id": "--group", "instance_id": "--instance-id"},
+        delivery=args.delivery,
+        group_id=args.group,
+        instance_id=args.instance_id,
+    )
+    telemetry = setup_telemetry(settings.otel, "quality")
+    wait_for_broker(settings.kafka)
+    kafka = settings.kafka
+    for topic in (kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, kafka.topic_quality_state):
+        require_topic(kafka, topic)
+    service = QualityService(kafka, cfg, QualityInstruments.create(telemetry.meter))
+    log.info(
+        "checking %s -> %s / %s (%s, group %s)",
+        kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, cfg.delivery, cfg.group_id,
+    )  # fmt: skip
+    try:
+        with stop_on_signals() as stop:
+            report = service.run(stop, idle_exit_s=args.until_idle)
+    except Fenced as exc:
+        print(f"marketpipe quality: fenced by a newer instance, stopping: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        telemetry.shutdown()
+    for line in report.lines():
+        print(line)
+    return EXIT_OK if report.balanced else EXIT_FAILED
+
+
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.kafka import ensure_topics, pipeline_topics, wait_for_broker
 
@@ -353,6 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--topic", help="target topic (default MARKETPIPE_KAFKA__TOPIC_RAW)")
     p.set_defaults(handler=cmd_live)
+
+    p = sub.add_parser(
+        "quality", help="check ticks.raw; valid ticks to ticks.valid, the rest to ticks.dlq"
+    )
+    p.add_argument("--delivery", choices=["exactly_once", "at_least_once"], help="guarantee")
+    p.add_argument("--group", dest="group", help="consumer group (default marketpipe-quality)")
+    p.add_argument("--instance-id", help="stable id of this instance (default: host name)")
+    p.add_argument(
+        "--until-idle", type=float, metavar="S", help="stop after S seconds without input"
+    )
+    p.set_defaults(handler=cmd_quality)
 
     p = sub.add_parser("topics", help="create or converge the pipeline topics (idempotent)")
     p.set_defaults(handler=cmd_topics)

@@ -71,6 +71,8 @@ class KafkaSettings(_Section):
     topic_raw: str = Field("ticks.raw", min_length=1, max_length=249)
     topic_valid: str = Field("ticks.valid", min_length=1, max_length=249)
     topic_dlq: str = Field("ticks.dlq", min_length=1, max_length=249)
+    # Compacted changelog of the quality checker's per-symbol state (partitioned like raw).
+    topic_quality_state: str = Field("ticks.quality.state", min_length=1, max_length=249)
     partitions: PositiveInt = 6
     replication_factor: PositiveInt = 1
     # -1 keeps records forever.
@@ -251,6 +253,38 @@ class ReplaySettings(_Section):
         return value
 
 
+class QualitySettings(_Section):
+    """The quality checker: delivery guarantee, state, and every rule's threshold."""
+
+    group_id: str = "marketpipe-quality"
+    # Names this instance's transactional id; keep it stable across restarts of the same
+    # instance (a StatefulSet pod name) so a restart fences the crashed incarnation at once.
+    instance_id: str | None = None
+    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    batch_size: PositiveInt = 5_000
+    poll_timeout_s: PositiveFloat = 0.5
+    transaction_timeout_ms: PositiveInt = 30_000
+    max_message_bytes: PositiveInt = 65_536
+    allow_locked: bool = False
+    # Sources whose quotes may be locked (bid == ask): trade-only replays lock them on purpose.
+    allow_locked_sources: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["replay"])
+    max_spread_bps: PositiveFloat = 1_000.0
+    # How far outside [bid, ask] a trade may print, in basis points of the quote.
+    price_tolerance_bps: NonNegativeFloat = 100.0
+    # Largest move against the symbol's last valid price, in percent.
+    max_jump_pct: PositiveFloat = 10.0
+    out_of_order_tolerance_ms: NonNegativeFloat = 1_000.0
+    # Event time this far behind arrival is stale (0 disables).
+    stale_after_ms: NonNegativeFloat = 60_000.0
+    future_skew_ms: NonNegativeFloat = 5_000.0
+    # Sources whose ticks are history (replays): no stale or future checks.
+    historical_sources: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["replay"])
+
+    _split_lists = field_validator("allow_locked_sources", "historical_sources", mode="before")(
+        _split_csv
+    )
+
+
 class LiveSettings(_Section):
     """The live source: a Polygon.io-style REST API polled for last trade and quote."""
 
@@ -354,6 +388,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     otel: OtelSettings = Field(default_factory=OtelSettings)

@@ -105,3 +105,44 @@ class ProducerInstruments:
                 description="produce() to broker acknowledgement, sampled",
             ),
         )
+
+
+@dataclass
+class QualityInstruments:
+    """The quality checker's accounting: consumed = valid + dlq, reasons, gaps, lag."""
+
+    consumed: Counter
+    valid: Counter
+    dlq: Counter
+    reasons: Counter
+    gaps: Counter
+    lag: Histogram
+
+    @classmethod
+    def create(cls, meter: Meter) -> QualityInstruments:
+        return cls(
+            consumed=meter.create_counter(
+                "marketpipe.quality.consumed", unit="{message}", description="Messages checked"
+            ),
+            valid=meter.create_counter(
+                "marketpipe.quality.valid", unit="{message}", description="Forwarded as valid"
+            ),
+            dlq=meter.create_counter(
+                "marketpipe.quality.dlq", unit="{message}", description="Sent to the DLQ"
+            ),
+            reasons=meter.create_counter(
+                "marketpipe.quality.reasons",
+                unit="{violation}",
+                description="Rule violations by reason (a message can have several)",
+            ),
+            gaps=meter.create_counter(
+                "marketpipe.quality.gap_ticks",
+                unit="{tick}",
+                description="Sequence numbers found missing",
+            ),
+            lag=meter.create_histogram(
+                "marketpipe.quality.lag",
+                unit="{message}",
+                description="Consumer lag over assigned partitions, sampled",
+            ),
+        )

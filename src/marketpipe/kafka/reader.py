@@ -14,7 +14,11 @@ from marketpipe.settings import KafkaSettings
 
 
 def read_to_end(
-    cfg: KafkaSettings, topic: str, since_ms: int | None = None, timeout_s: float = 30.0
+    cfg: KafkaSettings,
+    topic: str,
+    since_ms: int | None = None,
+    timeout_s: float = 30.0,
+    partitions: list[int] | None = None,
 ) -> Iterator[Message]:
     """Yield every committed message ``topic`` holds when called, in order within each partition.
 
@@ -41,6 +45,8 @@ def read_to_end(
             starts = {tp.partition: tp.offset for tp in found}
         assignments, remaining = [], {}
         for pid in meta.partitions:
+            if partitions is not None and pid not in partitions:
+                continue
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, pid), timeout=timeout_s
             )

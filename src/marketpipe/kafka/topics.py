@@ -47,6 +47,12 @@ def pipeline_topics(cfg: KafkaSettings) -> list[TopicSpec]:
         spec(cfg.topic_raw, cfg.retention_ms),
         spec(cfg.topic_valid, cfg.retention_ms),
         spec(cfg.topic_dlq, cfg.dlq_retention_ms),
+        TopicSpec(
+            name=cfg.topic_quality_state,
+            partitions=cfg.partitions,  # must match topic_raw: state follows its partitions
+            replication_factor=cfg.replication_factor,
+            config={"cleanup.policy": "compact", "retention.ms": "-1"},
+        ),
     ]
 
 
