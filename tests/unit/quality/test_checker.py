@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from marketpipe.ingest.faults import GOOD
 from marketpipe.ingest.producer import SyntheticProducer
-from marketpipe.quality.checker import Checker, CheckCounts
+from marketpipe.quality.checker import CheckCounts, Checker
 from marketpipe.quality.rules import Thresholds
 from marketpipe.settings import FaultSettings, ProducerSettings, QualitySettings
 
