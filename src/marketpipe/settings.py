@@ -257,12 +257,18 @@ class QualitySettings(_Section):
     """The quality checker: delivery guarantee, state, and every rule's threshold."""
 
     group_id: str = "marketpipe-quality"
-    # Names this instance's transactional id; keep it stable across restarts of the same
-    # instance (a StatefulSet pod name) so a restart fences the crashed incarnation at once.
+    # This instance's static group membership and transactional id (default: host name). Keep
+    # it stable across restarts (a StatefulSet pod name): a restart then takes its partitions
+    # straight back and fences the crashed incarnation's open transaction at once.
     instance_id: str | None = None
     delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
     batch_size: PositiveInt = 5_000
     poll_timeout_s: PositiveFloat = 0.5
+    # How soon a crashed instance's partitions move to another one (Kafka's default is 45 s).
+    session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
+    # Longest pause between polls before the group moves our partitions away; some brokers
+    # also wait this long for a crashed member during a rebalance.
+    max_poll_interval_ms: int = Field(30_000, ge=1_000, le=3_600_000)
     transaction_timeout_ms: PositiveInt = 30_000
     max_message_bytes: PositiveInt = 65_536
     allow_locked: bool = False

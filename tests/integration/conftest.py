@@ -68,6 +68,7 @@ def settings(services: Settings) -> Settings:
             "topic_raw": f"raw-{suffix}",
             "topic_valid": f"valid-{suffix}",
             "topic_dlq": f"dlq-{suffix}",
+            "topic_quality_state": f"state-{suffix}",
             "partitions": 3,
         }
     )

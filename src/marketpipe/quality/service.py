@@ -95,13 +95,26 @@ class QualityService:
         self.store = StateStore()
         self.checker = Checker(Thresholds(cfg), self.store)
         instance = cfg.instance_id or socket.gethostname()
+        self.instance = instance
         self.output = TransactionalOutput(
             kafka, cfg.delivery, f"{cfg.group_id}-{instance}", cfg.transaction_timeout_ms
         )
         self.consumer = Consumer(
-            consumer_config(kafka, cfg.group_id, **{"enable.auto.commit": False})
+            consumer_config(
+                kafka,
+                cfg.group_id,
+                **{
+                    # Static membership: a restarted instance takes its partitions straight
+                    # back instead of waiting for the group to notice the crash.
+                    "group.instance.id": instance,
+                    "enable.auto.commit": False,
+                    "session.timeout.ms": cfg.session_timeout_ms,
+                    "max.poll.interval.ms": cfg.max_poll_interval_ms,
+                },
+            )
         )
         self.report = QualityReport()
+        self._assigned_at: float | None = None
 
     # -- assignment: state follows partitions ---------------------------------------------------
     def _restore(self, partitions: list[int]) -> None:
@@ -122,6 +135,7 @@ class QualityService:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._restore([tp.partition for tp in partitions])
+        self._assigned_at = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -155,7 +169,9 @@ class QualityService:
                     self._sample_lag()
                     next_lag = now + LAG_EVERY_S
                 if not msgs:
-                    if idle_exit_s is not None and now - last_input >= idle_exit_s:
+                    # Idle counts from the first assignment: waiting to join is not idleness.
+                    since = max(last_input, self._assigned_at or now)
+                    if idle_exit_s is not None and self._assigned_at and now - since >= idle_exit_s:
                         self.report.stopped_by = f"idle {idle_exit_s:g}s"
                         break
                     continue
