@@ -1,11 +1,11 @@
 """The wire contract: one record type, a trade with its prevailing top-of-book quote.
 
 Messages on ``ticks.raw`` and ``ticks.valid`` are UTF-8 JSON objects with exactly the fields of
-``Tick``; the Kafka key is the symbol. ``contracts/tick.schema.json`` is generated from ``Tick``
-(``marketpipe contracts``) and a test keeps the committed copy equal to it.
-
-Two paths exist on purpose: ``Tick`` validates (used at trust boundaries and in tests) and
-``TickColumns.encode`` serialises whole batches fast for producers; a test checks they agree.
+``Tick``; the Kafka key is the symbol. ``Tick`` is a msgspec Struct: one definition that both
+validates messages (in C: the quality checker decodes every message with it) and generates
+``contracts/tick.schema.json`` (``marketpipe contracts``), which a test keeps equal to the
+committed copy. Producers serialise whole batches with ``TickColumns.encode``; a test checks
+that everything it writes decodes as a ``Tick``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_ID = "https://marketpipe.dev/schemas/tick.schema.json"
 SCHEMA_PATH = Path("contracts") / "tick.schema.json"
 #: Symbols and sources: 1-64 printable ASCII characters that are safe in keys and paths.
-NAME_PATTERN = r"^[A-Za-z0-9^][A-Za-z0-9._:/=^+-]{0,63}$"
+#: ``(?!\n)`` because Python's ``$`` also matches before a final newline (ECMA's does not).
+NAME_PATTERN = r"^[A-Za-z0-9^][A-Za-z0-9._:/=^+-]{0,63}(?!\n)$"
+_MAX_DOUBLE = 1.7976931348623157e308
 
 #: Field order on the wire; producers emit exactly these keys.
 TICK_FIELDS: tuple[str, ...] = (
@@ -37,46 +39,75 @@ TICK_FIELDS: tuple[str, ...] = (
     "source",
 )
 
+#: Raised by ``decode_tick`` for anything off-contract (bad JSON or a bad value).
+ContractError = msgspec.DecodeError
 
-class Tick(BaseModel):
+
+# The bounds exclude +-Infinity (JSON has no NaN): every number is finite.
+_FINITE: dict[str, Any] = {"ge": -_MAX_DOUBLE, "le": _MAX_DOUBLE}
+_INT63: dict[str, Any] = {"ge": 0, "le": 2**63 - 1}
+
+
+class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One trade and the quote prevailing when it happened."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        strict=True,
-        allow_inf_nan=False,
-        title="Tick",
-        json_schema_extra={"$id": SCHEMA_ID},
+    symbol: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=NAME_PATTERN,
+            description="Instrument (letters, digits and . _ : / = ^ + -); also the Kafka key.",
+        ),
+    ]
+    event_time: Annotated[
+        int, msgspec.Meta(**_INT63, description="When the trade happened: epoch microseconds, UTC.")
+    ]
+    seq: Annotated[
+        int,
+        msgspec.Meta(
+            **_INT63, description="Strictly increasing per (symbol, source); gaps mean lost ticks."
+        ),
+    ]
+    price: Annotated[float, msgspec.Meta(**_FINITE, description="Trade price.")]
+    size: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                **_FINITE, description="Trade size; null when the source has no trade size."
+            ),
+        ]
+        | None
     )
-
-    symbol: str = Field(
-        pattern=NAME_PATTERN,
-        description="Instrument (letters, digits and . _ : / = ^ + -); also the Kafka key.",
+    bid: Annotated[float, msgspec.Meta(**_FINITE, description="Best bid when the trade happened.")]
+    ask: Annotated[float, msgspec.Meta(**_FINITE, description="Best ask when the trade happened.")]
+    bid_size: (
+        Annotated[
+            float, msgspec.Meta(**_FINITE, description="Size at the best bid; null when unknown.")
+        ]
+        | None
     )
-    event_time: int = Field(
-        ge=0, lt=2**63, description="When the trade happened: epoch microseconds, UTC."
+    ask_size: (
+        Annotated[
+            float, msgspec.Meta(**_FINITE, description="Size at the best ask; null when unknown.")
+        ]
+        | None
     )
-    seq: int = Field(
-        ge=0,
-        lt=2**63,
-        description="Strictly increasing per (symbol, source); gaps mean lost ticks.",
-    )
-    price: float = Field(description="Trade price.")
-    size: float | None = Field(description="Trade size; null when the source has no trade size.")
-    bid: float = Field(description="Best bid when the trade happened.")
-    ask: float = Field(description="Best ask when the trade happened.")
-    bid_size: float | None = Field(description="Size at the best bid; null when unknown.")
-    ask_size: float | None = Field(description="Size at the best ask; null when unknown.")
-    source: str = Field(pattern=NAME_PATTERN, description="Feed that produced the tick.")
+    source: Annotated[
+        str, msgspec.Meta(pattern=NAME_PATTERN, description="Feed that produced the tick.")
+    ]
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.model_dump())
+        return msgspec.json.encode(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.structs.asdict(self)
+
+
+_decoder = msgspec.json.Decoder(Tick)
 
 
 def decode_tick(payload: bytes | str) -> Tick:
-    """Validate one wire message; raises pydantic.ValidationError on anything off-contract."""
-    return Tick.model_validate_json(payload)
+    """Validate one wire message; raises ContractError on anything off-contract."""
+    return _decoder.decode(payload)
 
 
 @dataclass
@@ -163,9 +194,12 @@ class TickColumns:
 
 
 def tick_json_schema() -> dict[str, Any]:
-    schema = Tick.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return schema
+    definition: dict[str, Any] = msgspec.json.schema(Tick)["$defs"]["Tick"]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **definition,
+    }
 
 
 def render_schema() -> bytes:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
-
-from marketpipe.contracts import decode_tick
+from marketpipe.contracts import ContractError, decode_tick
 
 
 @dataclass
@@ -30,7 +28,7 @@ class TopicSummary:
         self.messages += 1
         try:
             tick = decode_tick(value or b"")
-        except ValidationError:
+        except ContractError:
             self.off_contract += 1
             return
         stats = self.symbols.get(tick.symbol)

@@ -37,7 +37,9 @@ def test_pipeline_topics_follow_settings() -> None:
         ("r", 4),
         ("ticks.valid", 4),
         ("ticks.dlq", 4),
+        ("ticks.quality.state", 4),  # partitioned like the raw topic it mirrors
     ]
+    assert specs[3].config["cleanup.policy"] == "compact"
     assert specs[0].config["retention.ms"] == "1000"
     assert specs[2].config["retention.ms"] == "-1"
 

@@ -236,12 +236,12 @@ class Replayer:
             cols.seq = seqs
         cols.source = file_source if file_source is not None else self.cfg.source
         cols = self._filtered(cols, acc)
-        values, keys, stamps = cols.encode(), cols.keys(), cols.timestamps_ms()
+        # The Kafka timestamp stays the publish time: with the original (old) event time, a
+        # topic's time-based retention would delete replayed history as soon as it landed.
+        values, keys = cols.encode(), cols.keys()
         published = 0
         for start, end in self.pacer.ranges(cols.event_time, stop):
-            self.publisher.publish(
-                self.topic, keys[start:end], values[start:end], stamps[start:end]
-            )
+            self.publisher.publish(self.topic, keys[start:end], values[start:end])
             published += end - start
         acc.published += published
         if published < len(values):  # stopped while pacing: read, not sent

@@ -65,7 +65,7 @@ class Checker:
         if error is not None:
             return self._reject(counts, (error.reason,), error.detail)
         assert tick is not None
-        symbol, source, seq = tick["symbol"], tick["source"], tick["seq"]
+        symbol, source, seq = tick.symbol, tick.source, tick.seq
         state = self.store.get(partition, (symbol, source))
         seen = state.observe(seq)
         if seen.duplicate:
@@ -82,19 +82,19 @@ class Checker:
         if seen.late:
             counts.late += 1
         counts.abandoned += seen.abandoned
-        reasons = check_market(tick, state.last_price, self.th) + check_time(
-            tick, state.last_time, now_us, self.th
-        )
-        if reasons:
+        market = check_market(tick, state.last_price, self.th)
+        timing = check_time(tick, state.last_time, now_us, self.th)
+        if market or timing:
+            reasons = market + timing
             detail = (
-                f"{symbol}/{source} seq {seq}: price={tick['price']} size={tick['size']} "
-                f"bid={tick['bid']} ask={tick['ask']} event_time={tick['event_time']} "
+                f"{symbol}/{source} seq {seq}: price={tick.price} size={tick.size} "
+                f"bid={tick.bid} ask={tick.ask} event_time={tick.event_time} "
                 f"last_price={state.last_price} last_time={state.last_time} now={now_us}"
             )
-            return self._reject(counts, tuple(reasons), detail)
-        state.last_price = tick["price"]
-        if state.last_time is None or tick["event_time"] > state.last_time:
-            state.last_time = tick["event_time"]
+            return self._reject(counts, reasons, detail)
+        state.last_price = tick.price
+        if state.last_time is None or tick.event_time > state.last_time:
+            state.last_time = tick.event_time
         counts.valid += 1
         return OK
 

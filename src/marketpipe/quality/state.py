@@ -86,11 +86,17 @@ class StateStore:
         self.dirty: dict[int, set[StateKey]] = {}
 
     def get(self, partition: int, key: StateKey) -> SymbolState:
-        states = self.partitions.setdefault(partition, {})
+        """The state for ``key``, marked as changed (it is about to be)."""
+        states = self.partitions.get(partition)
+        if states is None:
+            states = self.partitions[partition] = {}
         state = states.get(key)
         if state is None:
             state = states[key] = SymbolState()
-        self.dirty.setdefault(partition, set()).add(key)
+        dirty = self.dirty.get(partition)
+        if dirty is None:
+            dirty = self.dirty[partition] = set()
+        dirty.add(key)
         return state
 
     def load(self, partition: int, records: Iterable[tuple[bytes, bytes]]) -> int:

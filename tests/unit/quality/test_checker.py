@@ -18,7 +18,7 @@ EXPECTED_REASON = {
     "crossed": {"crossed"},
     "duplicate": {"duplicate"},
     "out_of_order": {"out_of_order"},
-    "malformed": {"empty", "invalid_json", "missing_field", "wrong_type"},
+    "malformed": {"empty", "invalid_json", "not_object", "missing_field", "wrong_type"},
 }
 
 
