@@ -46,8 +46,9 @@ typecheck: install ## mypy (strict) over src/
 	$(VENV)/bin/mypy
 
 .PHONY: bench
-bench: install ## Throughput benchmarks; prints medians and ratios to a plain client loop
+bench: install ## Throughput benchmarks; prints medians and ratios to plain client loops
 	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_quality.py
 
 ##@ Local stack
 

@@ -249,7 +249,7 @@ def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     wait_for_broker(settings.kafka)
     summary = TopicSummary()
     for msg in read_to_end(settings.kafka, topic, since_ms=args.since):
-        summary.add(msg.value())
+        summary.add(msg.value(), msg.headers())
     for line in summary.lines(topic):
         print(line)
     return EXIT_OK

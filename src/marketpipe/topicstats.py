@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from marketpipe.contracts import ContractError, decode_tick
+
+#: The header the quality checker puts its reason codes in (see quality/service.py).
+REASONS_HEADER = "mp.reasons"
 
 
 @dataclass
@@ -18,14 +22,19 @@ class SymbolStats:
 
 @dataclass
 class TopicSummary:
-    """Counts every message: valid ticks by symbol, everything else as off-contract."""
+    """Counts every message: valid ticks by symbol, everything else as off-contract, and the
+    quality checker's reasons where messages carry them (the DLQ)."""
 
     messages: int = 0
     off_contract: int = 0
     symbols: dict[str, SymbolStats] = field(default_factory=dict)
+    reasons: Counter[str] = field(default_factory=Counter)
 
-    def add(self, value: bytes | None) -> None:
+    def add(self, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> None:
         self.messages += 1
+        for name, raw in headers or ():
+            if name == REASONS_HEADER and raw:
+                self.reasons.update(raw.decode(errors="replace").split(","))
         try:
             tick = decode_tick(value or b"")
         except ContractError:
@@ -47,6 +56,10 @@ class TopicSummary:
             f"{self.off_contract} off-contract, {len(self.symbols)} symbols",
             f"{'symbol':<12}{'ticks':>10}{'first price':>14}{'last price':>14}{'change':>9}",
         ]
+        if self.reasons:
+            out.insert(
+                1, "reasons: " + ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items()))
+            )
         for name in sorted(self.symbols):
             s = self.symbols[name]
             change = (s.last_price / s.first_price - 1.0) * 100 if s.first_price else 0.0

@@ -25,6 +25,7 @@ from marketpipe.quality.state import StateStore
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import KafkaSettings, QualitySettings
 from marketpipe.telemetry import QualityInstruments
+from marketpipe.topicstats import REASONS_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ LAG_EVERY_S = 5.0
 RESTORE_TIMEOUT_S = 90.0
 
 # DLQ headers (original headers are kept in front of them).
-H_REASONS = "mp.reasons"
+H_REASONS = REASONS_HEADER
 H_DETAIL = "mp.detail"
 H_TOPIC = "mp.source.topic"
 H_PARTITION = "mp.source.partition"
