@@ -9,6 +9,8 @@ from marketpipe.contracts import ContractError, decode_tick
 
 #: The header the quality checker puts its reason codes in (see quality/service.py).
 REASONS_HEADER = "mp.reasons"
+#: Message headers as confluent-kafka hands them out.
+Headers = list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None
 
 
 @dataclass
@@ -30,11 +32,13 @@ class TopicSummary:
     symbols: dict[str, SymbolStats] = field(default_factory=dict)
     reasons: Counter[str] = field(default_factory=Counter)
 
-    def add(self, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> None:
+    def add(self, value: bytes | None, headers: Headers = None) -> None:
         self.messages += 1
-        for name, raw in headers or ():
+        pairs = headers.items() if isinstance(headers, dict) else headers or ()
+        for name, raw in pairs:
             if name == REASONS_HEADER and raw:
-                self.reasons.update(raw.decode(errors="replace").split(","))
+                text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+                self.reasons.update(text.split(","))
         try:
             tick = decode_tick(value or b"")
         except ContractError:
