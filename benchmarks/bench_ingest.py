@@ -10,13 +10,8 @@ ratios: absolute figures move with the machine, the ratios much less.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -25,24 +20,17 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Producer
 
+from harness import arguments, own_broker, report
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.ingest.replay import Replayer
 from marketpipe.kafka import Publisher, ensure_topics, producer_config
 from marketpipe.kafka.topics import TopicSpec
-from marketpipe.local.stack import LocalStack
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import (
     KafkaSettings,
-    LocalSettings,
     ProducerSettings,
     ReplaySettings,
-    Settings,
 )
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: unpinned
-        os.sched_setaffinity(pid, cpus)
 
 
 def fresh_topic(kafka: KafkaSettings) -> str:
@@ -131,24 +119,11 @@ def generate_only(count: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--count", type=int, default=300_000)
-    args = parser.parse_args()
-
-    data_dir = Path(tempfile.mkdtemp(prefix="marketpipe-bench-"))
-    data_dir.chmod(0o755)
-    settings = Settings(_env_file=None, local=LocalSettings(data_dir=data_dir, services=["kafka"]))
-    stack = LocalStack(settings)
-    try:
-        (broker,) = stack.up()
-        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
-        if broker.pid and len(cpus) > 1:
-            pin(broker.pid, {cpus[-1]})
-        pin(0, {cpus[0]})
-        kafka = settings.kafka.model_copy(update={"bootstrap_servers": broker.detail.split()[-1]})
+    args = arguments(__doc__.split("\n", 1)[0])
+    with own_broker() as bench:
+        kafka = bench.kafka
         messages = prebuilt_messages(args.count)
-        kibot = kibot_file(data_dir, args.count)
+        kibot = kibot_file(bench.folder, args.count)
         plain, ours, gen, rep = [], [], [], []
         for i in range(args.runs):
             plain.append(plain_loop(kafka, messages))
@@ -179,12 +154,7 @@ def main() -> int:
             ),
             ("target: replay loader", ">= 150,000 /s"),
         ]
-        print(f"\nmedians of {args.runs} runs, {args.count:,} messages each")
-        for label, value in rows:
-            print(f"{label:<48}{value:>14}")
-    finally:
-        stack.down()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        report(f"medians of {args.runs} runs, {args.count:,} messages each", rows)
     return 0
 
 

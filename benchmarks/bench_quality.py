@@ -11,32 +11,24 @@ The stale-time rule is off so that later runs see the same verdicts as the first
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from harness import arguments, own_broker, report
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.kafka import Publisher, consumer_config, ensure_topics, pipeline_topics
 from marketpipe.kafka.transactions import TransactionalOutput
-from marketpipe.local.stack import LocalStack
 from marketpipe.quality.service import QualityService
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import (
     FaultSettings,
     KafkaSettings,
-    LocalSettings,
     ProducerSettings,
     QualitySettings,
-    Settings,
 )
 
 BATCH = 5000
@@ -123,25 +115,9 @@ def preload(kafka: KafkaSettings, count: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--count", type=int, default=300_000)
-    args = parser.parse_args()
-
-    data_dir = Path(tempfile.mkdtemp(prefix="marketpipe-bench-"))
-    data_dir.chmod(0o755)
-    settings = Settings(_env_file=None, local=LocalSettings(data_dir=data_dir, services=["kafka"]))
-    stack = LocalStack(settings)
-    try:
-        (broker,) = stack.up()
-        cpus = sorted(os.sched_getaffinity(0))
-        with contextlib.suppress(OSError):
-            if broker.pid and len(cpus) > 1:
-                os.sched_setaffinity(broker.pid, {cpus[-1]})
-            os.sched_setaffinity(0, {cpus[0]})
-        kafka = settings.kafka.model_copy(
-            update={"bootstrap_servers": broker.detail.split()[-1], "topic_raw": "bench-raw"}
-        )
+    args = arguments(__doc__.split("\n", 1)[0])
+    with own_broker() as bench:
+        kafka = bench.kafka.model_copy(update={"topic_raw": "bench-raw"})
         ensure_topics(kafka, pipeline_topics(kafka)[:1])
         preload(kafka, args.count)
         # The faults add messages: count what is really on the topic.
@@ -170,12 +146,7 @@ def main() -> int:
             ("ratio checker (exactly once) / plain", f"{ratio:>12.2f}"),
             ("target: quality checker", ">= 100,000 /s"),
         ]
-        print(f"\nmedians of {args.runs} runs, {messages:,} messages each")
-        for label, value in rows:
-            print(f"{label:<48}{value:>14}")
-    finally:
-        stack.down()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        report(f"medians of {args.runs} runs, {messages:,} messages each", rows)
     return 0
 
 

@@ -12,10 +12,16 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from marketpipe.settings import ConfigError, Settings, load_settings, with_overrides
 
+if TYPE_CHECKING:
+    from marketpipe.kafka import Publisher
+    from marketpipe.runtime import StopFlag
+
 log = logging.getLogger("marketpipe")
+_SummaryT = TypeVar("_SummaryT")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -78,11 +84,36 @@ def _add_options(
         parser.add_argument(flag, dest=field, metavar="X", help=helps.get(field))
 
 
-def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpipe.ingest.producer import SyntheticProducer
+def _publish(
+    settings: Settings,
+    topic: str,
+    service: str,
+    source: str,
+    run: Callable[[Publisher, StopFlag], _SummaryT],
+) -> _SummaryT:
+    """What every source command shares: telemetry, a reachable broker and topic, a counting
+    publisher, and a clean stop on SIGINT/SIGTERM."""
     from marketpipe.kafka import Publisher, require_topic, wait_for_broker
     from marketpipe.runtime import stop_on_signals
     from marketpipe.telemetry import ProducerInstruments, setup_telemetry
+
+    telemetry = setup_telemetry(settings.otel, service)
+    try:
+        wait_for_broker(settings.kafka)
+        require_topic(settings.kafka, topic)
+        publisher = Publisher(
+            settings.kafka,
+            ProducerInstruments.create(telemetry.meter),
+            {"source": source, "topic": topic},
+        )
+        with stop_on_signals() as stop:
+            return run(publisher, stop)
+    finally:
+        telemetry.shutdown()
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.ingest.producer import SyntheticProducer
 
     cfg = with_overrides(
         settings.producer, PRODUCE_OPTIONS, **{k: getattr(args, k) for k in PRODUCE_OPTIONS}
@@ -92,26 +123,16 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     )
     cfg = with_overrides(cfg, {"faults": "fault options"}, faults=faults.model_dump())
     topic = args.topic or settings.kafka.topic_raw
-
-    telemetry = setup_telemetry(settings.otel, "producer")
-    wait_for_broker(settings.kafka)
-    require_topic(settings.kafka, topic)
-    publisher = Publisher(
-        settings.kafka,
-        ProducerInstruments.create(telemetry.meter),
-        {"source": cfg.source, "topic": topic},
-    )
     log.info(
         "producing %s symbols to %s at %s",
         len(cfg.symbol_names()),
         topic,
         f"{cfg.tps:g} tps" if cfg.tps else "full speed",
     )
-    try:
-        with stop_on_signals() as stop:
-            summary = SyntheticProducer(cfg, publisher, topic).run(stop)
-    finally:
-        telemetry.shutdown()
+    summary = _publish(
+        settings, topic, "producer", cfg.source,
+        lambda publisher, stop: SyntheticProducer(cfg, publisher, topic).run(stop),
+    )  # fmt: skip
     for line in summary.lines():
         print(line)
     return EXIT_OK if summary.delivery.ok else EXIT_FAILED
@@ -121,9 +142,6 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.ingest.progress import Progress
     from marketpipe.ingest.readers import FileError
     from marketpipe.ingest.replay import Replayer, check_files
-    from marketpipe.kafka import Publisher, require_topic, wait_for_broker
-    from marketpipe.runtime import stop_on_signals
-    from marketpipe.telemetry import ProducerInstruments, setup_telemetry
 
     cfg = with_overrides(
         settings.replay,
@@ -138,19 +156,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         print(f"marketpipe replay: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     topic = args.topic or settings.kafka.topic_raw
-    telemetry = setup_telemetry(settings.otel, "replay")
-    wait_for_broker(settings.kafka)
-    require_topic(settings.kafka, topic)
-    publisher = Publisher(
-        settings.kafka,
-        ProducerInstruments.create(telemetry.meter),
-        {"source": cfg.source, "topic": topic},
-    )
-    try:
-        with stop_on_signals() as stop:
-            summary = Replayer(cfg, publisher, topic, Progress()).run(paths, stop)
-    finally:
-        telemetry.shutdown()
+    summary = _publish(
+        settings, topic, "replay", cfg.source,
+        lambda publisher, stop: Replayer(cfg, publisher, topic, Progress()).run(paths, stop),
+    )  # fmt: skip
     for line in summary.lines():
         print(line)
     if not summary.ok:
@@ -162,9 +171,6 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.ingest.live import LiveSource
     from marketpipe.ingest.polygon import AuthError, PolygonClient
-    from marketpipe.kafka import Publisher, require_topic, wait_for_broker
-    from marketpipe.runtime import stop_on_signals
-    from marketpipe.telemetry import ProducerInstruments, setup_telemetry
 
     cfg = with_overrides(settings.live, LIVE_OPTIONS, **{k: getattr(args, k) for k in LIVE_OPTIONS})
     if not cfg.symbols:
@@ -174,22 +180,14 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     except AuthError as exc:
         raise ConfigError(str(exc)) from None
     topic = args.topic or settings.kafka.topic_raw
-    telemetry = setup_telemetry(settings.otel, "live")
-    wait_for_broker(settings.kafka)
-    require_topic(settings.kafka, topic)
-    publisher = Publisher(
-        settings.kafka,
-        ProducerInstruments.create(telemetry.meter),
-        {"source": cfg.source, "topic": topic},
-    )
     try:
-        with stop_on_signals() as stop:
-            summary = LiveSource(cfg, client, publisher, topic).run(stop)
+        summary = _publish(
+            settings, topic, "live", cfg.source,
+            lambda publisher, stop: LiveSource(cfg, client, publisher, topic).run(stop),
+        )  # fmt: skip
     except AuthError as exc:
         print(f"marketpipe live: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    finally:
-        telemetry.shutdown()
     for line in summary.lines():
         print(line)
     return EXIT_OK if summary.delivery.ok else EXIT_FAILED
