@@ -49,6 +49,7 @@ typecheck: install ## mypy (strict) over src/
 bench: install ## Throughput benchmarks; prints medians and ratios to plain client loops
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_quality.py
+	$(PY) benchmarks/bench_sinks.py
 
 ##@ Local stack
 

@@ -13,13 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.local.stack import LocalStack
-from marketpipe.settings import KafkaSettings, LocalSettings, Settings
+from marketpipe.settings import KafkaSettings, LocalSettings, Settings, settings_with_env
 
 
 @dataclass(frozen=True)
 class Bench:
-    kafka: KafkaSettings
+    settings: Settings  # pointing at the benchmark's own services
     folder: Path  # scratch space, removed afterwards
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return self.settings.kafka
 
 
 def arguments(description: str) -> argparse.Namespace:
@@ -30,24 +34,28 @@ def arguments(description: str) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def own_broker() -> Iterator[Bench]:
-    """A fresh local broker pinned to the last CPU, with this process pinned to the first."""
+def own_stack(services: list[str]) -> Iterator[Bench]:
+    """Fresh local services pinned to the last CPU, with this process pinned to the first."""
     folder = Path(tempfile.mkdtemp(prefix="marketpipe-bench-"))
     folder.chmod(0o755)
-    settings = Settings(_env_file=None, local=LocalSettings(data_dir=folder, services=["kafka"]))  # type: ignore[call-arg]
-    stack = LocalStack(settings)
+    base = Settings(_env_file=None, local=LocalSettings(data_dir=folder, services=services))  # type: ignore[call-arg]
+    stack = LocalStack(base)
     try:
-        (broker,) = stack.up()
+        statuses = stack.up()
         with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: unpinned
             cpus = sorted(os.sched_getaffinity(0))
-            if broker.pid and len(cpus) > 1:
-                os.sched_setaffinity(broker.pid, {cpus[-1]})
+            for status in statuses:
+                if status.pid and len(cpus) > 1:
+                    os.sched_setaffinity(status.pid, {cpus[-1]})
             os.sched_setaffinity(0, {cpus[0]})
-        kafka = settings.kafka.model_copy(update={"bootstrap_servers": broker.detail.split()[-1]})
-        yield Bench(kafka, folder)
+        yield Bench(settings_with_env(base, stack.endpoint_env()), folder)
     finally:
         stack.down()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def own_broker() -> contextlib.AbstractContextManager[Bench]:
+    return own_stack(["kafka"])
 
 
 def report(title: str, rows: list[tuple[str, str]]) -> None:

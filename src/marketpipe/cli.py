@@ -230,6 +230,24 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if report.balanced else EXIT_FAILED
 
 
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg
+
+    from marketpipe.runtime import wait_for
+    from marketpipe.sinks.migrations import migrate
+
+    pg = settings.postgres
+    where = f"PostgreSQL at {pg.host}:{pg.port}/{pg.database}"
+    wait_for(where, lambda: psycopg.connect(pg.conninfo(), connect_timeout=3).close(), 30.0)
+    try:
+        for line in migrate(pg.conninfo()):
+            print(line)
+    except psycopg.Error as exc:
+        print(f"marketpipe db migrate: {where}: {exc}".strip(), file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.kafka import ensure_topics, pipeline_topics, wait_for_broker
 
@@ -399,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--until-idle", type=float, metavar="S", help="stop after S seconds without input"
     )
     p.set_defaults(handler=cmd_quality)
+
+    p = sub.add_parser("db", help="the hot store's schema: `marketpipe db migrate`")
+    p.add_argument("action", choices=["migrate"])
+    p.set_defaults(handler=cmd_db)
 
     p = sub.add_parser("topics", help="create or converge the pipeline topics (idempotent)")
     p.set_defaults(handler=cmd_topics)

@@ -1,0 +1,1 @@
+"""Where features land: PostgreSQL/TimescaleDB (hot), Parquet on S3 (cold), DuckDB (embedded)."""

@@ -1,0 +1,172 @@
+"""The hot store's schema, owned by the project: ``marketpipe db migrate``.
+
+Versioned steps, each applied once in its own transaction and recorded in
+``marketpipe_schema_migrations``. The same tables are created on plain PostgreSQL and on
+TimescaleDB; where the ``timescaledb`` extension is available, they also become hypertables on
+``window_start`` with compression and retention policies, and ``bars`` gets an hourly continuous
+aggregate. Running ``migrate`` again is harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_TABLE = "marketpipe_schema_migrations"
+
+
+@dataclass(frozen=True)
+class Step:
+    version: int
+    description: str
+    sql: Callable[[bool], list[str]]  # timescale available -> statements
+
+
+def _tables(_: bool) -> list[str]:
+    return [
+        """
+        CREATE TABLE IF NOT EXISTS bars (
+            symbol           text             NOT NULL,
+            interval_seconds integer          NOT NULL,
+            window_start     timestamptz      NOT NULL,
+            window_end       timestamptz      NOT NULL,
+            open             double precision NOT NULL,
+            high             double precision NOT NULL,
+            low              double precision NOT NULL,
+            close            double precision NOT NULL,
+            volume           double precision,
+            trades           bigint           NOT NULL,
+            vwap             double precision,
+            last_bid         double precision,
+            last_ask         double precision,
+            mean_spread      double precision,
+            written_at       timestamptz      NOT NULL,
+            PRIMARY KEY (symbol, interval_seconds, window_start)
+        )""",
+        """
+        CREATE TABLE IF NOT EXISTS window_features (
+            symbol       text             NOT NULL,
+            window_start timestamptz      NOT NULL,
+            window_end   timestamptz      NOT NULL,
+            log_return   double precision,
+            volatility   double precision,
+            ticks        bigint           NOT NULL,
+            written_at   timestamptz      NOT NULL,
+            PRIMARY KEY (symbol, window_start, window_end)
+        )""",
+        """
+        CREATE TABLE IF NOT EXISTS indicators (
+            symbol       text             NOT NULL,
+            window_start timestamptz      NOT NULL,
+            close        double precision NOT NULL,
+            sma_20       double precision,
+            ema_20       double precision,
+            rsi_14       double precision,
+            macd         double precision,
+            macd_signal  double precision,
+            macd_hist    double precision,
+            written_at   timestamptz      NOT NULL,
+            PRIMARY KEY (symbol, window_start)
+        )""",
+    ]
+
+
+def _timescale(available: bool) -> list[str]:
+    if not available:
+        return []
+    statements = ["CREATE EXTENSION IF NOT EXISTS timescaledb"]
+    for table, segment in (
+        ("bars", "symbol, interval_seconds"),
+        ("window_features", "symbol"),
+        ("indicators", "symbol"),
+    ):
+        statements += [
+            f"SELECT create_hypertable('{table}', 'window_start', if_not_exists => TRUE, "
+            "migrate_data => TRUE, chunk_time_interval => INTERVAL '1 day')",
+            f"ALTER TABLE {table} SET (timescaledb.compress, "
+            f"timescaledb.compress_segmentby = '{segment}')",
+            f"SELECT add_compression_policy('{table}', INTERVAL '7 days', if_not_exists => TRUE)",
+            f"SELECT add_retention_policy('{table}', INTERVAL '90 days', if_not_exists => TRUE)",
+        ]
+    statements += [
+        """
+        CREATE MATERIALIZED VIEW IF NOT EXISTS bars_1h
+        WITH (timescaledb.continuous) AS
+        SELECT symbol,
+               time_bucket(INTERVAL '1 hour', window_start) AS bucket,
+               first(open, window_start) AS open,
+               max(high) AS high,
+               min(low) AS low,
+               last(close, window_start) AS close,
+               sum(volume) AS volume,
+               sum(trades) AS trades
+        FROM bars
+        WHERE interval_seconds = 60
+        GROUP BY symbol, bucket
+        WITH NO DATA""",
+        "SELECT add_continuous_aggregate_policy('bars_1h', start_offset => INTERVAL '3 hours', "
+        "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes', "
+        "if_not_exists => TRUE)",
+    ]
+    return statements
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "feature tables: bars, window_features, indicators", _tables),
+    Step(2, "TimescaleDB: hypertables, compression, retention, bars_1h aggregate", _timescale),
+)
+
+
+def timescale_available(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    return row is not None
+
+
+def applied_versions(conn: psycopg.Connection) -> set[int]:
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
+        "version integer PRIMARY KEY, description text NOT NULL, "
+        "timescale boolean NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    return {v for (v,) in conn.execute(f"SELECT version FROM {MIGRATIONS_TABLE}")}
+
+
+def migrate(conninfo: str) -> list[str]:
+    """Apply every step not applied yet; returns one line per step (applied or skipped)."""
+    lines = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        # One migrator at a time, whoever runs it (a Helm hook Job and a developer, say).
+        conn.execute("SELECT pg_advisory_lock(hashtext('marketpipe-migrations'))")
+        try:
+            timescale = timescale_available(conn)
+            done = applied_versions(conn)
+            for step in STEPS:
+                if step.version in done:
+                    lines.append(f"{step.version:>3} {step.description}: already applied")
+                    continue
+                # TimescaleDB's continuous aggregates cannot be created inside a transaction.
+                in_transaction = not (timescale and step.version == 2)
+                with conn.transaction() if in_transaction else contextlib.nullcontext():
+                    for statement in step.sql(timescale):
+                        conn.execute(statement)
+                    conn.execute(
+                        f"INSERT INTO {MIGRATIONS_TABLE} (version, description, timescale) "
+                        "VALUES (%s, %s, %s)",
+                        (step.version, step.description, timescale),
+                    )
+                suffix = (
+                    "" if timescale or step.version != 2 else " (no timescaledb: nothing to do)"
+                )
+                lines.append(f"{step.version:>3} {step.description}: applied{suffix}")
+                log.info("migration %d applied", step.version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('marketpipe-migrations'))")
+    return lines
