@@ -1,0 +1,1 @@
+"""Features: bars, window features and indicators (pure transforms; Spark job to come)."""
