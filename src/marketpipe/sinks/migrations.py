@@ -28,7 +28,8 @@ class Step:
     sql: Callable[[bool], list[str]]  # timescale available -> statements
 
 
-def _tables(_: bool) -> list[str]:
+def table_ddl() -> list[str]:
+    """CREATE TABLE statements for the feature tables; also valid DuckDB SQL."""
     return [
         """
         CREATE TABLE IF NOT EXISTS bars (
@@ -118,7 +119,7 @@ def _timescale(available: bool) -> list[str]:
 
 
 STEPS: tuple[Step, ...] = (
-    Step(1, "feature tables: bars, window_features, indicators", _tables),
+    Step(1, "feature tables: bars, window_features, indicators", lambda _: table_ddl()),
     Step(2, "TimescaleDB: hypertables, compression, retention, bars_1h aggregate", _timescale),
 )
 

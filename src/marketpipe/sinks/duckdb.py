@@ -1,0 +1,57 @@
+"""The embedded store: one DuckDB file with the same tables and the same idempotent upsert as
+PostgreSQL, for when no server is configured (local runs, notebooks, tests of the job)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from marketpipe.sinks.migrations import table_ddl
+from marketpipe.sinks.postgres import TableSpec
+
+
+class DuckDBSink:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(str(self.path))
+        self._lock = threading.Lock()  # one DuckDB connection is not for concurrent writers
+        for statement in table_ddl():
+            self._con.execute(statement)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def upsert(self, table: TableSpec, rows: Sequence[Sequence[object]]) -> int:
+        """Merge ``rows`` (tuples in ``table.columns`` order) by key; the latest
+        ``version_column`` wins among duplicates in one batch. Returns rows merged."""
+        if not rows:
+            return 0
+        columns = list(zip(*rows, strict=True))
+        batch = pa.table(
+            {name: list(col) for name, col in zip(table.columns, columns, strict=True)}
+        )
+        cols = ", ".join(table.columns)
+        key = ", ".join(table.key)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in table.columns if c not in table.key)
+        with self._lock:
+            self._con.register("mp_batch", batch)
+            try:
+                self._con.execute("BEGIN")
+                merged = self._con.execute(
+                    f"INSERT INTO {table.name} ({cols}) "
+                    f"SELECT DISTINCT ON ({key}) {cols} FROM mp_batch "
+                    f"ORDER BY {key}, {table.version_column} DESC "
+                    f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
+                ).fetchone()
+                self._con.execute("COMMIT")
+            except Exception:
+                self._con.execute("ROLLBACK")
+                raise
+            finally:
+                self._con.unregister("mp_batch")
+        return int(merged[0]) if merged else len(rows)

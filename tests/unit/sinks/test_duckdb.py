@@ -1,0 +1,46 @@
+"""The embedded DuckDB store: same tables, same idempotent upsert (DuckDB runs in-process)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from marketpipe.sinks.duckdb import DuckDBSink
+from marketpipe.sinks.postgres import BARS, INDICATORS
+
+T0 = datetime(2024, 3, 8, 14, 30, tzinfo=UTC)
+
+
+def bar(symbol: str, minute: int, close: float, written: datetime = T0) -> tuple[object, ...]:
+    start = T0 + timedelta(minutes=minute)
+    return (symbol, 60, start, start + timedelta(minutes=1), 100.0, 101.0, 99.0, close,
+            1000.0, 42, 100.2, 99.99, 100.01, 0.02, written)  # fmt: skip
+
+
+def test_upsert_is_idempotent_and_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "marketpipe.duckdb"
+    sink = DuckDBSink(path)
+    batch = [bar("AAPL", m, 100.0 + m) for m in range(50)]
+    assert sink.upsert(BARS, batch) == 50
+    assert sink.upsert(BARS, batch) == 50
+    later = T0 + timedelta(seconds=1)
+    sink.upsert(BARS, [bar("AAPL", 3, 1.0, T0), bar("AAPL", 3, 2.0, later)])
+    sink.close()
+    sink = DuckDBSink(path)  # schema creation is harmless on an existing file
+    sink.close()
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT count(*) FROM bars").fetchone() == (50,)
+    assert con.execute(
+        "SELECT close FROM bars WHERE window_start = ?", [T0 + timedelta(minutes=3)]
+    ).fetchone() == (2.0,)
+    con.close()
+
+
+def test_nullable_columns_and_empty_batches(tmp_path: Path) -> None:
+    sink = DuckDBSink(tmp_path / "x.duckdb")
+    row = ("AAPL", T0, 100.0, None, None, None, None, None, None, T0)
+    assert sink.upsert(INDICATORS, [row]) == 1
+    assert sink.upsert(INDICATORS, []) == 0
+    sink.close()
