@@ -17,7 +17,8 @@ import psycopg
 from harness import arguments, own_stack, report
 from marketpipe.settings import PostgresSettings
 from marketpipe.sinks.migrations import migrate
-from marketpipe.sinks.postgres import BARS, PostgresSink
+from marketpipe.sinks.postgres import PostgresSink
+from marketpipe.sinks.tables import BARS
 
 BATCH = 50_000
 

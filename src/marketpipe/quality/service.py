@@ -199,12 +199,11 @@ class QualityService:
         next_offsets: dict[tuple[str, int], int] = {}
         self.output.begin()
         try:
-            self._route(msgs, counts, next_offsets, now_us)
+            consumed = self._route(msgs, counts, next_offsets, now_us)
             for partition, state_key, state_value in self.store.take_dirty():
                 produce(self.kafka.topic_quality_state, state_value, state_key, partition=partition)
         except KafkaException as exc:
             self.output.fail(exc)
-        consumed = sum(1 for m in msgs if m.error() is None)
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
         self.output.commit(self.consumer, offsets)
         poll(0)
@@ -216,8 +215,10 @@ class QualityService:
         counts: CheckCounts,
         next_offsets: dict[tuple[str, int], int],
         now_us: int,
-    ) -> None:
+    ) -> int:
+        """Check and produce every message; returns how many were consumed."""
         valid_topic, dlq_topic = self.kafka.topic_valid, self.kafka.topic_dlq
+        consumed = 0
         produce = self.output.producer.produce
         poll = self.output.producer.poll
         check = self.checker.check
@@ -230,6 +231,7 @@ class QualityService:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if topic is None or partition is None or offset is None:
                 continue  # not a data message
+            consumed += 1
             key, value, headers = msg.key(), msg.value(), msg.headers()
             verdict = check(partition, key, value, now_us, counts)
             while True:
@@ -255,6 +257,7 @@ class QualityService:
                 except BufferError:
                     poll(0.05)
             next_offsets[(topic, partition)] = offset + 1
+        return consumed
 
     def _account(self, consumed: int, counts: CheckCounts) -> None:
         """Only committed batches count, so the totals match what downstream can read."""

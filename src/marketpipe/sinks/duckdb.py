@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from marketpipe.sinks.migrations import table_ddl
-from marketpipe.sinks.postgres import TableSpec
+from marketpipe.sinks.tables import TableSpec
 
 
 class DuckDBSink:

@@ -10,42 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
 from marketpipe.settings import PostgresSettings
+from marketpipe.sinks.tables import TableSpec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    name: str
-    columns: tuple[str, ...]
-    key: tuple[str, ...]
-    #: Among rows with the same key in one batch, the one with the latest of this column wins.
-    version_column: str = "written_at"
-
-
-BARS = TableSpec(
-    "bars",
-    ("symbol", "interval_seconds", "window_start", "window_end", "open", "high", "low", "close",
-     "volume", "trades", "vwap", "last_bid", "last_ask", "mean_spread", "written_at"),
-    ("symbol", "interval_seconds", "window_start"),
-)  # fmt: skip
-WINDOW_FEATURES = TableSpec(
-    "window_features",
-    ("symbol", "window_start", "window_end", "log_return", "volatility", "ticks", "written_at"),
-    ("symbol", "window_start", "window_end"),
-)
-INDICATORS = TableSpec(
-    "indicators",
-    ("symbol", "window_start", "close", "sma_20", "ema_20", "rsi_14", "macd", "macd_signal",
-     "macd_hist", "written_at"),
-    ("symbol", "window_start"),
-)  # fmt: skip
 
 
 class PostgresSink:

@@ -11,7 +11,8 @@ import pytest
 
 from marketpipe.settings import Settings
 from marketpipe.sinks.migrations import MIGRATIONS_TABLE, STEPS, migrate
-from marketpipe.sinks.postgres import BARS, WINDOW_FEATURES, PostgresSink
+from marketpipe.sinks.postgres import PostgresSink
+from marketpipe.sinks.tables import BARS, WINDOW_FEATURES
 from tests.integration.helpers import run_cli
 
 

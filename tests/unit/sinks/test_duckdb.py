@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from marketpipe.sinks.duckdb import DuckDBSink
-from marketpipe.sinks.postgres import BARS, INDICATORS
+from marketpipe.sinks.tables import BARS, INDICATORS
 
 T0 = datetime(2024, 3, 8, 14, 30, tzinfo=UTC)
 
