@@ -1,0 +1,145 @@
+"""Feature transforms against values computed by hand."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.testing import assertDataFrameEqual
+
+from marketpipe.features.transforms import bars, parse_ticks, window_features
+
+T0 = 1_709_908_200_000_000  # 2024-03-08 14:30:00 UTC, microseconds
+SEC = 1_000_000
+
+
+def kafka_rows(spark: SparkSession, ticks: list[dict[str, object]]) -> DataFrame:
+    rows = [
+        (str(t["symbol"]).encode(), orjson.dumps(t), "ticks.valid", 0, i, datetime.now(UTC), 0)
+        for i, t in enumerate(ticks)
+    ]
+    return spark.createDataFrame(
+        rows,
+        "key binary, value binary, topic string, partition int, offset long, "
+        "timestamp timestamp, timestampType int",
+    )
+
+
+def tick(symbol: str, t: int, seq: int, price: float, size: float | None = 1.0,
+         bid: float | None = None, ask: float | None = None) -> dict[str, object]:  # fmt: skip
+    return {"symbol": symbol, "event_time": t, "seq": seq, "price": price, "size": size,
+            "bid": bid if bid is not None else price - 0.01,
+            "ask": ask if ask is not None else price + 0.01,
+            "bid_size": None, "ask_size": None, "source": "test"}  # fmt: skip
+
+
+def ts(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1e6, UTC).replace(tzinfo=None)
+
+
+def test_parse_keeps_every_field_and_adds_event_ts(spark: SparkSession) -> None:
+    parsed = parse_ticks(kafka_rows(spark, [tick("AAPL", T0 + 123, 7, 189.5, None)]))
+    row = parsed.collect()[0]
+    assert (row.symbol, row.event_time, row.seq, row.price, row.size) == (
+        "AAPL",
+        T0 + 123,
+        7,
+        189.5,
+        None,
+    )
+    assert row.event_ts == ts(T0 + 123)
+
+
+def test_one_second_bars_by_hand(spark: SparkSession) -> None:
+    ticks = [
+        # Two ticks share a microsecond: seq decides which is first and last.
+        tick("AAPL", T0 + 100, 2, 10.0, 1.0, 9.9, 10.1),
+        tick("AAPL", T0 + 100, 1, 11.0, 3.0, 10.9, 11.1),
+        tick("AAPL", T0 + 900_000, 3, 12.0, None, 11.8, 12.2),  # quote-only: no size
+        tick("AAPL", T0 + SEC + 5, 4, 13.0, 2.0),
+        tick("MSFT", T0 + 500, 1, 415.0, 10.0, 414.9, 415.1),
+    ]
+    got = bars(parse_ticks(kafka_rows(spark, ticks)), 1)
+    expected = spark.createDataFrame(
+        [
+            (
+                "AAPL",
+                1,
+                ts(T0),
+                ts(T0 + SEC),
+                11.0,
+                12.0,
+                10.0,
+                12.0,
+                4.0,
+                3,
+                (11.0 * 3 + 10.0 * 1) / 4,
+                11.8,
+                12.2,
+                (0.2 + 0.2 + 0.4) / 3,
+            ),
+            (
+                "AAPL",
+                1,
+                ts(T0 + SEC),
+                ts(T0 + 2 * SEC),
+                13.0,
+                13.0,
+                13.0,
+                13.0,
+                2.0,
+                1,
+                13.0,
+                12.99,
+                13.01,
+                0.02,
+            ),
+            (
+                "MSFT",
+                1,
+                ts(T0),
+                ts(T0 + SEC),
+                415.0,
+                415.0,
+                415.0,
+                415.0,
+                10.0,
+                1,
+                415.0,
+                414.9,
+                415.1,
+                0.2,
+            ),
+        ],
+        got.schema,
+    )
+    assertDataFrameEqual(got, expected, rtol=1e-9)
+
+
+def test_sliding_window_log_return_and_volatility(spark: SparkSession) -> None:
+    prices = [100.0, 101.0, 99.0, 102.0]
+    ticks = [tick("X", T0 + i * SEC, i + 1, p) for i, p in enumerate(prices)]
+    got = {
+        (r.window_start, r.window_end): r
+        for r in window_features(parse_ticks(kafka_rows(spark, ticks)), 10, 5).collect()
+    }
+    full = got[(ts(T0), ts(T0 + 10 * SEC))]
+    returns = [math.log(b / a) for a, b in itertools.pairwise(prices)]
+    mean = sum(returns) / 3
+    sd = math.sqrt(sum((r - mean) ** 2 for r in returns) / 2)
+    assert full.ticks == 4
+    assert full.log_return == pytest.approx(math.log(102.0 / 100.0))
+    assert full.volatility == pytest.approx(sd)
+    earlier = got[(ts(T0 - 5 * SEC), ts(T0 + 5 * SEC))]
+    assert earlier.ticks == 4  # the 60/10-style overlap: both windows hold all four ticks
+
+
+def test_volatility_is_null_below_three_ticks(spark: SparkSession) -> None:
+    ticks = [tick("Y", T0, 1, 10.0), tick("Y", T0 + SEC, 2, 11.0)]
+    rows = window_features(parse_ticks(kafka_rows(spark, ticks)), 10, 10).collect()
+    assert [(r.ticks, r.volatility) for r in rows] == [(2, None)]
+    assert rows[0].log_return == pytest.approx(math.log(1.1))
