@@ -248,6 +248,33 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.features.job import sink_writer, spark_session, start_queries
+    from marketpipe.kafka import require_topic, wait_for_broker
+    from marketpipe.runtime import stop_on_signals
+
+    cfg = settings.features
+    wait_for_broker(settings.kafka)
+    require_topic(settings.kafka, settings.kafka.topic_valid)
+    spark = spark_session(cfg)
+    write, close = sink_writer(cfg, settings.postgres)
+    queries = start_queries(spark, settings.kafka, cfg, write, available_now=args.available_now)
+    log.info("features: %d streaming queries over %s", len(queries), settings.kafka.topic_valid)
+    try:
+        with stop_on_signals() as stop:
+            while not stop.is_set() and any(q.isActive for q in queries):
+                stop.wait(1.0)
+        for q in queries:
+            q.stop()
+        failed = [q.name for q in queries if q.exception() is not None]
+    finally:
+        close()
+        spark.stop()
+    for q in queries:
+        print(f"{q.name}: {'failed: ' + str(q.exception()) if q.exception() else 'stopped'}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.kafka import ensure_topics, pipeline_topics, wait_for_broker
 
@@ -417,6 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--until-idle", type=float, metavar="S", help="stop after S seconds without input"
     )
     p.set_defaults(handler=cmd_quality)
+
+    p = sub.add_parser(
+        "features", help="Spark Structured Streaming: ticks.valid -> bars, window features"
+    )
+    p.add_argument(
+        "--available-now", action="store_true",
+        help="process what the topic holds now, then exit (a bounded run)",
+    )  # fmt: skip
+    p.set_defaults(handler=cmd_features)
 
     p = sub.add_parser("db", help="the hot store's schema: `marketpipe db migrate`")
     p.add_argument("action", choices=["migrate"])

@@ -365,6 +365,35 @@ LocalService = Literal["kafka", "postgres", "s3"]
 LOCAL_SERVICES: tuple[LocalService, ...] = ("kafka", "postgres", "s3")
 
 
+FeatureSink = Literal["duckdb", "postgres"]
+DEFAULT_FEATURE_SINKS: tuple[FeatureSink, ...] = ("duckdb",)
+
+
+class FeaturesSettings(_Section):
+    """The Spark features job: source, windows, trigger, checkpoints, sinks."""
+
+    # "python": the Python Data Source reader (local mode, tests); "connector": Spark's
+    # spark-sql-kafka connector (the cluster image). Both give the same columns.
+    source: Literal["python", "connector"] = "python"
+    master: str = "local[2]"
+    checkpoint_dir: str = ".marketpipe/checkpoints"
+    trigger_s: PositiveFloat = 1.0
+    # How late an event may arrive and still count (event-time watermark).
+    watermark_s: NonNegativeFloat = 10.0
+    bar_intervals_s: Annotated[list[PositiveInt], NoDecode] = Field(default_factory=lambda: [1, 60])
+    window_length_s: PositiveInt = 60
+    window_slide_s: PositiveInt = 10
+    max_offsets_per_trigger: PositiveInt = 500_000
+    duckdb_path: str = ".marketpipe/marketpipe.duckdb"
+    # Where features land; every sink upserts by key, so any mix is idempotent.
+    sinks: Annotated[list[FeatureSink], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_FEATURE_SINKS)
+    )
+
+    _split_sinks = field_validator("sinks", mode="before")(_split_csv)
+    _split_intervals = field_validator("bar_intervals_s", mode="before")(_split_csv)
+
+
 class LocalSettings(_Section):
     """The local stack of real stand-in services (``marketpipe local``)."""
 
@@ -395,6 +424,7 @@ class Settings(BaseSettings):
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
