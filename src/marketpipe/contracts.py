@@ -188,10 +188,6 @@ class TickColumns:
         cache: dict[str, bytes] = {}
         return [cache.get(s) or cache.setdefault(s, s.encode()) for s in self.symbol]
 
-    def timestamps_ms(self) -> list[int]:
-        """Kafka timestamps: the event time."""
-        return [t // 1000 for t in self.event_time]
-
 
 def tick_json_schema() -> dict[str, Any]:
     definition: dict[str, Any] = msgspec.json.schema(Tick)["$defs"]["Tick"]

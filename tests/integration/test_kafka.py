@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -119,12 +120,14 @@ def test_reading_a_missing_topic_says_how_to_fix_it(settings: Settings) -> None:
 def test_read_since_a_time_skips_older_messages(settings: Settings) -> None:
     publisher = Publisher(settings.kafka)
     topic = settings.kafka.topic_raw
-    publisher.publish(topic, [b"a", b"b"], [b"old-a", b"old-b"], [1_000, 2_000])
+    # Recent stamps: stamps older than the topic's retention could be deleted on arrival.
+    t = int(time.time() * 1000) - 60_000
+    publisher.publish(topic, [b"a", b"b"], [b"old-a", b"old-b"], [t + 1_000, t + 2_000])
     publisher.publish(
-        topic, [b"a", b"b", b"a"], [b"new-a", b"new-b", b"late-a"], [5_000, 6_000, 500]
+        topic, [b"a", b"b", b"a"], [b"new-a", b"new-b", b"late-a"], [t + 5_000, t + 6_000, t + 500]
     )
     assert publisher.close().ok
-    got = sorted(m.value() for m in read_to_end(settings.kafka, topic, since_ms=5_000))
+    got = sorted(m.value() for m in read_to_end(settings.kafka, topic, since_ms=t + 5_000))
     # The late message sits after the cut in its partition's log, so it is included.
     assert got == [b"late-a", b"new-a", b"new-b"]
     assert list(read_to_end(settings.kafka, topic, since_ms=10**13)) == []

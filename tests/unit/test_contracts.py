@@ -115,7 +115,7 @@ def test_integer_prices_are_numbers() -> None:
     assert math.isfinite(tick.price)
 
 
-def test_per_tick_sources_and_timestamps() -> None:
+def test_per_tick_sources_and_keys() -> None:
     columns = TickColumns(
         symbol=["A", "B"],
         event_time=[1_000_999, 2_000_000],
@@ -129,5 +129,4 @@ def test_per_tick_sources_and_timestamps() -> None:
         source=["x", "y"],
     )
     assert [decode_tick(v).source for v in columns.encode()] == ["x", "y"]
-    assert columns.timestamps_ms() == [1000, 2000]
     assert columns.keys() == [b"A", b"B"]

@@ -156,7 +156,9 @@ class LiveSource:
                 continue
             self._add(batch, trade, quote, summary)
         if len(batch):
-            self.publisher.publish(self.topic, batch.keys(), batch.encode(), batch.timestamps_ms())
+            # Kafka timestamp = publish time, as for replays: a provider's timestamp that lags
+            # (a delayed feed, a test) must not send ticks straight to time-based retention.
+            self.publisher.publish(self.topic, batch.keys(), batch.encode())
             summary.published += len(batch)
         summary.polls += 1
 
