@@ -142,5 +142,8 @@ def sink_writer(
     def close() -> None:
         for sink in sinks:
             sink.close()
+        # Spark keeps the foreachBatch closures (and so this list) until the process exits;
+        # let the connections go now.
+        sinks.clear()
 
     return write, close
