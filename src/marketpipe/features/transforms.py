@@ -102,10 +102,15 @@ def window_features(ticks: DataFrame, length_seconds: int, slide_seconds: int) -
     with_returns = grouped.select(
         "symbol", "window", "pts", F.when(F.size("pts") > 1, returns).alias("r")
     )
-    n = F.size("r")
-    mean = F.aggregate("r", F.lit(0.0), lambda acc, x: acc + x) / n
-    variance = F.aggregate("r", F.lit(0.0), lambda acc, x: acc + (x - mean) * (x - mean)) / (n - 1)
-    return with_returns.select(
+    # The mean is its own column: referenced inside the lambda it is one value per row; written
+    # as an expression there, Spark would recompute it for every element (quadratic).
+    with_mean = with_returns.withColumn(
+        "mean_r", F.aggregate("r", F.lit(0.0), lambda acc, x: acc + x) / F.size("r")
+    )
+    variance = F.aggregate(
+        "r", F.lit(0.0), lambda acc, x: acc + (x - F.col("mean_r")) * (x - F.col("mean_r"))
+    ) / (F.size("r") - 1)
+    return with_mean.select(
         "symbol",
         F.col("window.start").alias("window_start"),
         F.col("window.end").alias("window_end"),
