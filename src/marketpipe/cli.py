@@ -249,7 +249,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpipe.features.job import sink_writer, spark_session, start_queries
+    from marketpipe.features.job import sink_writer, spark_session, start_archive, start_queries
     from marketpipe.kafka import require_topic, wait_for_broker
     from marketpipe.runtime import stop_on_signals
 
@@ -259,6 +259,9 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     spark = spark_session(cfg)
     write, close = sink_writer(cfg, settings.postgres)
     queries = start_queries(spark, settings.kafka, cfg, write, available_now=args.available_now)
+    if cfg.archive_root:
+        s3 = settings.s3 if cfg.archive_root.startswith("s3://") else None
+        queries.append(start_archive(spark, settings.kafka, cfg, s3, args.available_now))
     log.info("features: %d streaming queries over %s", len(queries), settings.kafka.topic_valid)
     try:
         with stop_on_signals() as stop:

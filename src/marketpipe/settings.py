@@ -385,6 +385,9 @@ class FeaturesSettings(_Section):
     window_slide_s: PositiveInt = 10
     max_offsets_per_trigger: PositiveInt = 500_000
     duckdb_path: str = ".marketpipe/marketpipe.duckdb"
+    # Cold archive of valid ticks (the backfill's input): a folder, or s3://bucket/prefix
+    # (MinIO; credentials from MARKETPIPE_S3__*). Empty disables it.
+    archive_root: str = ".marketpipe/archive"
     # Where features land; every sink upserts by key, so any mix is idempotent.
     sinks: Annotated[list[FeatureSink], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_FEATURE_SINKS)

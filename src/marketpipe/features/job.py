@@ -18,11 +18,14 @@ from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
+from pyspark.sql.streaming.readwriter import DataStreamWriter
 
+from marketpipe.contracts import TICK_FIELDS
 from marketpipe.features.kafka_source import KafkaSource
 from marketpipe.features.transforms import bars, parse_ticks, window_features
-from marketpipe.settings import FeaturesSettings, KafkaSettings, PostgresSettings
+from marketpipe.settings import FeaturesSettings, KafkaSettings, PostgresSettings, S3Settings
 from marketpipe.sinks.duckdb import DuckDBSink
+from marketpipe.sinks.parquet import ParquetSink
 from marketpipe.sinks.postgres import PostgresSink
 from marketpipe.sinks.tables import BARS, WINDOW_FEATURES, TableSpec
 
@@ -84,6 +87,37 @@ def _utc(value: object) -> object:
     )
 
 
+def _trigger(
+    writer: DataStreamWriter, cfg: FeaturesSettings, available_now: bool
+) -> DataStreamWriter:
+    if available_now:
+        return writer.trigger(availableNow=True)
+    return writer.trigger(processingTime=f"{cfg.trigger_s} seconds")
+
+
+def start_archive(
+    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings,
+    s3: S3Settings | None = None, available_now: bool = False,
+) -> StreamingQuery:  # fmt: skip
+    """Valid ticks, as they arrive, to Parquet under ``<archive_root>/raw``. A replayed
+    micro-batch keeps its batch id, so it rewrites the same files."""
+    sink = ParquetSink(cfg.archive_root, s3)
+    ticks = read_ticks(spark, kafka, cfg).select(*TICK_FIELDS)
+
+    def archive(batch: DataFrame, batch_id: int) -> None:
+        table = batch.toArrow()
+        if table.num_rows:
+            sink.write("raw", batch_id, table, "event_time")
+
+    writer = (
+        ticks.writeStream.queryName("archive")
+        .outputMode("append")
+        .foreachBatch(archive)
+        .option("checkpointLocation", f"{cfg.checkpoint_dir}/archive")
+    )
+    return _trigger(writer, cfg, available_now).start()
+
+
 def start_queries(
     spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, write: Writer,
     available_now: bool = False,
@@ -116,12 +150,7 @@ def start_queries(
             .foreachBatch(sink)
             .option("checkpointLocation", f"{cfg.checkpoint_dir}/{name}")
         )
-        writer = (
-            writer.trigger(availableNow=True)
-            if available_now
-            else writer.trigger(processingTime=f"{cfg.trigger_s} seconds")
-        )
-        queries.append(writer.start())
+        queries.append(_trigger(writer, cfg, available_now).start())
     return queries
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 import duckdb
 from pyspark.sql import SparkSession
 
-from marketpipe.features.job import sink_writer, start_queries
+from marketpipe.features.job import sink_writer, start_archive, start_queries
 from marketpipe.ingest.producer import SyntheticProducer
+from marketpipe.ingest.readers import ReadOptions, read_file
+from marketpipe.ingest.rows import Accounting
 from marketpipe.kafka import Publisher
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import FeaturesSettings, ProducerSettings, Settings
@@ -70,3 +72,25 @@ def test_stream_to_duckdb_and_restart_without_doubles(
     per_symbol, minute, _ = totals(tmp_path / "f.duckdb")
     assert per_symbol == {s: first.get(s, 0) + second.get(s, 0) for s in first | second}
     assert minute == 4000
+
+
+def test_valid_ticks_are_archived_once_and_read_back_by_the_replay_loader(
+    spark: SparkSession, settings: Settings, tmp_path: Path
+) -> None:
+    cfg = FeaturesSettings(
+        checkpoint_dir=str(tmp_path / "cp"), archive_root=str(tmp_path / "archive"),
+        max_offsets_per_trigger=700,
+    )  # fmt: skip
+    per_symbol = produce(settings, 2000, seed=4)
+    for _ in range(2):  # the second run resumes from the checkpoint: nothing is rewritten
+        query = start_archive(spark, settings.kafka, cfg, available_now=True)
+        query.awaitTermination(180)
+        assert query.exception() is None
+    acc = Accounting()
+    seen: dict[str, list[int]] = {}
+    for chunk in read_file(tmp_path / "archive" / "raw", ReadOptions(), acc):
+        for symbol, seq in zip(chunk.columns.symbol, chunk.seq or [], strict=True):
+            seen.setdefault(symbol, []).append(seq)
+    assert {s: len(q) for s, q in seen.items()} == per_symbol
+    assert all(sorted(q) == list(range(1, len(q) + 1)) for q in seen.values())
+    assert acc.rejected == {}
