@@ -376,6 +376,7 @@ class FeaturesSettings(_Section):
     # spark-sql-kafka connector (the cluster image). Both give the same columns.
     source: Literal["python", "connector"] = "python"
     master: str = "local[2]"
+    shuffle_partitions: PositiveInt = 4
     checkpoint_dir: str = ".marketpipe/checkpoints"
     trigger_s: PositiveFloat = 1.0
     # How late an event may arrive and still count (event-time watermark).

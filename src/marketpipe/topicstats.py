@@ -18,8 +18,6 @@ class SymbolStats:
     count: int = 0
     first_price: float = 0.0
     last_price: float = 0.0
-    first_seq: int = 0
-    last_seq: int = 0
 
 
 @dataclass
@@ -46,12 +44,9 @@ class TopicSummary:
             return
         stats = self.symbols.get(tick.symbol)
         if stats is None:
-            stats = self.symbols[tick.symbol] = SymbolStats(
-                first_price=tick.price, first_seq=tick.seq
-            )
+            stats = self.symbols[tick.symbol] = SymbolStats(first_price=tick.price)
         stats.count += 1
         stats.last_price = tick.price
-        stats.last_seq = tick.seq
 
     def lines(self, topic: str) -> list[str]:
         valid = self.messages - self.off_contract

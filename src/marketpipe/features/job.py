@@ -40,7 +40,7 @@ def spark_session(cfg: FeaturesSettings, app: str = "marketpipe-features") -> Sp
         SparkSession.builder.master(cfg.master)
         .appName(app)
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.ui.enabled", "false")
         .getOrCreate()
     )

@@ -95,12 +95,6 @@ class Chunk:
     total: int  # ... out of this many
 
 
-def file_size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*.parquet"))
-    return path.stat().st_size
-
-
 def symbol_from_name(path: Path) -> str:
     """``IBM.txt`` -> ``IBM``; ``ES_ticks.csv.gz`` -> ``ES_ticks``."""
     name = path.name

@@ -165,9 +165,6 @@ class Publisher:
         self.report.queued += 1
         self.report.queued_bytes += len(value or b"")
 
-    def poll(self, timeout_s: float = 0.0) -> None:
-        self._producer.poll(timeout_s)
-
     def record_metrics(self) -> None:
         """Refresh the in-flight count and push changes to the instruments (once per batch)."""
         report = self.report

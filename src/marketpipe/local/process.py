@@ -65,14 +65,6 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def port_answers(port: int, host: str = "127.0.0.1", timeout_s: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
 def pick_ports(previous: Sequence[int] | None, count: int, wait_s: float = 3.0) -> list[int]:
     """Reuse the previous ports when they are free again (stable endpoints), else fresh ones.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -13,6 +13,7 @@ from marketpipe.settings import Settings
 from marketpipe.sinks.migrations import MIGRATIONS_TABLE, STEPS, migrate
 from marketpipe.sinks.postgres import PostgresSink
 from marketpipe.sinks.tables import BARS, WINDOW_FEATURES
+from tests.featurerows import T0, bar
 from tests.integration.helpers import run_cli
 
 
@@ -28,15 +29,6 @@ def database(services: Settings) -> Iterator[Settings]:
     )
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
-T0 = datetime(2024, 3, 8, 14, 30, tzinfo=UTC)
-
-
-def bar(symbol: str, minute: int, close: float, written: datetime = T0) -> tuple[object, ...]:
-    start = T0 + timedelta(minutes=minute)
-    return (symbol, 60, start, start + timedelta(minutes=1), 100.0, 101.0, 99.0, close,
-            1000.0, 42, 100.2, 99.99, 100.01, 0.02, written)  # fmt: skip
 
 
 def test_migrate_is_idempotent_and_recorded(database: Settings) -> None:

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 
 import pytest
 from pyspark.sql import SparkSession
 
+from marketpipe.features.job import spark_session
+from marketpipe.settings import FeaturesSettings
+
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("marketpipe-tests")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", "1g")
-        .getOrCreate()
-    )
+    session = spark_session(FeaturesSettings(shuffle_partitions=2), app="marketpipe-tests")
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 
 from marketpipe.sinks.duckdb import DuckDBSink
 from marketpipe.sinks.tables import BARS, INDICATORS
-
-T0 = datetime(2024, 3, 8, 14, 30, tzinfo=UTC)
-
-
-def bar(symbol: str, minute: int, close: float, written: datetime = T0) -> tuple[object, ...]:
-    start = T0 + timedelta(minutes=minute)
-    return (symbol, 60, start, start + timedelta(minutes=1), 100.0, 101.0, 99.0, close,
-            1000.0, 42, 100.2, 99.99, 100.01, 0.02, written)  # fmt: skip
+from tests.featurerows import T0, bar
 
 
 def test_upsert_is_idempotent_and_survives_reopening(tmp_path: Path) -> None:
