@@ -35,6 +35,10 @@ test: install lint typecheck ## Lint, typecheck and run the whole test suite (un
 test-unit: install ## Only the unit tests (no services needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: fuzz
+fuzz: install ## Property tests with fresh random examples (make test draws the same ones every run)
+	HYPOTHESIS_PROFILE=explore $(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
 .PHONY: lint
 lint: install ## ruff lint and format check, contract schema up to date
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -6,8 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# `make test` (and so CI) is repeatable: hypothesis draws the same examples on every run, so a
+# red build is never a dice roll. `make fuzz` explores: fresh random examples each run (1000 per
+# test unless the test sets its own count).
+# A failure found there becomes an @example on its test.
+hypothesis_settings.register_profile("repeatable", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", max_examples=1000, print_blob=True, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

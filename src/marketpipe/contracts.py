@@ -46,6 +46,8 @@ ContractError = msgspec.DecodeError
 # The bounds exclude +-Infinity (JSON has no NaN): every number is finite.
 _FINITE: dict[str, Any] = {"ge": -_MAX_DOUBLE, "le": _MAX_DOUBLE}
 _INT63: dict[str, Any] = {"ge": 0, "le": 2**63 - 1}
+# JSON Schema counts 1.0 as an integer; the decoder (like most typed ones) does not.
+_INT_LITERAL = "written as a JSON integer (1700000000000000, not 1.7e15 or 1700000000000000.0)."
 
 
 class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -59,12 +61,18 @@ class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         ),
     ]
     event_time: Annotated[
-        int, msgspec.Meta(**_INT63, description="When the trade happened: epoch microseconds, UTC.")
+        int,
+        msgspec.Meta(
+            **_INT63,
+            description="When the trade happened: epoch microseconds, UTC; " + _INT_LITERAL,
+        ),
     ]
     seq: Annotated[
         int,
         msgspec.Meta(
-            **_INT63, description="Strictly increasing per (symbol, source); gaps mean lost ticks."
+            **_INT63,
+            description="Strictly increasing per (symbol, source); gaps mean lost ticks; "
+            + _INT_LITERAL,
         ),
     ]
     price: Annotated[float, msgspec.Meta(**_FINITE, description="Trade price.")]
