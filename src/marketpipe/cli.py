@@ -249,33 +249,88 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpipe.features.job import sink_writer, spark_session, start_archive, start_queries
+    from marketpipe.features.job import FeatureJob, spark_session
     from marketpipe.kafka import require_topic, wait_for_broker
     from marketpipe.runtime import stop_on_signals
+    from marketpipe.sinks.hub import FeatureSinks
 
-    cfg = settings.features
     wait_for_broker(settings.kafka)
     require_topic(settings.kafka, settings.kafka.topic_valid)
-    spark = spark_session(cfg)
-    write, close = sink_writer(cfg, settings.postgres)
-    queries = start_queries(spark, settings.kafka, cfg, write, available_now=args.available_now)
-    if cfg.archive_root:
-        s3 = settings.s3 if cfg.archive_root.startswith("s3://") else None
-        queries.append(start_archive(spark, settings.kafka, cfg, s3, args.available_now))
+    spark = spark_session(settings.features)
+    sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
+    job = FeatureJob(spark, settings.kafka, settings.features, sinks)
+    queries = job.start(available_now=args.available_now)
     log.info("features: %d streaming queries over %s", len(queries), settings.kafka.topic_valid)
     try:
         with stop_on_signals() as stop:
             while not stop.is_set() and any(q.isActive for q in queries):
                 stop.wait(1.0)
-        for q in queries:
-            q.stop()
-        failed = [q.name for q in queries if q.exception() is not None]
+        failed = job.stop()
     finally:
-        close()
+        sinks.close()
         spark.stop()
+    for line in job.metrics.lines():
+        print(line)
     for q in queries:
         print(f"{q.name}: {'failed: ' + str(q.exception()) if q.exception() else 'stopped'}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _instant(text: str) -> int:
+    from marketpipe.ingest.timeparse import parse_instant
+
+    try:
+        return parse_instant(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an instant: {text!r} (ISO 8601 like 2024-03-08T14:30:00Z, or epoch seconds)"
+        ) from None
+
+
+def _range(args: argparse.Namespace) -> tuple[int, int]:
+    if args.end <= args.start:
+        raise ConfigError("--end must be after --start")
+    return args.start, args.end
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.features.backfill import run_backfill
+    from marketpipe.features.job import spark_session
+    from marketpipe.sinks.hub import FeatureSinks
+
+    start, end = _range(args)
+    if args.source == "topic":
+        from marketpipe.kafka import require_topic, wait_for_broker
+
+        wait_for_broker(settings.kafka)
+        require_topic(settings.kafka, settings.kafka.topic_valid)
+    elif not settings.features.archive_root:
+        print("marketpipe backfill: no archive (MARKETPIPE_FEATURES__ARCHIVE_ROOT is empty); "
+              "use --source topic", file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    spark = spark_session(settings.features, "marketpipe-backfill")
+    sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
+    try:
+        report = run_backfill(spark, settings, sinks, start, end, args.source)
+    finally:
+        sinks.close()
+        spark.stop()
+    for line in report.lines():
+        print(line)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.features.validate import validate
+
+    start, end = _range(args)
+    report = validate(settings, start, end, args.sink)
+    for line in report.lines():
+        print(line)
+    if not report.ticks:
+        print("marketpipe validate: no archived ticks in that range", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -456,6 +511,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="process what the topic holds now, then exit (a bounded run)",
     )  # fmt: skip
     p.set_defaults(handler=cmd_features)
+
+    range_help = "ISO 8601 instant (UTC unless it has an offset) or epoch seconds/ms/us"
+    p = sub.add_parser(
+        "backfill", help="the features transforms as a bounded job over the archive or topic"
+    )
+    p.add_argument("--start", required=True, type=_instant, help="first event time; " + range_help)
+    p.add_argument("--end", required=True, type=_instant, help="end of the range (excluded)")
+    p.add_argument(
+        "--source", choices=["archive", "topic"], default="archive",
+        help="the raw Parquet archive (default) or ticks.valid from its earliest offset",
+    )  # fmt: skip
+    p.set_defaults(handler=cmd_backfill)
+
+    p = sub.add_parser(
+        "validate", help="recompute bars and window features from the archive; compare a sink"
+    )
+    p.add_argument("--start", required=True, type=_instant, help="first event time; " + range_help)
+    p.add_argument("--end", required=True, type=_instant, help="end of the range (excluded)")
+    p.add_argument(
+        "--sink", choices=["duckdb", "postgres"],
+        help="which hot sink to check (default: the first configured)",
+    )  # fmt: skip
+    p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("db", help="the hot store's schema: `marketpipe db migrate`")
     p.add_argument("action", choices=["migrate"])

@@ -365,7 +365,7 @@ LocalService = Literal["kafka", "postgres", "s3"]
 LOCAL_SERVICES: tuple[LocalService, ...] = ("kafka", "postgres", "s3")
 
 
-FeatureSink = Literal["duckdb", "postgres"]
+FeatureSink = Literal["duckdb", "postgres", "parquet"]
 DEFAULT_FEATURE_SINKS: tuple[FeatureSink, ...] = ("duckdb",)
 
 
@@ -386,16 +386,30 @@ class FeaturesSettings(_Section):
     window_slide_s: PositiveInt = 10
     max_offsets_per_trigger: PositiveInt = 500_000
     duckdb_path: str = ".marketpipe/marketpipe.duckdb"
-    # Cold archive of valid ticks (the backfill's input): a folder, or s3://bucket/prefix
-    # (MinIO; credentials from MARKETPIPE_S3__*). Empty disables it.
+    # Cold storage root: valid ticks under raw/ (the backfill's input) and, with the parquet
+    # sink, closed feature windows under bars/, window_features/, indicators/. A folder, or
+    # s3://bucket/prefix (MinIO; credentials from MARKETPIPE_S3__*). Empty: no cold storage.
     archive_root: str = ".marketpipe/archive"
-    # Where features land; every sink upserts by key, so any mix is idempotent.
+    # Where features land: duckdb and postgres are hot (rows upserted as windows change),
+    # parquet is cold (closed windows only). Every sink is idempotent, so any mix is.
     sinks: Annotated[list[FeatureSink], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_FEATURE_SINKS)
     )
+    # Indicators (SMA, EMA, RSI, MACD) run on closed bars of this length.
+    indicator_interval_s: PositiveInt = 60
 
     _split_sinks = field_validator("sinks", mode="before")(_split_csv)
     _split_intervals = field_validator("bar_intervals_s", mode="before")(_split_csv)
+
+    @model_validator(mode="after")
+    def _sinks_usable(self) -> FeaturesSettings:
+        if not {"duckdb", "postgres"} & set(self.sinks):
+            raise ValueError(
+                "sinks need duckdb or postgres: indicators continue from the hot store's state"
+            )
+        if "parquet" in self.sinks and not self.archive_root:
+            raise ValueError("the parquet sink writes under MARKETPIPE_FEATURES__ARCHIVE_ROOT")
+        return self
 
 
 class LocalSettings(_Section):

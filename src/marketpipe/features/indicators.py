@@ -17,9 +17,12 @@ streaming job can update indicators as bars close without re-reading history.
 
 from __future__ import annotations
 
+import json
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 
 class Ema:
@@ -30,6 +33,12 @@ class Ema:
         self.alpha = 2.0 / (n + 1)
         self._seed: list[float] = []
         self.value: float | None = None
+
+    def dump(self) -> dict[str, Any]:
+        return {"seed": list(self._seed), "value": self.value}
+
+    def load(self, data: dict[str, Any]) -> None:
+        self._seed, self.value = list(data["seed"]), data["value"]
 
     def update(self, x: float) -> float | None:
         if self.value is None:
@@ -49,6 +58,13 @@ class WilderRsi:
         self._warmup: list[float] = []  # first n changes
         self._gain: float | None = None
         self._loss: float | None = None
+
+    def dump(self) -> dict[str, Any]:
+        return {"last": self._last, "warmup": self._warmup, "gain": self._gain, "loss": self._loss}
+
+    def load(self, data: dict[str, Any]) -> None:
+        self._last, self._warmup = data["last"], list(data["warmup"])
+        self._gain, self._loss = data["gain"], data["loss"]
 
     def update(self, close: float) -> float | None:
         last, self._last = self._last, close
@@ -105,6 +121,31 @@ class IndicatorState:
         self._rsi = WilderRsi(self.rsi_n)
         self._fast, self._slow, self._signal = Ema(self.fast), Ema(self.slow), Ema(self.signal_n)
 
+    def to_json(self) -> str:
+        """Everything needed to continue the series, as JSON (stored with each indicators row,
+        so a restarted job or a backfill picks the series up where it stood)."""
+        return json.dumps(
+            {
+                "params": [self.sma_n, self.ema_n, self.rsi_n, self.fast, self.slow, self.signal_n],
+                "window": list(self._window),
+                "ema": self._ema.dump(),
+                "rsi": self._rsi.dump(),
+                "fast": self._fast.dump(),
+                "slow": self._slow.dump(),
+                "signal": self._signal.dump(),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> IndicatorState:
+        data = json.loads(text)
+        state = cls(*data["params"])
+        state._window.extend(data["window"])
+        for name in ("ema", "rsi", "fast", "slow", "signal"):
+            getattr(state, f"_{name}").load(data[name])
+        return state
+
     def update(self, close: float) -> IndicatorRow:
         self._window.append(close)
         sma = sum(self._window) / self.sma_n if len(self._window) == self.sma_n else None
@@ -126,3 +167,25 @@ def indicators(closes: Iterable[float], **params: int) -> list[IndicatorRow]:
     """Indicators for a whole series (a backfill, or a test)."""
     state = IndicatorState(**params)
     return [state.update(c) for c in closes]
+
+
+def extend_series(
+    closes: Iterable[tuple[str, datetime, float]], prior: Mapping[str, str]
+) -> list[tuple[object, ...]]:
+    """Indicator rows for closed bars ``(symbol, window_start, close)``, continuing each symbol
+    from ``prior[symbol]`` (the state JSON of its last row before these bars; a fresh series
+    when absent). Rows come out in ``INDICATORS.columns`` order without ``written_at``:
+    ``(symbol, window_start, close, sma, ema, rsi, macd, signal, hist, state)``."""
+    states: dict[str, IndicatorState] = {}
+    out: list[tuple[object, ...]] = []
+    for symbol, start, close in sorted(closes, key=lambda bar: (bar[0], bar[1])):
+        state = states.get(symbol)
+        if state is None:
+            saved = prior.get(symbol)
+            state = states[symbol] = IndicatorState.from_json(saved) if saved else IndicatorState()
+        row = state.update(close)
+        out.append(
+            (symbol, start, close, row.sma, row.ema, row.rsi, row.macd, row.macd_signal,
+             row.macd_hist, state.to_json())
+        )  # fmt: skip
+    return out

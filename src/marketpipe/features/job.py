@@ -1,11 +1,21 @@
-"""The features job: ticks.valid -> bars and window features, one streaming query per output.
+"""The features job: ticks.valid -> bars, window features, indicators, and the raw archive.
 
-Spark cannot chain several aggregations in one streaming query, so each output (bars for each
-interval, window features) is its own query over the same source with its own checkpoint. They
-run in ``update`` mode: a window's row is written as soon as it changes and rewritten until the
-watermark closes it, which keeps latency near the trigger interval; the sinks' upserts by key
-make every rewrite (and every replayed micro-batch after a restart) land on the same row.
-Every row carries ``written_at``, the time its micro-batch was written.
+Spark cannot run several aggregations side by side in one streaming query, so each output is
+its own query over the same source, with its own checkpoint under ``checkpoint_dir``:
+
+- ``bars_<n>s`` and ``window_features`` run in ``update`` mode into the hot sinks: a window's
+  row is written as soon as it changes and rewritten until the watermark closes it, which keeps
+  latency near the trigger interval; upserts by key make every rewrite (and every replayed
+  micro-batch after a restart) land on the same row.
+- ``bars_<n>s_closed`` and ``window_features_closed`` run in ``append`` mode: each window once,
+  after the watermark has closed it. They feed the cold Parquet sink and, for bars of
+  ``indicator_interval_s``, the indicators, which continue each symbol's series from the state
+  stored with its previous indicators row (so a replayed batch computes the same values).
+- ``archive`` writes the valid ticks to ``raw/`` in the cold store and counts late ticks.
+
+Every row carries ``written_at`` (taken just before the write) and bars and window features
+carry ``last_event_time``; their difference is the end-to-end latency of the newest tick in the
+row, which the job tracks per output and reports as p50/p99.
 """
 
 from __future__ import annotations
@@ -13,25 +23,30 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming.listener import StreamingQueryListener
 from pyspark.sql.streaming.query import StreamingQuery
-from pyspark.sql.streaming.readwriter import DataStreamWriter
 
 from marketpipe.contracts import TICK_FIELDS
+from marketpipe.features.indicators import extend_series
 from marketpipe.features.kafka_source import KafkaSource
 from marketpipe.features.transforms import bars, parse_ticks, window_features
-from marketpipe.settings import FeaturesSettings, KafkaSettings, PostgresSettings, S3Settings
-from marketpipe.sinks.duckdb import DuckDBSink
-from marketpipe.sinks.parquet import ParquetSink
-from marketpipe.sinks.postgres import PostgresSink
-from marketpipe.sinks.tables import BARS, WINDOW_FEATURES, TableSpec
+from marketpipe.settings import FeaturesSettings, KafkaSettings
+from marketpipe.sinks.hub import FeatureSinks
+from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_FEATURES, TableSpec
 
 log = logging.getLogger(__name__)
 
-Writer = Callable[[TableSpec, list[tuple[object, ...]]], int]
+LATENCY_SAMPLES = 100_000  # per output, the most recent
 
 
 def spark_session(cfg: FeaturesSettings, app: str = "marketpipe-features") -> SparkSession:
@@ -42,28 +57,35 @@ def spark_session(cfg: FeaturesSettings, app: str = "marketpipe-features") -> Sp
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("WARN")
     return session
 
 
-def read_ticks(spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings) -> DataFrame:
-    """The valid ticks as a stream, typed, with the event-time watermark applied."""
+def kafka_reader(spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings) -> Any:
+    """A stream reader over ticks.valid from the configured source (the Python Data Source or
+    Spark's Kafka connector); both give the connector's columns."""
     if cfg.source == "python":
         spark.dataSource.register(KafkaSource)
-        reader = spark.readStream.format("marketpipe-kafka").option(
-            "bootstrap.servers", kafka.bootstrap_servers
+        return (
+            spark.readStream.format("marketpipe-kafka")
+            .option("bootstrap.servers", kafka.bootstrap_servers)
+            .option("topic", kafka.topic_valid)
         )
-    else:
-        reader = spark.readStream.format("kafka").option(
-            "kafka.bootstrap.servers", kafka.bootstrap_servers
-        )
-        reader = reader.option("subscribe", kafka.topic_valid).option(
-            "kafka.isolation.level", "read_committed"
-        )
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .option("subscribe", kafka.topic_valid)
+        .option("kafka.isolation.level", "read_committed")
+    )
+
+
+def read_ticks(spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings) -> DataFrame:
+    """The valid ticks as a stream, typed, with the event-time watermark applied."""
     raw = (
-        reader.option("topic", kafka.topic_valid)
+        kafka_reader(spark, kafka, cfg)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
         .load()
@@ -71,108 +93,235 @@ def read_ticks(spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings)
     return parse_ticks(raw).withWatermark("event_ts", f"{cfg.watermark_s} seconds")
 
 
-def _rows(batch: DataFrame, table: TableSpec, written_at: datetime) -> list[tuple[object, ...]]:
-    out = []
-    for row in batch.collect():
-        values = row.asDict()
-        values["written_at"] = written_at
-        out.append(tuple(_utc(values[c]) for c in table.columns))
-    return out
+def with_written_at(batch: pa.Table, table: TableSpec, written_at: datetime) -> pa.Table:
+    """The batch's columns in ``table`` order, ``written_at`` stamped on every row."""
+    stamp = pa.array([written_at] * batch.num_rows, pa.timestamp("us", tz="UTC"))
+    return batch.append_column("written_at", stamp).select(list(table.columns))
 
 
-def _utc(value: object) -> object:
-    # Spark hands out naive datetimes in the session time zone (UTC).
-    return (
-        value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
-    )
+def as_rows(table: pa.Table) -> list[tuple[object, ...]]:
+    return list(zip(*(col.to_pylist() for col in table.columns), strict=True))
 
 
-def _trigger(
-    writer: DataStreamWriter, cfg: FeaturesSettings, available_now: bool
-) -> DataStreamWriter:
-    if available_now:
-        return writer.trigger(availableNow=True)
-    return writer.trigger(processingTime=f"{cfg.trigger_s} seconds")
-
-
-def start_archive(
-    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings,
-    s3: S3Settings | None = None, available_now: bool = False,
-) -> StreamingQuery:  # fmt: skip
-    """Valid ticks, as they arrive, to Parquet under ``<archive_root>/raw``. A replayed
-    micro-batch keeps its batch id, so it rewrites the same files."""
-    sink = ParquetSink(cfg.archive_root, s3)
-    ticks = read_ticks(spark, kafka, cfg).select(*TICK_FIELDS)
-
-    def archive(batch: DataFrame, batch_id: int) -> None:
-        table = batch.toArrow()
-        if table.num_rows:
-            sink.write("raw", batch_id, table, "event_time")
-
-    writer = (
-        ticks.writeStream.queryName("archive")
-        .outputMode("append")
-        .foreachBatch(archive)
-        .option("checkpointLocation", f"{cfg.checkpoint_dir}/archive")
-    )
-    return _trigger(writer, cfg, available_now).start()
-
-
-def start_queries(
-    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, write: Writer,
-    available_now: bool = False,
-) -> list[StreamingQuery]:  # fmt: skip
-    ticks = read_ticks(spark, kafka, cfg)
-    outputs: list[tuple[str, DataFrame, TableSpec]] = [
-        (f"bars_{n}s", bars(ticks, n), BARS) for n in cfg.bar_intervals_s
-    ]
-    outputs.append(
-        (
-            "window_features",
-            window_features(ticks, cfg.window_length_s, cfg.window_slide_s),
-            WINDOW_FEATURES,
+def indicator_rows(
+    closed_bars: pa.Table, sinks: FeatureSinks, written_at: datetime
+) -> list[tuple[object, ...]]:
+    """Indicators for closed bars, each symbol continued from its stored state."""
+    closes = list(
+        zip(
+            closed_bars.column("symbol").to_pylist(),
+            closed_bars.column("window_start").to_pylist(),
+            closed_bars.column("close").to_pylist(),
+            strict=True,
         )
     )
-    queries = []
-    for name, frame, table in outputs:
+    firsts: dict[str, datetime] = {}
+    for symbol, start, _ in closes:
+        firsts[symbol] = min(start, firsts.get(symbol, start))
+    prior = sinks.states_before(firsts)
+    return [(*row, written_at) for row in extend_series(closes, prior)]
 
-        def sink(
-            batch: DataFrame, batch_id: int, table: TableSpec = table, name: str = name
-        ) -> None:
-            rows = _rows(batch, table, datetime.now(UTC))
-            if rows:
-                write(table, rows)
-            log.debug("%s batch %d: %d rows", name, batch_id, len(rows))
 
+class JobMetrics(StreamingQueryListener):
+    """What the job did, for the shutdown report and the demo: input rows per query, ticks
+    dropped behind the watermark (Spark's count), late ticks still in time, latency."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.input_rows: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.rows_written: Counter[str] = Counter()
+        self.latency_s: dict[str, deque[float]] = {}
+        self.late_in_time = 0  # older than an earlier tick, newer than the watermark
+        self.late_dropped = 0  # behind the watermark: the aggregations drop them
+        self._max_event_us: int | None = None
+
+    # StreamingQueryListener (Spark calls these on the driver)
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+        progress = event.progress
+        with self._lock:
+            self.input_rows[progress.name] += progress.numInputRows
+            for op in progress.stateOperators:
+                self.dropped[progress.name] += op.numRowsDroppedByWatermark
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def wrote(self, output: str, table: pa.Table) -> None:
+        n = table.num_rows
+        with self._lock:
+            self.rows_written[output] += n
+            if "last_event_time" in table.column_names and n:
+                lag = pc.subtract(table.column("written_at"), table.column("last_event_time"))
+                samples = self.latency_s.setdefault(output, deque(maxlen=LATENCY_SAMPLES))
+                samples.extend(v.total_seconds() for v in lag.to_pylist())
+
+    def count_late(self, event_time_us: pa.ChunkedArray, watermark_us: int) -> None:
+        """Ticks older than the newest one of earlier micro-batches are late; those more than
+        the watermark delay older are dropped by the aggregations."""
+        if not len(event_time_us):
+            return
+        with self._lock:
+            newest = self._max_event_us
+            if newest is not None:
+                late = pc.less(event_time_us, newest)
+                dropped = pc.less(event_time_us, newest - watermark_us)
+                n_late = pc.sum(late).as_py() or 0
+                n_dropped = pc.sum(dropped).as_py() or 0
+                self.late_dropped += n_dropped
+                self.late_in_time += n_late - n_dropped
+            batch_max = pc.max(event_time_us).as_py()
+            self._max_event_us = max(batch_max, newest or batch_max)
+
+    def percentiles(self) -> dict[str, tuple[float, float]]:
+        with self._lock:
+            return {
+                name: (percentile(list(v), 50), percentile(list(v), 99))
+                for name, v in self.latency_s.items()
+                if v
+            }
+
+    def lines(self) -> list[str]:
+        out = []
+        with self._lock:
+            for name in sorted(self.input_rows):
+                out.append(
+                    f"{name}: {self.input_rows[name]:,} ticks in, "
+                    f"{self.rows_written[name]:,} rows written, "
+                    f"{self.dropped[name]:,} dropped behind the watermark"
+                )
+            out.append(
+                f"late ticks: {self.late_in_time:,} in time (counted in their windows), "
+                f"{self.late_dropped:,} behind the watermark (archived, not in the windows)"
+            )
+        for name, (p50, p99) in sorted(self.percentiles().items()):
+            out.append(f"latency {name}: p50 {p50:.3f} s, p99 {p99:.3f} s (event time -> row)")
+        return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of ``values``, interpolating between closest ranks."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    frame: DataFrame
+    table: TableSpec
+    mode: str  # "update" (hot, as windows change) or "append" (closed windows)
+
+
+def plan(ticks: DataFrame, cfg: FeaturesSettings, sinks: FeatureSinks) -> list[Output]:
+    """The queries this configuration needs."""
+    outputs = [Output(f"bars_{n}s", bars(ticks, n), BARS, "update") for n in cfg.bar_intervals_s]
+    windows = window_features(ticks, cfg.window_length_s, cfg.window_slide_s)
+    outputs.append(Output("window_features", windows, WINDOW_FEATURES, "update"))
+    closed = set(cfg.bar_intervals_s) if sinks.cold_features else set()
+    closed.add(cfg.indicator_interval_s)
+    outputs += [Output(f"bars_{n}s_closed", bars(ticks, n), BARS, "append") for n in sorted(closed)]
+    if sinks.cold_features:
+        outputs.append(Output("window_features_closed", windows, WINDOW_FEATURES, "append"))
+    return outputs
+
+
+class FeatureJob:
+    """The streaming queries of one ``marketpipe features`` run, writing through ``sinks``."""
+
+    def __init__(
+        self, spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings,
+        sinks: FeatureSinks,
+    ) -> None:  # fmt: skip
+        self.spark, self.kafka, self.cfg, self.sinks = spark, kafka, cfg, sinks
+        self.metrics = JobMetrics()
+        self.queries: list[StreamingQuery] = []
+
+    def start(self, available_now: bool = False) -> list[StreamingQuery]:
+        self.spark.streams.addListener(self.metrics)
+        ticks = read_ticks(self.spark, self.kafka, self.cfg)
+        for out in plan(ticks, self.cfg, self.sinks):
+            handler = self._hot(out) if out.mode == "update" else self._closed(out)
+            self.queries.append(self._start(out.frame, out.name, out.mode, handler, available_now))
+        if self.sinks.cold is not None:
+            self.queries.append(
+                self._start(
+                    ticks.select(*TICK_FIELDS), "archive", "append", self._archive, available_now
+                )
+            )
+        return self.queries
+
+    def _start(
+        self, frame: DataFrame, name: str, mode: str,
+        handler: Callable[[DataFrame, int], None], available_now: bool,
+    ) -> StreamingQuery:  # fmt: skip
         writer = (
             frame.writeStream.queryName(name)
-            .outputMode("update")
-            .foreachBatch(sink)
-            .option("checkpointLocation", f"{cfg.checkpoint_dir}/{name}")
+            .outputMode(mode)
+            .foreachBatch(handler)
+            .option("checkpointLocation", f"{self.cfg.checkpoint_dir}/{name}")
         )
-        queries.append(_trigger(writer, cfg, available_now).start())
-    return queries
+        if available_now:
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=f"{self.cfg.trigger_s} seconds")
+        return writer.start()
 
+    def _hot(self, out: Output) -> Callable[[DataFrame, int], None]:
+        def write(batch: DataFrame, batch_id: int) -> None:
+            rows = with_written_at(batch.toArrow(), out.table, datetime.now(UTC))
+            if rows.num_rows:
+                self.sinks.upsert(out.table, as_rows(rows))
+                self.metrics.wrote(out.name, rows)
 
-def sink_writer(
-    cfg: FeaturesSettings, postgres: PostgresSettings | None = None
-) -> tuple[Writer, Callable[[], None]]:
-    """One writer that upserts into every configured sink, and a function closing them."""
-    sinks: list[DuckDBSink | PostgresSink] = []
-    for name in cfg.sinks:
-        if name == "duckdb":
-            sinks.append(DuckDBSink(cfg.duckdb_path))
-        elif postgres is not None:
-            sinks.append(PostgresSink(postgres))
+        return write
 
-    def write(table: TableSpec, rows: list[tuple[object, ...]]) -> int:
-        return max(sink.upsert(table, rows) for sink in sinks)
+    def _closed(self, out: Output) -> Callable[[DataFrame, int], None]:
+        indicators = out.name == f"bars_{self.cfg.indicator_interval_s}s_closed"
 
-    def close() -> None:
-        for sink in sinks:
-            sink.close()
-        # Spark keeps the foreachBatch closures (and so this list) until the process exits;
-        # let the connections go now.
-        sinks.clear()
+        def write(batch: DataFrame, batch_id: int) -> None:
+            now = datetime.now(UTC)
+            rows = with_written_at(batch.toArrow(), out.table, now)
+            if not rows.num_rows:
+                return
+            self.sinks.closed(out.table.name, f"{out.name}-{batch_id}", rows)
+            if indicators:
+                derived = indicator_rows(rows, self.sinks, now)
+                self.sinks.upsert(INDICATORS, derived)
+                self.sinks.closed(
+                    INDICATORS.name,
+                    f"{out.name}-{batch_id}",
+                    pa.Table.from_pylist(
+                        [dict(zip(INDICATORS.columns, r, strict=True)) for r in derived]
+                    ),
+                )
+            self.metrics.wrote(out.name, rows)
 
-    return write, close
+        return write
+
+    def _archive(self, batch: DataFrame, batch_id: int) -> None:
+        ticks = batch.toArrow()
+        if ticks.num_rows:
+            self.metrics.count_late(ticks.column("event_time"), int(self.cfg.watermark_s * 1e6))
+            self.sinks.archive(str(batch_id), ticks)
+            self.metrics.wrote("archive", ticks)
+
+    def await_all(self, timeout_s: int | None = None) -> None:
+        for query in self.queries:
+            query.awaitTermination(timeout_s)
+
+    def stop(self) -> list[str]:
+        """Stop every query; returns the names of those that failed."""
+        for query in self.queries:
+            query.stop()
+        self.spark.streams.removeListener(self.metrics)
+        return [q.name for q in self.queries if q.exception() is not None]

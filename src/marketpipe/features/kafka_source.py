@@ -19,9 +19,9 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql.datasource import (
     DataSource,
     DataSourceReader,
@@ -41,6 +41,19 @@ SCHEMA = (
     "timestamp timestamp, timestampType int"
 )
 READ_TIMEOUT_S = 60.0
+
+#: ``SCHEMA`` as Arrow: read() hands Spark record batches, not a Python tuple per row.
+ARROW_SCHEMA = pa.schema(
+    [
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("timestampType", pa.int32()),
+    ]
+)
 
 
 @dataclass
@@ -89,8 +102,9 @@ def _watermarks(options: dict[str, str], which: str) -> dict[str, int]:
         consumer.close()
 
 
-def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[tuple[Any, ...]]:
-    """Rows of one partition from ``start`` up to (not including) ``end``."""
+def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[Any]:
+    """Arrow record batches of one partition from ``start`` up to (not including) ``end``:
+    one batch per consume() call, handed to Spark without a Python object per row."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
     topic = options["topic"]
@@ -112,6 +126,7 @@ def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[tu
                     )
                 continue
             deadline = time.monotonic() + READ_TIMEOUT_S
+            keys, values, offsets, stamps, kinds = [], [], [], [], []
             for msg in msgs:
                 err = msg.error()
                 if err is not None:
@@ -125,10 +140,25 @@ def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[tu
                     break
                 position = offset + 1
                 kind, stamp = msg.timestamp()
-                yield (
-                    msg.key(), msg.value(), topic, part.partition, offset,
-                    datetime.fromtimestamp(stamp / 1000, UTC) if stamp > 0 else None, kind,
-                )  # fmt: skip
+                keys.append(msg.key())
+                values.append(msg.value())
+                offsets.append(offset)
+                stamps.append(stamp * 1000 if stamp > 0 else None)
+                kinds.append(kind)
+            if offsets:
+                n = len(offsets)
+                yield pa.RecordBatch.from_arrays(
+                    [
+                        pa.array(keys, pa.binary()),
+                        pa.array(values, pa.binary()),
+                        pa.array([topic] * n, pa.string()),
+                        pa.array([part.partition] * n, pa.int32()),
+                        pa.array(offsets, pa.int64()),
+                        pa.array(stamps, pa.timestamp("us", tz="UTC")),
+                        pa.array(kinds, pa.int32()),
+                    ],
+                    schema=ARROW_SCHEMA,
+                )
     finally:
         consumer.close()
 
@@ -169,7 +199,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if stop > start.get(p, 0)
         ]
 
-    def read(self, partition: InputPartition) -> Iterator[tuple[Any, ...]]:
+    def read(self, partition: InputPartition) -> Iterator[Any]:
         assert isinstance(partition, KafkaPartition)
         yield from read_partition(self.options, partition)
 
@@ -187,7 +217,7 @@ class KafkaBatchReader(DataSourceReader):
         lows, highs = _watermarks(self.options, "low"), _watermarks(self.options, "high")
         return [KafkaPartition(int(p), lows[p], highs[p]) for p in highs if highs[p] > lows[p]]
 
-    def read(self, partition: InputPartition) -> Iterator[tuple[Any, ...]]:
+    def read(self, partition: InputPartition) -> Iterator[Any]:
         assert isinstance(partition, KafkaPartition)
         yield from read_partition(self.options, partition)
 

@@ -8,6 +8,8 @@ in the JVM at full speed.
   typed ticks with ``event_ts`` (the event time as a timestamp).
 - ``bars``: tumbling OHLCV bars per symbol; open/close (and last bid/ask) are the first/last by
   ``(event_time, seq)``; ``vwap = sum(price * size) / sum(size)`` over ticks with a size.
+- Both carry ``last_event_time``, the latest event time in the window: with the row's
+  ``written_at`` it gives the end-to-end latency of the newest tick the row includes.
 - ``window_features``: sliding windows per symbol; ``log_return = ln(last / first)``;
   ``volatility`` = sample standard deviation of the log returns between consecutive ticks
   ordered by ``(event_time, seq)``, null below 3 ticks.
@@ -71,6 +73,7 @@ def bars(ticks: DataFrame, interval_seconds: int) -> DataFrame:
             F.max_by("bid", order).alias("last_bid"),
             F.max_by("ask", order).alias("last_ask"),
             F.avg(F.col("ask") - F.col("bid")).alias("mean_spread"),
+            F.max("event_ts").alias("last_event_time"),
         )
         .select(
             "symbol",
@@ -87,6 +90,7 @@ def bars(ticks: DataFrame, interval_seconds: int) -> DataFrame:
             "last_bid",
             "last_ask",
             "mean_spread",
+            "last_event_time",
         )
     )
 
@@ -95,12 +99,14 @@ def window_features(ticks: DataFrame, length_seconds: int, slide_seconds: int) -
     """Sliding-window log return and realised volatility per symbol."""
     window = F.window("event_ts", f"{length_seconds} seconds", f"{slide_seconds} seconds")
     points = F.array_sort(F.collect_list(F.struct("event_time", "seq", "price")))
-    grouped = ticks.groupBy(F.col("symbol"), window).agg(points.alias("pts"))
+    grouped = ticks.groupBy(F.col("symbol"), window).agg(
+        points.alias("pts"), F.max("event_ts").alias("last_event_time")
+    )
     returns = F.expr(
         "transform(sequence(1, size(pts) - 1), i -> ln(pts[i].price / pts[i - 1].price))"
     )
     with_returns = grouped.select(
-        "symbol", "window", "pts", F.when(F.size("pts") > 1, returns).alias("r")
+        "symbol", "window", "pts", "last_event_time", F.when(F.size("pts") > 1, returns).alias("r")
     )
     # The mean is its own column: referenced inside the lambda it is one value per row; written
     # as an expression there, Spark would recompute it for every element (quadratic).
@@ -119,4 +125,5 @@ def window_features(ticks: DataFrame, length_seconds: int, slide_seconds: int) -
         ),
         F.when(F.size("pts") >= 3, F.sqrt(variance)).alias("volatility"),
         F.size("pts").cast("long").alias("ticks"),
+        "last_event_time",
     )

@@ -32,7 +32,10 @@ class Pacer:
         rng: np.random.Generator | None = None,
         clock_us: Callable[[], int] = wall_clock_us,
         sleep: Callable[[float], object] = time.sleep,
+        start_us: int | None = None,
     ) -> None:
+        """``start_us`` (default: now) is the first slot; a start in the past releases the
+        slots up to now at once (a backlog with realistic event times)."""
         if tps < 0 or not math.isfinite(tps):
             raise ValueError("tps must be a finite number >= 0")
         self.tps = tps
@@ -43,7 +46,7 @@ class Pacer:
         self._jitter_us = jitter_ms * 1000.0
         self._interval_us = 1e6 / tps if tps else 0.0
         self._planned = 0  # grid slots generated so far
-        self._start = float(clock_us())
+        self._start = float(clock_us() if start_us is None else start_us)
         self._pending: IntArray = np.empty(0, dtype=np.int64)
 
     def behind_us(self) -> int:

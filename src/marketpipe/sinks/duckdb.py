@@ -4,7 +4,8 @@ PostgreSQL, for when no server is configured (local runs, notebooks, tests of th
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -55,3 +56,20 @@ class DuckDBSink:
             finally:
                 self._con.unregister("mp_batch")
         return int(merged[0]) if merged else len(rows)
+
+    def states_before(self, firsts: Mapping[str, datetime]) -> dict[str, str]:
+        """Per symbol, the indicator state of its last row before ``firsts[symbol]``."""
+        if not firsts:
+            return {}
+        probe = pa.table({"symbol": list(firsts), "first_start": list(firsts.values())})
+        with self._lock:
+            self._con.register("mp_probe", probe)
+            try:
+                rows = self._con.execute(
+                    "SELECT i.symbol, arg_max(i.state, i.window_start) FROM indicators i "
+                    "JOIN mp_probe p ON i.symbol = p.symbol AND i.window_start < p.first_start "
+                    "GROUP BY i.symbol"
+                ).fetchall()
+            finally:
+                self._con.unregister("mp_probe")
+        return {str(symbol): str(state) for symbol, state in rows}

@@ -47,6 +47,7 @@ def table_ddl() -> list[str]:
             last_bid         double precision,
             last_ask         double precision,
             mean_spread      double precision,
+            last_event_time  timestamptz      NOT NULL,
             written_at       timestamptz      NOT NULL,
             PRIMARY KEY (symbol, interval_seconds, window_start)
         )""",
@@ -58,6 +59,7 @@ def table_ddl() -> list[str]:
             log_return   double precision,
             volatility   double precision,
             ticks        bigint           NOT NULL,
+            last_event_time timestamptz   NOT NULL,
             written_at   timestamptz      NOT NULL,
             PRIMARY KEY (symbol, window_start, window_end)
         )""",
@@ -72,6 +74,7 @@ def table_ddl() -> list[str]:
             macd         double precision,
             macd_signal  double precision,
             macd_hist    double precision,
+            state        text             NOT NULL,
             written_at   timestamptz      NOT NULL,
             PRIMARY KEY (symbol, window_start)
         )""",

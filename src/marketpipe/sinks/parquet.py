@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -94,3 +95,43 @@ def _date(value: Any) -> str:
     else:
         moment = datetime.fromtimestamp(int(value) / 1e6, UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+#: The tick contract as Arrow types (what the archive holds; symbol comes from the path).
+TICK_ARROW_TYPES: dict[str, pa.DataType] = {
+    "symbol": pa.string(), "event_time": pa.int64(), "seq": pa.int64(), "price": pa.float64(),
+    "size": pa.float64(), "bid": pa.float64(), "ask": pa.float64(), "bid_size": pa.float64(),
+    "ask_size": pa.float64(), "source": pa.string(),
+}  # fmt: skip
+# Partition values are always strings (a symbol like 1234 must not become an integer).
+_HIVE = ds.partitioning(pa.schema([("date", pa.string()), ("symbol", pa.string())]), flavor="hive")
+
+
+def read_archive(root: str, s3: S3Settings | None, start_us: int, end_us: int) -> pa.Table:
+    """Archived valid ticks with ``start_us <= event_time < end_us``, in the tick contract's
+    columns (``symbol`` decoded from the partition path). Only the dates in range are listed."""
+    fs, base = filesystem(s3 if root.startswith("s3://") else None, root)
+    first, last = _date(start_us), _date(max(start_us, end_us - 1))
+    selector = pafs.FileSelector(f"{base}/raw", recursive=True, allow_not_found=True)
+    paths = sorted(
+        info.path
+        for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File
+        and info.path.endswith(".parquet")
+        and first <= _partition(info.path, "date") <= last
+    )
+    if not paths:
+        return pa.table({name: pa.array([], type) for name, type in TICK_ARROW_TYPES.items()})
+    dataset = ds.dataset(
+        paths, filesystem=fs, format="parquet", partitioning=_HIVE, partition_base_dir=f"{base}/raw"
+    )
+    time = ds.field("event_time")
+    table = dataset.to_table(filter=(time >= start_us) & (time < end_us))
+    return table.select(list(TICK_ARROW_TYPES)).cast(pa.schema(list(TICK_ARROW_TYPES.items())))
+
+
+def _partition(path: str, name: str) -> str:
+    for part in path.split("/"):
+        if part.startswith(f"{name}="):
+            return urllib.parse.unquote(part[len(name) + 1 :])
+    return ""

@@ -9,7 +9,8 @@ micro-batch or a restarted job neither duplicates nor loses anything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
@@ -96,3 +97,16 @@ class PostgresSink:
                 )
             )
             return cur.rowcount
+
+    def states_before(self, firsts: Mapping[str, datetime]) -> dict[str, str]:
+        """Per symbol, the indicator state of its last row before ``firsts[symbol]``."""
+        if not firsts:
+            return {}
+        rows = self.conn.execute(
+            "SELECT DISTINCT ON (i.symbol) i.symbol, i.state FROM indicators i "
+            "JOIN unnest(%s::text[], %s::timestamptz[]) AS p(symbol, first_start) "
+            "ON i.symbol = p.symbol AND i.window_start < p.first_start "
+            "ORDER BY i.symbol, i.window_start DESC",
+            (list(firsts), list(firsts.values())),
+        ).fetchall()
+        return {str(symbol): str(state) for symbol, state in rows}

@@ -18,18 +18,20 @@ class TableSpec:
 BARS = TableSpec(
     "bars",
     ("symbol", "interval_seconds", "window_start", "window_end", "open", "high", "low", "close",
-     "volume", "trades", "vwap", "last_bid", "last_ask", "mean_spread", "written_at"),
+     "volume", "trades", "vwap", "last_bid", "last_ask", "mean_spread", "last_event_time",
+     "written_at"),
     ("symbol", "interval_seconds", "window_start"),
 )  # fmt: skip
 WINDOW_FEATURES = TableSpec(
     "window_features",
-    ("symbol", "window_start", "window_end", "log_return", "volatility", "ticks", "written_at"),
+    ("symbol", "window_start", "window_end", "log_return", "volatility", "ticks",
+     "last_event_time", "written_at"),
     ("symbol", "window_start", "window_end"),
-)
+)  # fmt: skip
 INDICATORS = TableSpec(
     "indicators",
     ("symbol", "window_start", "close", "sma_20", "ema_20", "rsi_14", "macd", "macd_signal",
-     "macd_hist", "written_at"),
+     "macd_hist", "state", "written_at"),
     ("symbol", "window_start"),
 )  # fmt: skip
 

@@ -7,13 +7,14 @@ from pathlib import Path
 import duckdb
 from pyspark.sql import SparkSession
 
-from marketpipe.features.job import sink_writer, start_archive, start_queries
+from marketpipe.features.job import FeatureJob
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.ingest.readers import ReadOptions, read_file
 from marketpipe.ingest.rows import Accounting
 from marketpipe.kafka import Publisher
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import FeaturesSettings, ProducerSettings, Settings
+from marketpipe.sinks.hub import FeatureSinks
 
 
 def produce(settings: Settings, n: int, seed: int) -> dict[str, int]:
@@ -25,14 +26,17 @@ def produce(settings: Settings, n: int, seed: int) -> dict[str, int]:
     return summary.per_symbol
 
 
-def run_once(spark: SparkSession, settings: Settings, cfg: FeaturesSettings) -> None:
-    write, close = sink_writer(cfg)
+def run_once(spark: SparkSession, settings: Settings, cfg: FeaturesSettings) -> FeatureJob:
+    """One bounded run of every query of the job (what `features --available-now` does)."""
+    sinks = FeatureSinks(cfg, settings.postgres, settings.s3)
+    job = FeatureJob(spark, settings.kafka, cfg, sinks)
     try:
-        for query in start_queries(spark, settings.kafka, cfg, write, available_now=True):
-            query.awaitTermination(180)
-            assert query.exception() is None
+        job.start(available_now=True)
+        job.await_all(180)
+        assert job.stop() == []
     finally:
-        close()
+        sinks.close()
+    return job
 
 
 def totals(path: Path) -> tuple[dict[str, int], int, int]:
@@ -55,7 +59,7 @@ def test_stream_to_duckdb_and_restart_without_doubles(
 ) -> None:
     cfg = FeaturesSettings(
         checkpoint_dir=str(tmp_path / "cp"), duckdb_path=str(tmp_path / "f.duckdb"),
-        max_offsets_per_trigger=1500,
+        archive_root="", max_offsets_per_trigger=1500,
     )  # fmt: skip
     first = produce(settings, 3000, seed=1)
     run_once(spark, settings, cfg)
@@ -79,13 +83,11 @@ def test_valid_ticks_are_archived_once_and_read_back_by_the_replay_loader(
 ) -> None:
     cfg = FeaturesSettings(
         checkpoint_dir=str(tmp_path / "cp"), archive_root=str(tmp_path / "archive"),
-        max_offsets_per_trigger=700,
+        duckdb_path=str(tmp_path / "f.duckdb"), max_offsets_per_trigger=700,
     )  # fmt: skip
     per_symbol = produce(settings, 2000, seed=4)
     for _ in range(2):  # the second run resumes from the checkpoint: nothing is rewritten
-        query = start_archive(spark, settings.kafka, cfg, available_now=True)
-        query.awaitTermination(180)
-        assert query.exception() is None
+        run_once(spark, settings, cfg)
     acc = Accounting()
     seen: dict[str, list[int]] = {}
     for chunk in read_file(tmp_path / "archive" / "raw", ReadOptions(), acc):

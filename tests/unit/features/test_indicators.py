@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from marketpipe.features.indicators import Ema, IndicatorState, WilderRsi, indicators
+from marketpipe.features.indicators import (
+    Ema,
+    IndicatorState,
+    WilderRsi,
+    extend_series,
+    indicators,
+)
 
 
 def test_sma_and_ema_by_hand() -> None:
@@ -55,3 +63,25 @@ def test_streaming_equals_whole_series() -> None:
     state = IndicatorState()
     streamed = [state.update(c) for c in closes]
     assert streamed == indicators(closes)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 9, 14, 25, 34, 120])
+def test_a_series_resumed_from_saved_state_equals_the_uninterrupted_one(cut: int) -> None:
+    """What a restarted job or a backfill does: continue from the state JSON of the last row."""
+    t0 = datetime(2024, 1, 2, tzinfo=UTC)
+    closes = [
+        (f"S{i % 2}", t0 + timedelta(minutes=i // 2), 100.0 + (i * 31) % 17) for i in range(300)
+    ]
+    whole = extend_series(closes, {})
+    first = extend_series(closes[:cut], {})
+    prior = {str(row[0]): str(row[-1]) for row in first}  # last state per symbol
+    resumed = first + extend_series(closes[cut:], prior)
+    assert sorted(resumed, key=lambda r: (str(r[0]), str(r[1]))) == whole
+
+
+def test_state_json_round_trips_mid_warmup() -> None:
+    state = IndicatorState()
+    for c in (1.0, 2.0, 3.0):
+        state.update(c)
+    copy = IndicatorState.from_json(state.to_json())
+    assert [copy.update(c) for c in range(40)] == [state.update(c) for c in range(40)]

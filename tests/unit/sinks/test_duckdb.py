@@ -33,7 +33,7 @@ def test_upsert_is_idempotent_and_survives_reopening(tmp_path: Path) -> None:
 
 def test_nullable_columns_and_empty_batches(tmp_path: Path) -> None:
     sink = DuckDBSink(tmp_path / "x.duckdb")
-    row = ("AAPL", T0, 100.0, None, None, None, None, None, None, T0)
+    row = ("AAPL", T0, 100.0, None, None, None, None, None, None, "{}", T0)
     assert sink.upsert(INDICATORS, [row]) == 1
     assert sink.upsert(INDICATORS, []) == 0
     sink.close()

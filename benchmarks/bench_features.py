@@ -1,0 +1,105 @@
+"""Features job throughput in local[2]: every query of ``marketpipe features`` over a preloaded
+ticks.valid, from query start to the last query done, Spark start-up excluded.
+
+Preloads the topic with synthetic ticks whose event times sit on a 10k ticks/s grid (50
+symbols), then runs the job's queries with ``availableNow`` into a fresh DuckDB file and Parquet
+archive, several times on one Spark session (fresh checkpoints each run). Also times a plain
+bounded read of the same topic through the same source (count only) for the ratio.
+
+    python benchmarks/bench_features.py [--runs 3] [--count 300000]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import arguments, own_broker, report
+from marketpipe.features.job import sink_writer, spark_session, start_archive, start_queries
+from marketpipe.features.kafka_source import KafkaSource
+from marketpipe.ingest.pacing import Pacer, wall_clock_us
+from marketpipe.ingest.producer import SyntheticProducer
+from marketpipe.kafka import Publisher, ensure_topics, pipeline_topics
+from marketpipe.runtime import StopFlag
+from marketpipe.settings import FeaturesSettings, KafkaSettings, ProducerSettings
+
+EVENT_RATE = 10_000  # ticks per second of event time
+
+
+def preload(kafka: KafkaSettings, count: int) -> None:
+    """``count`` ticks as fast as the broker takes them, event times on a 10k/s grid ending now."""
+    cfg = ProducerSettings(symbol_count=50, tps=EVENT_RATE, count=count, seed=7)
+    producer = SyntheticProducer(cfg, Publisher(kafka), kafka.topic_valid)
+    span_us = int(count / EVENT_RATE * 1e6) + 1_000_000
+    producer.pacer = Pacer(EVENT_RATE, start_us=wall_clock_us() - span_us)
+    if not producer.run(StopFlag()).delivery.ok:
+        raise RuntimeError("preload failed")
+
+
+def run_job(spark: object, kafka: KafkaSettings, folder: Path) -> float:
+    cfg = FeaturesSettings(
+        checkpoint_dir=str(folder / "checkpoints"),
+        duckdb_path=str(folder / "features.duckdb"),
+        archive_root=str(folder / "archive"),
+        max_offsets_per_trigger=100_000,
+    )
+    write, close = sink_writer(cfg)
+    started = time.perf_counter()
+    queries = start_queries(spark, kafka, cfg, write, available_now=True)  # type: ignore[arg-type]
+    queries.append(start_archive(spark, kafka, cfg, available_now=True))  # type: ignore[arg-type]
+    for q in queries:
+        q.awaitTermination()
+        if q.exception() is not None:
+            raise RuntimeError(f"{q.name}: {q.exception()}")
+    elapsed = time.perf_counter() - started
+    close()
+    return elapsed
+
+
+def plain_read(spark: object, kafka: KafkaSettings) -> float:
+    started = time.perf_counter()
+    spark.dataSource.register(KafkaSource)  # type: ignore[attr-defined]
+    n = (
+        spark.read.format("marketpipe-kafka")  # type: ignore[attr-defined]
+        .option("bootstrap.servers", kafka.bootstrap_servers)
+        .option("topic", kafka.topic_valid)
+        .load()
+        .count()
+    )
+    return float(n) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    args = arguments(__doc__.split("\n", 1)[0])
+    with own_broker() as bench:
+        kafka = bench.kafka.model_copy(update={"topic_valid": "bench-valid"})
+        ensure_topics(kafka, pipeline_topics(kafka)[1:2])
+        preload(kafka, args.count)
+        spark = spark_session(FeaturesSettings())
+        job, reads = [], []
+        for i in range(args.runs):
+            reads.append(plain_read(spark, kafka))
+            with tempfile.TemporaryDirectory(dir=bench.folder) as folder:
+                job.append(args.count / run_job(spark, kafka, Path(folder)))
+            print(
+                f"run {i + 1}/{args.runs}: features job {job[-1]:>9,.0f} ticks/s  "
+                f"plain source read {reads[-1]:>9,.0f} ticks/s",
+                flush=True,
+            )
+        spark.stop()
+        ratio = statistics.median(j / r for j, r in zip(job, reads, strict=True))
+        rows = [
+            ("plain bounded read through the source", f"{statistics.median(reads):>10,.0f} /s"),
+            ("features job, all queries, local[2]", f"{statistics.median(job):>10,.0f} /s"),
+            ("ratio job / plain read", f"{ratio:>12.2f}"),
+            ("target: features job", ">= 150,000 /s"),
+        ]
+        report(f"medians of {args.runs} runs, {args.count:,} ticks each", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

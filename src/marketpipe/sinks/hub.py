@@ -1,0 +1,62 @@
+"""Every configured feature sink behind one object: the streaming job and the backfill write
+through it, so both land the same rows in the same places.
+
+Hot sinks (DuckDB, PostgreSQL) take upserts by key as windows change; the cold store (Parquet
+under ``archive_root``) takes raw ticks always and closed feature windows with the ``parquet``
+sink. Indicator state is read back from the first hot sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import pyarrow as pa
+
+from marketpipe.settings import FeaturesSettings, PostgresSettings, S3Settings
+from marketpipe.sinks.duckdb import DuckDBSink
+from marketpipe.sinks.parquet import ParquetSink, Written
+from marketpipe.sinks.postgres import PostgresSink
+from marketpipe.sinks.tables import TableSpec
+
+
+class FeatureSinks:
+    def __init__(
+        self,
+        cfg: FeaturesSettings,
+        postgres: PostgresSettings | None = None,
+        s3: S3Settings | None = None,
+    ) -> None:
+        self.hot: list[DuckDBSink | PostgresSink] = []
+        for name in cfg.sinks:
+            if name == "duckdb":
+                self.hot.append(DuckDBSink(cfg.duckdb_path))
+            elif name == "postgres":
+                self.hot.append(PostgresSink(postgres or PostgresSettings()))
+        root = cfg.archive_root
+        self.cold = ParquetSink(root, s3 if root.startswith("s3://") else None) if root else None
+        self.cold_features = self.cold is not None and "parquet" in cfg.sinks
+
+    def upsert(self, table: TableSpec, rows: Sequence[Sequence[object]]) -> int:
+        """Merge rows into every hot sink; returns the rows merged (the largest count)."""
+        return max((sink.upsert(table, rows) for sink in self.hot), default=0) if rows else 0
+
+    def archive(self, name: str, ticks: pa.Table) -> list[Written]:
+        """Valid ticks to ``raw/`` (no-op without cold storage)."""
+        return self.cold.write("raw", name, ticks, "event_time") if self.cold else []
+
+    def closed(self, dataset: str, name: str, rows: pa.Table) -> list[Written]:
+        """Closed feature windows to ``<dataset>/`` (no-op without the parquet sink)."""
+        if not self.cold or not self.cold_features:
+            return []
+        return self.cold.write(dataset, name, rows, "window_start")
+
+    def states_before(self, firsts: Mapping[str, datetime]) -> dict[str, str]:
+        return self.hot[0].states_before(firsts)
+
+    def close(self) -> None:
+        for sink in self.hot:
+            sink.close()
+        # Spark keeps the foreachBatch closures (and so this object) until the process exits;
+        # let the connections go now.
+        self.hot.clear()
