@@ -39,6 +39,8 @@ def setup_logging(level: str = "INFO") -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    # py4j logs every callback from the JVM (each foreachBatch call) at INFO.
+    logging.getLogger("py4j").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def setup_telemetry(cfg: OtelSettings, service: str) -> Telemetry:

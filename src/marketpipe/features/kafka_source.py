@@ -163,17 +163,41 @@ def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[An
         consumer.close()
 
 
+def cap_offsets(lag: dict[str, int], budget: int) -> dict[str, int]:
+    """Split ``budget`` offsets over partitions in proportion to their lag, as Spark's Kafka
+    connector does. Draining one partition first would race its event times ahead of the
+    others, and the watermark would then drop the other partitions' ticks as late."""
+    total = sum(lag.values())
+    if total <= budget:
+        return dict(lag)
+    share = {p: lag[p] * budget // total for p in lag}
+    left = budget - sum(share.values())
+    for p in sorted(lag, key=lambda p: lag[p] - share[p], reverse=True):
+        if left <= 0:
+            break
+        if share[p] < lag[p]:
+            share[p] += 1
+            left -= 1
+    return share
+
+
+def _options(options: Any) -> dict[str, str]:
+    """Spark's options, keys lower-cased: Spark treats them case-insensitively, and a plain
+    dict of them may arrive either way (``maxOffsetsPerTrigger`` is ``maxoffsetspertrigger``)."""
+    return {str(k).lower(): str(v) for k, v in dict(options).items()}
+
+
 class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: dict[str, str]) -> None:
         self.options = options
         self._target: dict[str, int] | None = None
 
     def initialOffset(self) -> dict[str, int]:  # noqa: N802 - Spark's API
-        which = self.options.get("startingOffsets", "earliest")
+        which = self.options.get("startingoffsets", "earliest")
         return _watermarks(self.options, "low" if which == "earliest" else "high")
 
     def getDefaultReadLimit(self) -> ReadLimit:  # noqa: N802
-        cap = self.options.get("maxOffsetsPerTrigger")
+        cap = self.options.get("maxoffsetspertrigger")
         return ReadMaxRows(int(cap)) if cap else ReadAllAvailable()
 
     def prepareForTriggerAvailableNow(self) -> None:  # noqa: N802
@@ -183,13 +207,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         highs = self._target or _watermarks(self.options, "high")
         end = {p: max(highs[p], start.get(p, 0)) for p in highs}
         if isinstance(limit, ReadMaxRows):
-            budget = limit.max_rows
-            capped = {}
-            for p in sorted(end, key=int):
-                take = min(budget, end[p] - start.get(p, 0))
-                capped[p] = start.get(p, 0) + take
-                budget -= take
-            end = capped
+            lag = {p: end[p] - start.get(p, 0) for p in end}
+            share = cap_offsets(lag, limit.max_rows)
+            end = {p: start.get(p, 0) + share[p] for p in end}
         return end
 
     def partitions(self, start: dict[str, int], end: dict[str, int]) -> Sequence[InputPartition]:
@@ -231,7 +251,7 @@ class KafkaSource(DataSource):
         return SCHEMA
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:  # noqa: N802
-        return KafkaStreamReader(dict(self.options))
+        return KafkaStreamReader(_options(self.options))
 
     def reader(self, schema: StructType) -> DataSourceReader:
-        return KafkaBatchReader(dict(self.options))
+        return KafkaBatchReader(_options(self.options))

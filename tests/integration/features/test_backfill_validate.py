@@ -120,11 +120,15 @@ def test_stream_backfill_and_validator_agree_on_closed_windows(
     assert validate(stream, first, last + US).ok
 
     # Cold Parquet: closed windows, once each.
-    parquet = duckdb.connect().execute(
-        f"SELECT count(*), count(DISTINCT (symbol, window_start)) FROM read_parquet("
-        f"'{tmp_path}/archive/bars/*/*/*.parquet', hive_partitioning = true) "
-        "WHERE interval_seconds = 60"
-    ).fetchone()
+    parquet = (
+        duckdb.connect()
+        .execute(
+            f"SELECT count(*), count(DISTINCT (symbol, window_start)) FROM read_parquet("
+            f"'{tmp_path}/archive/bars/*/*/*.parquet', hive_partitioning = true) "
+            "WHERE interval_seconds = 60"
+        )
+        .fetchone()
+    )
     assert parquet is not None
     assert parquet[0] == parquet[1] > 0
 
@@ -156,7 +160,7 @@ def test_validator_reports_missing_extra_and_differing_rows(
         "mean_spread, last_event_time, written_at FROM bars WHERE interval_seconds = 60 LIMIT 1"
     )
     con.close()
-    day_before = first - 86_400 * US
+    day_before = first - 86_400 * US - 3_600 * US  # the planted row lies in range
     report = validate(checked, day_before, last + US)
     bars_check = next(c for c in report.checks if c.table == "bars")
     assert (bars_check.differing, bars_check.missing, bars_check.extra) == (1, 1, 1)

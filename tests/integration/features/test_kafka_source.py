@@ -20,7 +20,10 @@ def publish(settings: Settings, start: int, n: int) -> None:
     assert publisher.close().ok
 
 
-def stream(spark: SparkSession, settings: Settings, checkpoint: Path, seen: list[int]) -> None:
+def stream(
+    spark: SparkSession, settings: Settings, checkpoint: Path, seen: list[int],
+    sizes: list[int] | None = None,
+) -> None:  # fmt: skip
     spark.dataSource.register(KafkaSource)
     source = (
         spark.readStream.format("marketpipe-kafka")
@@ -31,7 +34,10 @@ def stream(spark: SparkSession, settings: Settings, checkpoint: Path, seen: list
     )
 
     def collect(batch: DataFrame, _batch_id: int) -> None:
-        seen.extend(int(r.value) for r in batch.select("value").collect())
+        values = [int(r.value) for r in batch.select("value").collect()]
+        seen.extend(values)
+        if sizes is not None:
+            sizes.append(len(values))
 
     query = (
         source.writeStream.foreachBatch(collect)
@@ -50,8 +56,11 @@ def test_every_message_once_and_exact_resume(
 ) -> None:
     publish(settings, 0, 2000)
     seen: list[int] = []
-    stream(spark, settings, tmp_path / "cp", seen)
+    sizes: list[int] = []
+    stream(spark, settings, tmp_path / "cp", seen, sizes)
     assert sorted(seen) == list(range(2000))
+    assert max(sizes) <= 700  # maxOffsetsPerTrigger holds (Spark hands options lower-cased)
+    assert len([n for n in sizes if n]) >= 3
     publish(settings, 2000, 500)
     again: list[int] = []
     stream(spark, settings, tmp_path / "cp", again)  # same checkpoint: only the new ones
