@@ -17,14 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from pyspark.sql import SparkSession
+
 from harness import arguments, own_broker, report
-from marketpipe.features.job import sink_writer, spark_session, start_archive, start_queries
+from marketpipe.features.job import FeatureJob, spark_session
 from marketpipe.features.kafka_source import KafkaSource
 from marketpipe.ingest.pacing import Pacer, wall_clock_us
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.kafka import Publisher, ensure_topics, pipeline_topics
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import FeaturesSettings, KafkaSettings, ProducerSettings
+from marketpipe.sinks.hub import FeatureSinks
 
 EVENT_RATE = 10_000  # ticks per second of event time
 
@@ -39,31 +42,31 @@ def preload(kafka: KafkaSettings, count: int) -> None:
         raise RuntimeError("preload failed")
 
 
-def run_job(spark: object, kafka: KafkaSettings, folder: Path) -> float:
+def run_job(spark: SparkSession, kafka: KafkaSettings, folder: Path) -> float:
     cfg = FeaturesSettings(
         checkpoint_dir=str(folder / "checkpoints"),
         duckdb_path=str(folder / "features.duckdb"),
         archive_root=str(folder / "archive"),
         max_offsets_per_trigger=100_000,
     )
-    write, close = sink_writer(cfg)
+    sinks = FeatureSinks(cfg)
+    job = FeatureJob(spark, kafka, cfg, sinks)
     started = time.perf_counter()
-    queries = start_queries(spark, kafka, cfg, write, available_now=True)  # type: ignore[arg-type]
-    queries.append(start_archive(spark, kafka, cfg, available_now=True))  # type: ignore[arg-type]
-    for q in queries:
-        q.awaitTermination()
-        if q.exception() is not None:
-            raise RuntimeError(f"{q.name}: {q.exception()}")
+    job.start(available_now=True)
+    job.await_all()
     elapsed = time.perf_counter() - started
-    close()
+    failed = job.stop()
+    sinks.close()
+    if failed:
+        raise RuntimeError(f"queries failed: {failed}")
     return elapsed
 
 
-def plain_read(spark: object, kafka: KafkaSettings) -> float:
+def plain_read(spark: SparkSession, kafka: KafkaSettings) -> float:
     started = time.perf_counter()
-    spark.dataSource.register(KafkaSource)  # type: ignore[attr-defined]
+    spark.dataSource.register(KafkaSource)
     n = (
-        spark.read.format("marketpipe-kafka")  # type: ignore[attr-defined]
+        spark.read.format("marketpipe-kafka")
         .option("bootstrap.servers", kafka.bootstrap_servers)
         .option("topic", kafka.topic_valid)
         .load()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -263,7 +264,11 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     log.info("features: %d streaming queries over %s", len(queries), settings.kafka.topic_valid)
     try:
         with stop_on_signals() as stop:
+            # Until stopped, every query done (--available-now), or one failed: the others
+            # would run on without it, so the job stops and exits non-zero (a pod restarts).
             while not stop.is_set() and any(q.isActive for q in queries):
+                if any(q.exception() is not None for q in queries):
+                    break
                 stop.wait(1.0)
         failed = job.stop()
     finally:
@@ -272,7 +277,10 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     for line in job.metrics.lines():
         print(line)
     for q in queries:
-        print(f"{q.name}: {'failed: ' + str(q.exception()) if q.exception() else 'stopped'}")
+        error = q.exception()
+        # The exception's text ends with the query's whole plan: the first lines say it all.
+        state = "failed: " + "\n".join(str(error).splitlines()[:25]) if error else "stopped"
+        print(f"{q.name}: {state}")
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -331,6 +339,47 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         print("marketpipe validate: no archived ticks in that range", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_latest(args: argparse.Namespace, settings: Settings) -> int:
+    import duckdb
+    import psycopg
+
+    from marketpipe.sinks.latest import latest_tables, render
+
+    sink = args.sink or settings.features.hot_sink
+    try:
+        tables = latest_tables(settings, sink)
+    except (duckdb.Error, psycopg.Error) as exc:
+        print(f"marketpipe latest: {sink}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    for title, (columns, rows) in tables.items():
+        print(f"-- {title}, newest per symbol ({sink})")
+        for line in render(columns, rows) if rows else ["(none yet)"]:
+            print(line)
+    return EXIT_OK
+
+
+def cmd_cold(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.sinks.parquet import cold_inventory
+
+    root = settings.features.archive_root
+    if not root:
+        print("marketpipe cold: no cold store (MARKETPIPE_FEATURES__ARCHIVE_ROOT is empty)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    try:
+        datasets = cold_inventory(root, settings.s3)
+    except OSError as exc:
+        print(f"marketpipe cold: {root}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(f"cold store {root}")
+    for d in datasets:
+        print(f"  {d.name:<16} {d.files:>6} files {d.bytes / 1e6:>9.2f} MB  dates {d.dates[0]}"
+              f"..{d.dates[1]}  newest {d.newest}")  # fmt: skip
+    if not datasets:
+        print("  (empty)")
+    return EXIT_OK
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -535,6 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.set_defaults(handler=cmd_validate)
 
+    p = sub.add_parser("latest", help="the newest bars, window features, indicators per symbol")
+    p.add_argument("--sink", choices=["duckdb", "postgres"], help="default: the first hot sink")
+    p.set_defaults(handler=cmd_latest)
+
+    p = sub.add_parser("cold", help="what the cold Parquet store holds, per dataset")
+    p.set_defaults(handler=cmd_cold)
+
     p = sub.add_parser("db", help="the hot store's schema: `marketpipe db migrate`")
     p.add_argument("action", choices=["migrate"])
     p.set_defaults(handler=cmd_db)
@@ -600,6 +656,11 @@ def run_handler(handler: Handler, args: argparse.Namespace, settings: Settings) 
     except KeyboardInterrupt:
         print(f"marketpipe {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`marketpipe summary | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -401,6 +401,11 @@ class FeaturesSettings(_Section):
     _split_sinks = field_validator("sinks", mode="before")(_split_csv)
     _split_intervals = field_validator("bar_intervals_s", mode="before")(_split_csv)
 
+    @property
+    def hot_sink(self) -> str:
+        """The first hot sink: where indicator state is read back, what validate checks."""
+        return next(s for s in self.sinks if s in ("duckdb", "postgres"))
+
     @model_validator(mode="after")
     def _sinks_usable(self) -> FeaturesSettings:
         if not {"duckdb", "postgres"} & set(self.sinks):

@@ -207,7 +207,7 @@ def validate(
     settings: Settings, start_us: int, end_us: int, sink: str | None = None
 ) -> ValidationReport:
     cfg = settings.features
-    chosen = sink or next(s for s in cfg.sinks if s in ("duckdb", "postgres"))
+    chosen = sink or cfg.hot_sink
     ticks = read_archive(cfg.archive_root, settings.s3, start_us, end_us)
     con = duckdb.connect()
     try:

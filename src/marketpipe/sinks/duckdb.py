@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from marketpipe.sinks.migrations import table_ddl
-from marketpipe.sinks.tables import TableSpec
+from marketpipe.sinks.tables import FEATURE_TABLES, TableSpec, check_columns
 
 
 class DuckDBSink:
@@ -23,6 +23,16 @@ class DuckDBSink:
         self._lock = threading.Lock()  # one DuckDB connection is not for concurrent writers
         for statement in table_ddl():
             self._con.execute(statement)
+        for table in FEATURE_TABLES:
+            present = self._con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                [table.name],
+            ).fetchall()
+            check_columns(
+                str(self.path), table, (c for (c,) in present),
+                "the file was written by an older marketpipe; move it away (the hot store is "
+                "rebuilt from the archive with `marketpipe backfill`)",
+            )  # fmt: skip
 
     def close(self) -> None:
         self._con.close()

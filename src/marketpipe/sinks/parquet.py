@@ -135,3 +135,31 @@ def _partition(path: str, name: str) -> str:
         if part.startswith(f"{name}="):
             return urllib.parse.unquote(part[len(name) + 1 :])
     return ""
+
+
+@dataclass(frozen=True)
+class ColdDataset:
+    name: str
+    files: int
+    bytes: int
+    dates: tuple[str, str]  # first, last date partition
+    newest: str  # a path, to show what the layout looks like
+
+
+def cold_inventory(root: str, s3: S3Settings | None) -> list[ColdDataset]:
+    """What the cold store holds, per dataset (raw, bars, window_features, indicators)."""
+    fs, base = filesystem(s3 if root.startswith("s3://") else None, root)
+    found: dict[str, list[pafs.FileInfo]] = defaultdict(list)
+    selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+    for info in fs.get_file_info(selector):
+        if info.type == pafs.FileType.File and info.path.endswith(".parquet"):
+            found[info.path[len(base) :].lstrip("/").split("/", 1)[0]].append(info)
+    out = []
+    for name, infos in sorted(found.items()):
+        dates = sorted(_partition(i.path, "date") for i in infos)
+        newest = max(infos, key=lambda i: i.mtime_ns or 0)
+        out.append(
+            ColdDataset(name, len(infos), sum(i.size or 0 for i in infos), (dates[0], dates[-1]),
+                        newest.path)
+        )  # fmt: skip
+    return out

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from marketpipe.settings import PostgresSettings
-from marketpipe.sinks.tables import TableSpec
+from marketpipe.sinks.tables import TableSpec, check_columns
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,8 @@ class PostgresSink:
                 (table.name,),
             ).fetchall()
             types: dict[str, str] = dict(rows)
-            missing = [c for c in table.columns if c not in types]
-            if missing:
-                raise RuntimeError(
-                    f"table {table.name} lacks columns {missing}: run `marketpipe db migrate`"
-                )
+            where = f"PostgreSQL {self.cfg.host}:{self.cfg.port}/{self.cfg.database}"
+            check_columns(where, table, types, "run `marketpipe db migrate`")
             self._types[table.name] = [types[c] for c in table.columns]
         return self._types[table.name]
 

@@ -3,7 +3,14 @@ Their DDL lives in ``migrations.table_ddl``; a test keeps the two in step."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from marketpipe.settings import ConfigError
+
+
+class SchemaMismatch(ConfigError):
+    """A sink's table lacks columns this version writes (created by an older marketpipe)."""
 
 
 @dataclass(frozen=True)
@@ -36,3 +43,10 @@ INDICATORS = TableSpec(
 )  # fmt: skip
 
 FEATURE_TABLES = (BARS, WINDOW_FEATURES, INDICATORS)
+
+
+def check_columns(where: str, table: TableSpec, present: Iterable[str], fix: str) -> None:
+    have = set(present)
+    missing = [c for c in table.columns if c not in have]
+    if missing:
+        raise SchemaMismatch(f"{where}: table {table.name} lacks columns {missing}: {fix}")

@@ -6,9 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from marketpipe.sinks.duckdb import DuckDBSink
-from marketpipe.sinks.tables import BARS, INDICATORS
+from marketpipe.sinks.tables import BARS, INDICATORS, SchemaMismatch
 from tests.featurerows import T0, bar
 
 
@@ -37,3 +38,14 @@ def test_nullable_columns_and_empty_batches(tmp_path: Path) -> None:
     assert sink.upsert(INDICATORS, [row]) == 1
     assert sink.upsert(INDICATORS, []) == 0
     sink.close()
+
+
+def test_a_file_from_an_older_schema_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE bars (symbol text, interval_seconds integer, window_start timestamptz)"
+    )
+    con.close()
+    with pytest.raises(SchemaMismatch, match=r"table bars lacks columns \['window_end'.*move it"):
+        DuckDBSink(path)
