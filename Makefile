@@ -54,6 +54,8 @@ bench: install ## Throughput benchmarks; prints medians and ratios to plain clie
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_quality.py
 	$(PY) benchmarks/bench_sinks.py
+	$(PY) benchmarks/bench_features.py --runs 3
+	$(PY) benchmarks/bench_latency.py --runs 3 --seconds 60
 
 ##@ Local stack
 
