@@ -81,6 +81,7 @@ def test_one_second_bars_by_hand(spark: SparkSession) -> None:
                 11.8,
                 12.2,
                 (0.2 + 0.2 + 0.4) / 3,
+                ts(T0 + 900_000),  # last_event_time: the newest tick in the bar
             ),
             (
                 "AAPL",
@@ -97,6 +98,7 @@ def test_one_second_bars_by_hand(spark: SparkSession) -> None:
                 12.99,
                 13.01,
                 0.02,
+                ts(T0 + SEC + 5),
             ),
             (
                 "MSFT",
@@ -113,6 +115,7 @@ def test_one_second_bars_by_hand(spark: SparkSession) -> None:
                 414.9,
                 415.1,
                 0.2,
+                ts(T0 + 500),
             ),
         ],
         got.schema,
@@ -128,6 +131,7 @@ def test_sliding_window_log_return_and_volatility(spark: SparkSession) -> None:
         for r in window_features(parse_ticks(kafka_rows(spark, ticks)), 10, 5).collect()
     }
     full = got[(ts(T0), ts(T0 + 10 * SEC))]
+    assert full.last_event_time == ts(T0 + 3 * SEC)
     returns = [math.log(b / a) for a, b in itertools.pairwise(prices)]
     mean = sum(returns) / 3
     sd = math.sqrt(sum((r - mean) ** 2 for r in returns) / 2)
