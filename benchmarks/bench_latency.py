@@ -45,7 +45,7 @@ def main() -> int:
             with tempfile.TemporaryDirectory(dir=bench.folder) as folder:
                 cfg = FeaturesSettings(
                     checkpoint_dir=str(Path(folder) / "cp"), sinks=["postgres"],  # type: ignore[list-item]
-                    archive_root="", trigger_s=1.0,
+                    archive_root=str(Path(folder) / "archive"), trigger_s=1.0,
                 )  # fmt: skip
                 sinks = FeatureSinks(cfg, bench.settings.postgres)
                 job = FeatureJob(spark, kafka, cfg, sinks)

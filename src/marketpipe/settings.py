@@ -397,6 +397,11 @@ class FeaturesSettings(_Section):
     sinks: Annotated[list[FeatureSink], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_FEATURE_SINKS)
     )
+    # Where the feature queries read ticks: "topic" (each query reads ticks.valid itself) or
+    # "archive" (the archive query reads and parses the topic once; the others stream the
+    # Parquet files it writes, read by Spark natively). "auto": archive when archive_root is a
+    # local folder, topic otherwise.
+    read_from: Literal["auto", "topic", "archive"] = "auto"
     # Indicators (SMA, EMA, RSI, MACD) run on closed bars of this length.
     indicator_interval_s: PositiveInt = 60
 
@@ -416,7 +421,19 @@ class FeaturesSettings(_Section):
             )
         if "parquet" in self.sinks and not self.archive_root:
             raise ValueError("the parquet sink writes under MARKETPIPE_FEATURES__ARCHIVE_ROOT")
+        if self.read_from == "archive" and not self.archive_local:
+            raise ValueError(
+                "read_from=archive needs MARKETPIPE_FEATURES__ARCHIVE_ROOT to be a local folder"
+            )
         return self
+
+    @property
+    def archive_local(self) -> bool:
+        return bool(self.archive_root) and "://" not in self.archive_root
+
+    @property
+    def features_from_archive(self) -> bool:
+        return self.read_from == "archive" or (self.read_from == "auto" and self.archive_local)
 
 
 class LocalSettings(_Section):

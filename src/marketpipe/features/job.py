@@ -28,18 +28,21 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 from pyspark.sql.streaming.listener import StreamingQueryListener
 from pyspark.sql.streaming.query import StreamingQuery
+from pyspark.sql.types import StringType, StructField, StructType
 
 from marketpipe.contracts import TICK_FIELDS
 from marketpipe.features.indicators import extend_series
 from marketpipe.features.kafka_source import KafkaSource
-from marketpipe.features.transforms import bars, parse_ticks, window_features
+from marketpipe.features.transforms import TICK_SCHEMA, bars, parse_ticks, window_features
 from marketpipe.settings import FeaturesSettings, KafkaSettings
 from marketpipe.sinks.hub import FeatureSinks
 from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_FEATURES, TableSpec
@@ -91,6 +94,19 @@ def read_ticks(spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings)
         .load()
     )
     return parse_ticks(raw).withWatermark("event_ts", f"{cfg.watermark_s} seconds")
+
+
+def read_archived_ticks(spark: SparkSession, cfg: FeaturesSettings) -> DataFrame:
+    """The ticks the archive query writes to ``<archive_root>/raw``, as a stream read by
+    Spark's own Parquet file source (no Python per row), typed like ``read_ticks``."""
+    root = Path(cfg.archive_root).resolve() / "raw"
+    root.mkdir(parents=True, exist_ok=True)  # the file source wants its folder to exist
+    data = [f for f in TICK_SCHEMA.fields if f.name != "symbol"]
+    partitions = [StructField("date", StringType()), StructField("symbol", StringType())]
+    frame = spark.readStream.schema(StructType(data + partitions)).parquet(str(root))
+    return frame.withColumn("event_ts", F.timestamp_micros("event_time")).withWatermark(
+        "event_ts", f"{cfg.watermark_s} seconds"
+    )
 
 
 def with_written_at(batch: pa.Table, table: TableSpec, written_at: datetime) -> pa.Table:
@@ -247,17 +263,22 @@ class FeatureJob:
         self.queries: list[StreamingQuery] = []
 
     def start(self, available_now: bool = False) -> list[StreamingQuery]:
+        """Start every query. Reading from the archive, the archive query starts first, and in
+        a bounded run (``available_now``) it finishes before the others list its files."""
         self.spark.streams.addListener(self.metrics)
         ticks = read_ticks(self.spark, self.kafka, self.cfg)
-        for out in plan(ticks, self.cfg, self.sinks):
+        from_archive = self.cfg.features_from_archive and self.sinks.cold is not None
+        if self.sinks.cold is not None:
+            archive = self._start(
+                ticks.select(*TICK_FIELDS), "archive", "append", self._archive, available_now
+            )
+            self.queries.append(archive)
+            if from_archive and available_now:
+                archive.awaitTermination()
+        features_input = read_archived_ticks(self.spark, self.cfg) if from_archive else ticks
+        for out in plan(features_input, self.cfg, self.sinks):
             handler = self._hot(out) if out.mode == "update" else self._closed(out)
             self.queries.append(self._start(out.frame, out.name, out.mode, handler, available_now))
-        if self.sinks.cold is not None:
-            self.queries.append(
-                self._start(
-                    ticks.select(*TICK_FIELDS), "archive", "append", self._archive, available_now
-                )
-            )
         return self.queries
 
     def _start(

@@ -83,7 +83,14 @@ class ParquetSink:
             if self._local:  # object stores need no folders (markers would clutter the console)
                 self.fs.create_dir(folder, recursive=True)
             part = data.take(pa.array(rows, pa.int64()))
-            pq.write_table(part, path, filesystem=self.fs, compression="zstd")
+            if self._local:
+                # Readers (the features job streams this folder) must never see half a file:
+                # write a hidden temporary, then rename it into place (atomic, and replacing).
+                tmp = f"{folder}/.part-{batch}.parquet.tmp"
+                pq.write_table(part, tmp, filesystem=self.fs, compression="zstd")
+                self.fs.move(tmp, path)
+            else:  # an S3 object appears whole or not at all
+                pq.write_table(part, path, filesystem=self.fs, compression="zstd")
             written.append(Written(path, len(rows)))
         log.debug("%s batch %s: %d files", dataset, batch, len(written))
         return written
