@@ -150,3 +150,36 @@ def test_cli_option_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "--crossed" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MARKETPIPE_FEATURES__SINKS": "parquet"}, "sinks need duckdb or postgres"),
+        (
+            {"MARKETPIPE_FEATURES__SINKS": "duckdb,parquet",
+             "MARKETPIPE_FEATURES__ARCHIVE_ROOT": ""},
+            "parquet sink writes under",
+        ),
+        (
+            {"MARKETPIPE_FEATURES__READ_FROM": "archive",
+             "MARKETPIPE_FEATURES__ARCHIVE_ROOT": "s3://bucket/cold"},
+            "needs MARKETPIPE_FEATURES__ARCHIVE_ROOT to be a local folder",
+        ),
+    ],
+)  # fmt: skip
+def test_feature_sink_combinations_that_cannot_work_are_refused(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+def test_features_read_the_archive_only_when_it_is_a_local_folder() -> None:
+    assert Settings().features.features_from_archive  # .marketpipe/archive
+    s3 = Settings(features={"archive_root": "s3://b/cold"})  # type: ignore[arg-type]
+    assert not s3.features.features_from_archive
+    none = Settings(features={"archive_root": ""})  # type: ignore[arg-type]
+    assert not none.features.features_from_archive
