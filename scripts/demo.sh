@@ -7,7 +7,7 @@
 set -euo pipefail
 MP=${MP:-.venv/bin/marketpipe}
 DURATION=${DEMO_DURATION:-40}
-TPS=${DEMO_TPS:-2000}
+TPS=${DEMO_TPS:-1000}
 RUN=demo-$(date +%Y%m%d-%H%M%S)
 OUT=.marketpipe/demo/$RUN
 mkdir -p "$OUT"

@@ -399,8 +399,9 @@ class FeaturesSettings(_Section):
     )
     # Where the feature queries read ticks: "topic" (each query reads ticks.valid itself) or
     # "archive" (the archive query reads and parses the topic once; the others stream the
-    # Parquet files it writes, read by Spark natively). "auto": archive when archive_root is a
-    # local folder, topic otherwise.
+    # Parquet files it writes, read by Spark natively). "auto": archive for bounded runs
+    # (--available-now) with a local archive folder, topic otherwise: a long-running file
+    # source lists a folder that grows by a file per symbol per micro-batch.
     read_from: Literal["auto", "topic", "archive"] = "auto"
     # Indicators (SMA, EMA, RSI, MACD) run on closed bars of this length.
     indicator_interval_s: PositiveInt = 60
@@ -431,9 +432,10 @@ class FeaturesSettings(_Section):
     def archive_local(self) -> bool:
         return bool(self.archive_root) and "://" not in self.archive_root
 
-    @property
-    def features_from_archive(self) -> bool:
-        return self.read_from == "archive" or (self.read_from == "auto" and self.archive_local)
+    def features_from_archive(self, bounded: bool) -> bool:
+        if self.read_from == "auto":
+            return bounded and self.archive_local
+        return self.read_from == "archive"
 
 
 class LocalSettings(_Section):

@@ -267,7 +267,7 @@ class FeatureJob:
         a bounded run (``available_now``) it finishes before the others list its files."""
         self.spark.streams.addListener(self.metrics)
         ticks = read_ticks(self.spark, self.kafka, self.cfg)
-        from_archive = self.cfg.features_from_archive and self.sinks.cold is not None
+        from_archive = self.cfg.features_from_archive(available_now) and self.sinks.cold is not None
         if self.sinks.cold is not None:
             archive = self._start(
                 ticks.select(*TICK_FIELDS), "archive", "append", self._archive, available_now
