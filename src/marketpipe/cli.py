@@ -553,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_quality)
 
     p = sub.add_parser(
-        "features", help="Spark Structured Streaming: ticks.valid -> bars, window features"
+        "features",
+        help="Spark Structured Streaming: ticks.valid -> bars, window features, indicators",
     )
     p.add_argument(
         "--available-now", action="store_true",
