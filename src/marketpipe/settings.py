@@ -399,10 +399,10 @@ class FeaturesSettings(_Section):
     )
     # Where the feature queries read ticks: "topic" (each query reads ticks.valid itself) or
     # "archive" (the archive query reads and parses the topic once; the others stream the
-    # Parquet files it writes, read by Spark natively). "auto": archive for bounded runs
-    # (--available-now) with a local archive folder, topic otherwise: a long-running file
-    # source lists a folder that grows by a file per symbol per micro-batch.
-    read_from: Literal["auto", "topic", "archive"] = "auto"
+    # Parquet files it writes to a local archive folder, read by Spark natively: bounded runs
+    # are 1.6x faster, live latency no better, and the file source lists a folder that grows
+    # by a file per symbol per micro-batch). The choice is part of the checkpoints' names.
+    read_from: Literal["topic", "archive"] = "topic"
     # Indicators (SMA, EMA, RSI, MACD) run on closed bars of this length.
     indicator_interval_s: PositiveInt = 60
 
@@ -431,11 +431,6 @@ class FeaturesSettings(_Section):
     @property
     def archive_local(self) -> bool:
         return bool(self.archive_root) and "://" not in self.archive_root
-
-    def features_from_archive(self, bounded: bool) -> bool:
-        if self.read_from == "auto":
-            return bounded and self.archive_local
-        return self.read_from == "archive"
 
 
 class LocalSettings(_Section):

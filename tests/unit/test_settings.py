@@ -175,15 +175,3 @@ def test_feature_sink_combinations_that_cannot_work_are_refused(
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         load_settings()
-
-
-def test_features_read_the_archive_in_bounded_runs_over_a_local_folder() -> None:
-    local = Settings().features  # .marketpipe/archive
-    assert local.features_from_archive(bounded=True)
-    assert not local.features_from_archive(bounded=False)
-    s3 = Settings(features={"archive_root": "s3://b/cold"})  # type: ignore[arg-type]
-    assert not s3.features.features_from_archive(bounded=True)
-    none = Settings(features={"archive_root": ""})  # type: ignore[arg-type]
-    assert not none.features.features_from_archive(bounded=True)
-    forced = Settings(features={"read_from": "archive"})  # type: ignore[arg-type]
-    assert forced.features.features_from_archive(bounded=False)

@@ -267,7 +267,7 @@ class FeatureJob:
         a bounded run (``available_now``) it finishes before the others list its files."""
         self.spark.streams.addListener(self.metrics)
         ticks = read_ticks(self.spark, self.kafka, self.cfg)
-        from_archive = self.cfg.features_from_archive(available_now) and self.sinks.cold is not None
+        from_archive = self.cfg.read_from == "archive"
         if self.sinks.cold is not None:
             archive = self._start(
                 ticks.select(*TICK_FIELDS), "archive", "append", self._archive, available_now
@@ -276,20 +276,25 @@ class FeatureJob:
             if from_archive and available_now:
                 archive.awaitTermination()
         features_input = read_archived_ticks(self.spark, self.cfg) if from_archive else ticks
+        # A checkpoint holds its source's offsets: reading the archive, the queries keep
+        # checkpoints of their own, so switching read_from never misreads the other kind.
+        suffix = "-from-archive" if from_archive else ""
         for out in plan(features_input, self.cfg, self.sinks):
             handler = self._hot(out) if out.mode == "update" else self._closed(out)
-            self.queries.append(self._start(out.frame, out.name, out.mode, handler, available_now))
+            self.queries.append(
+                self._start(out.frame, out.name, out.mode, handler, available_now, suffix)
+            )
         return self.queries
 
     def _start(
         self, frame: DataFrame, name: str, mode: str,
-        handler: Callable[[DataFrame, int], None], available_now: bool,
+        handler: Callable[[DataFrame, int], None], available_now: bool, suffix: str = "",
     ) -> StreamingQuery:  # fmt: skip
         writer = (
             frame.writeStream.queryName(name)
             .outputMode(mode)
             .foreachBatch(handler)
-            .option("checkpointLocation", f"{self.cfg.checkpoint_dir}/{name}")
+            .option("checkpointLocation", f"{self.cfg.checkpoint_dir}/{name}{suffix}")
         )
         if available_now:
             writer = writer.trigger(availableNow=True)

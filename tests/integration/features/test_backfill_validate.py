@@ -77,7 +77,8 @@ def test_stream_backfill_and_validator_agree_on_closed_windows(
     spark: SparkSession, settings: Settings, tmp_path: Path
 ) -> None:
     first, last = produce_history(settings, 4000, tps=20.0, seed=11)  # 200 s of market
-    stream_cfg = features_cfg(tmp_path, "stream", sinks=["duckdb", "parquet"])
+    # The stream reads the archive's files (the other read path is the crash test's).
+    stream_cfg = features_cfg(tmp_path, "stream", sinks=["duckdb", "parquet"], read_from="archive")
     stream = settings.model_copy(update={"features": stream_cfg})
     run_once(spark, settings, stream_cfg)
 

@@ -71,3 +71,21 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
     checked = run_cli(crashing, "validate", "--start", str(first), "--end", str(last + US))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "verdict: OK" in checked.stdout
+
+    # Switching the read path keeps checkpoints apart: the archive path starts its own, re-reads
+    # every archived tick, and the upserts leave the same rows.
+    switched = settings.model_copy(
+        update={"features": cfg.model_copy(update={"read_from": "archive"})}
+    )
+    again = run_cli(switched, "features", "--available-now", timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    con = duckdb.connect(cfg.duckdb_path, read_only=True)
+    try:
+        assert (
+            trades
+            == con.execute(
+                "SELECT interval_seconds, sum(trades) FROM bars GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        )
+    finally:
+        con.close()
