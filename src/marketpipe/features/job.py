@@ -270,8 +270,9 @@ class FeatureJob:
         from_archive = self.cfg.read_from == "archive"
         if self.sinks.cold is not None:
             archive = self._start(
-                ticks.select(*TICK_FIELDS), "archive", "append", self._archive, available_now
-            )
+                ticks.select(*TICK_FIELDS), "archive", "append", self._archive, available_now,
+                every_s=self.cfg.trigger_s if from_archive else self.cfg.cold_trigger_s,
+            )  # fmt: skip
             self.queries.append(archive)
             if from_archive and available_now:
                 archive.awaitTermination()
@@ -281,14 +282,16 @@ class FeatureJob:
         suffix = "-from-archive" if from_archive else ""
         for out in plan(features_input, self.cfg, self.sinks):
             handler = self._hot(out) if out.mode == "update" else self._closed(out)
+            every_s = self.cfg.trigger_s if out.mode == "update" else self.cfg.cold_trigger_s
             self.queries.append(
-                self._start(out.frame, out.name, out.mode, handler, available_now, suffix)
+                self._start(out.frame, out.name, out.mode, handler, available_now, every_s, suffix)
             )
         return self.queries
 
     def _start(
         self, frame: DataFrame, name: str, mode: str,
-        handler: Callable[[DataFrame, int], None], available_now: bool, suffix: str = "",
+        handler: Callable[[DataFrame, int], None], available_now: bool, every_s: float,
+        suffix: str = "",
     ) -> StreamingQuery:  # fmt: skip
         writer = (
             frame.writeStream.queryName(name)
@@ -299,7 +302,7 @@ class FeatureJob:
         if available_now:
             writer = writer.trigger(availableNow=True)
         else:
-            writer = writer.trigger(processingTime=f"{self.cfg.trigger_s} seconds")
+            writer = writer.trigger(processingTime=f"{every_s} seconds")
         return writer.start()
 
     def _hot(self, out: Output) -> Callable[[DataFrame, int], None]:

@@ -42,6 +42,7 @@ def features_cfg(tmp_path: Path, name: str, **extra: object) -> FeaturesSettings
         "duckdb_path": str(tmp_path / f"{name}.duckdb"),
         "archive_root": str(tmp_path / "archive"),
         "max_offsets_per_trigger": 2000,
+        "cold_trigger_s": 0.5,  # the tests watch the archive query's progress
         **extra,
     }
     return FeaturesSettings(**values)  # type: ignore[arg-type]
