@@ -19,8 +19,7 @@ from typing import Literal
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
-from marketpipe.features.job import as_rows, indicator_rows, with_written_at
-from marketpipe.features.kafka_source import KafkaSource
+from marketpipe.features.job import as_rows, indicator_rows, kafka_reader, with_written_at
 from marketpipe.features.transforms import TICK_SCHEMA, bars, parse_ticks, window_features
 from marketpipe.settings import Settings
 from marketpipe.sinks.hub import FeatureSinks
@@ -46,13 +45,7 @@ def load_ticks(
 ) -> DataFrame:
     """Typed ticks (the streaming job's columns, with ``event_ts``) in ``[start, end)``."""
     if source == "topic":
-        spark.dataSource.register(KafkaSource)
-        raw = (
-            spark.read.format("marketpipe-kafka")
-            .option("bootstrap.servers", settings.kafka.bootstrap_servers)
-            .option("topic", settings.kafka.topic_valid)
-            .load()
-        )
+        raw = kafka_reader(spark, settings.kafka, settings.features, stream=False).load()
         ticks = parse_ticks(raw)
     else:
         table = read_archive(settings.features.archive_root, settings.s3, start_us, end_us)

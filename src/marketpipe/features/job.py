@@ -67,18 +67,22 @@ def spark_session(cfg: FeaturesSettings, app: str = "marketpipe-features") -> Sp
     return session
 
 
-def kafka_reader(spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings) -> Any:
-    """A stream reader over ticks.valid from the configured source (the Python Data Source or
-    Spark's Kafka connector); both give the connector's columns."""
+def kafka_reader(
+    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, stream: bool = True
+) -> Any:
+    """A reader over ticks.valid from the configured source (the Python Data Source or Spark's
+    Kafka connector): a stream, or with ``stream=False`` a bounded read of all the topic
+    holds now (the backfill). Both sources give the connector's columns."""
+    base = spark.readStream if stream else spark.read
     if cfg.source == "python":
         spark.dataSource.register(KafkaSource)
         return (
-            spark.readStream.format("marketpipe-kafka")
+            base.format("marketpipe-kafka")
             .option("bootstrap.servers", kafka.bootstrap_servers)
             .option("topic", kafka.topic_valid)
         )
     return (
-        spark.readStream.format("kafka")
+        base.format("kafka")
         .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
         .option("subscribe", kafka.topic_valid)
         .option("kafka.isolation.level", "read_committed")

@@ -84,7 +84,8 @@ def _consumer(options: dict[str, str]) -> Any:
     return Consumer(conf)
 
 
-def _watermarks(options: dict[str, str], which: str) -> dict[str, int]:
+def _watermarks(options: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """Per partition, the (low, high) offsets the topic holds now: one consumer, one lookup."""
     from confluent_kafka import TopicPartition
 
     topic = options["topic"]
@@ -93,13 +94,16 @@ def _watermarks(options: dict[str, str], which: str) -> dict[str, int]:
         meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
             raise RuntimeError(f"topic {topic!r} not found on {options.get('bootstrap.servers')}")
-        marks = {}
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            marks[str(p)] = low if which == "low" else high
-        return marks
+        return {
+            str(p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            for p in meta.partitions
+        }
     finally:
         consumer.close()
+
+
+def _highs(options: dict[str, str]) -> dict[str, int]:
+    return {p: high for p, (_, high) in _watermarks(options).items()}
 
 
 def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[Any]:
@@ -195,18 +199,18 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._target: dict[str, int] | None = None
 
     def initialOffset(self) -> dict[str, int]:  # noqa: N802 - Spark's API
-        which = self.options.get("startingoffsets", "earliest")
-        return _watermarks(self.options, "low" if which == "earliest" else "high")
+        latest = self.options.get("startingoffsets", "earliest") != "earliest"
+        return {p: high if latest else low for p, (low, high) in _watermarks(self.options).items()}
 
     def getDefaultReadLimit(self) -> ReadLimit:  # noqa: N802
         cap = self.options.get("maxoffsetspertrigger")
         return ReadMaxRows(int(cap)) if cap else ReadAllAvailable()
 
     def prepareForTriggerAvailableNow(self) -> None:  # noqa: N802
-        self._target = _watermarks(self.options, "high")
+        self._target = _highs(self.options)
 
     def latestOffset(self, start: dict[str, int], limit: ReadLimit) -> dict[str, int]:  # noqa: N802
-        highs = self._target or _watermarks(self.options, "high")
+        highs = self._target or _highs(self.options)
         end = {p: max(highs[p], start.get(p, 0)) for p in highs}
         if isinstance(limit, ReadMaxRows):
             lag = {p: end[p] - start.get(p, 0) for p in end}
@@ -236,8 +240,11 @@ class KafkaBatchReader(DataSourceReader):
         self.options = options
 
     def partitions(self) -> Sequence[InputPartition]:
-        lows, highs = _watermarks(self.options, "low"), _watermarks(self.options, "high")
-        return [KafkaPartition(int(p), lows[p], highs[p]) for p in highs if highs[p] > lows[p]]
+        return [
+            KafkaPartition(int(p), low, high)
+            for p, (low, high) in _watermarks(self.options).items()
+            if high > low
+        ]
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
         assert isinstance(partition, KafkaPartition)

@@ -105,10 +105,22 @@ def test_stream_backfill_and_validator_agree_on_closed_windows(
     cutoff = report.cutoff
     assert cutoff is not None
     closed = f"window_start >= make_timestamp({start}) AND window_end <= '{cutoff.isoformat()}'"
+    # And from the topic instead of the archive: the same rows again.
+    topic_cfg = features_cfg(tmp_path, "from-topic")
+    sinks = FeatureSinks(topic_cfg)
+    try:
+        from_topic = run_backfill(
+            spark, settings.model_copy(update={"features": topic_cfg}), sinks,
+            start, last + US, source="topic",
+        )  # fmt: skip
+    finally:
+        sinks.close()
+    assert from_topic.rows == done.rows
     for table in ("bars", "window_features"):
         streamed = rows(stream_cfg.duckdb_path, table, closed)
         assert streamed, table
         assert_same_rows(rows(batch_cfg.duckdb_path, table, closed), streamed)
+        assert_same_rows(rows(topic_cfg.duckdb_path, table, closed), streamed)
     # Indicators: the stream continued each symbol from before the backfill's range, so compare
     # the backfill continued from the stream's own state: run it into the stream's store.
     # Only the minutes the stream has closed: the backfill also closes the range's last ones.
