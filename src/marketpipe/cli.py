@@ -107,7 +107,7 @@ def _publish(
             ProducerInstruments.create(telemetry.meter),
             {"source": source, "topic": topic},
         )
-        with stop_on_signals() as stop:
+        with stop_on_signals(stop_flag(settings)) as stop:
             return run(publisher, stop)
     finally:
         telemetry.shutdown()
@@ -219,7 +219,7 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
         kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, cfg.delivery, cfg.group_id,
     )  # fmt: skip
     try:
-        with stop_on_signals() as stop:
+        with stop_on_signals(stop_flag(settings)) as stop:
             report = service.run(stop, idle_exit_s=args.until_idle)
     except Fenced as exc:
         print(f"marketpipe quality: fenced by a newer instance, stopping: {exc}", file=sys.stderr)
@@ -263,7 +263,7 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     queries = job.start(available_now=args.available_now)
     log.info("features: %d streaming queries over %s", len(queries), settings.kafka.topic_valid)
     try:
-        with stop_on_signals() as stop:
+        with stop_on_signals(stop_flag(settings)) as stop:
             # Until stopped, every query done (--available-now), or one failed: the others
             # would run on without it, so the job stops and exits non-zero (a pod restarts).
             while not stop.is_set() and any(q.isActive for q in queries):
@@ -438,6 +438,32 @@ def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{path} is up to date")
         return EXIT_OK
     print(f"wrote {export_schema(path)}")
+    return EXIT_OK
+
+
+def stop_flag(settings: Settings) -> StopFlag:
+    """The stop flag of a long-running command, beating MARKETPIPE_HEALTH_FILE if set."""
+    from marketpipe.runtime import Heartbeat, StopFlag
+
+    return StopFlag(Heartbeat(settings.health_file) if settings.health_file else None)
+
+
+def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 while the service's heartbeat is fresh: the Kubernetes liveness probe."""
+    from marketpipe.runtime import heartbeat_age
+
+    path = args.file or settings.health_file
+    if not path:
+        raise ConfigError("no heartbeat file: set MARKETPIPE_HEALTH_FILE or pass --file")
+    age = heartbeat_age(path)
+    if age is None:
+        print(f"unhealthy: no heartbeat at {path}", file=sys.stderr)
+        return EXIT_FAILED
+    if age > args.max_age:
+        limit = f"{args.max_age:g}s"
+        print(f"unhealthy: last heartbeat {age:.0f}s ago (limit {limit})", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"healthy: last heartbeat {age:.1f}s ago")
     return EXIT_OK
 
 
@@ -622,6 +648,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("settings", help="print the effective settings as environment lines")
     p.set_defaults(handler=cmd_settings)
+
+    p = sub.add_parser(
+        "health", help="exit 0 while a service's heartbeat file is fresh (liveness probe)"
+    )
+    p.add_argument("--file", help="heartbeat file (default MARKETPIPE_HEALTH_FILE)")
+    p.add_argument(
+        "--max-age", type=float, default=60.0, metavar="S", help="oldest acceptable beat"
+    )
+    p.set_defaults(handler=cmd_health)
     return parser
 
 

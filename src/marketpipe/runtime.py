@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -20,18 +21,53 @@ class DependencyUnavailable(Exception):
     """A service this command needs did not answer in time; the message says which and where."""
 
 
+class Heartbeat:
+    """A file whose modification time says the main loop is still turning.
+
+    Loops ask their StopFlag whether to go on at every turn; the flag beats, at most once per
+    ``every_s``. ``heartbeat_age`` reads it back: `marketpipe health`, the liveness probe.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], every_s: float = 2.0) -> None:
+        self.path = os.fspath(path)
+        self.every_s = every_s
+        self._last = -float("inf")
+
+    def beat(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        try:
+            with open(self.path, "a"):
+                os.utime(self.path)
+        except OSError as exc:  # a full or read-only disk must not stop the service itself
+            log.warning("heartbeat %s not written: %s", self.path, exc)
+
+
+def heartbeat_age(path: str | os.PathLike[str]) -> float | None:
+    """Seconds since the heartbeat at ``path`` last beat, or None if it never did."""
+    try:
+        return max(0.0, time.time() - os.stat(path).st_mtime)
+    except FileNotFoundError:
+        return None
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM so loops can finish their batch, flush and exit cleanly."""
 
-    def __init__(self) -> None:
+    def __init__(self, heartbeat: Heartbeat | None = None) -> None:
         self._event = threading.Event()
         self.signal_name: str | None = None
+        self._heartbeat = heartbeat
 
     def set(self, reason: str = "requested") -> None:
         self.signal_name = self.signal_name or reason
         self._event.set()
 
     def is_set(self) -> bool:
+        if self._heartbeat is not None:
+            self._heartbeat.beat()
         return self._event.is_set()
 
     def wait(self, seconds: float) -> bool:

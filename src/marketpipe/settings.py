@@ -84,6 +84,9 @@ class KafkaSettings(_Section):
     queue_max_messages: PositiveInt = 1_000_000
     delivery_timeout_ms: PositiveInt = 120_000
     connect_timeout_s: PositiveFloat = 30.0
+    # How long commands wait for their topics to appear before giving up (0: fail at once).
+    # In a Helm install the topics Job runs after the services start, so the chart sets it.
+    topic_wait_s: NonNegativeFloat = 0.0
     # Raw librdkafka properties applied last, e.g. {"ssl.ca.location": "/etc/ca.pem"}.
     extra_config: dict[str, str] = Field(default_factory=dict)
 
@@ -463,6 +466,9 @@ class Settings(BaseSettings):
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Long-running services touch this file while their main loop turns; `marketpipe health`
+    # (the Kubernetes liveness probe) checks its age. Unset: no heartbeat.
+    health_file: str | None = None
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)

@@ -21,6 +21,7 @@ from marketpipe.kafka import (
     ensure_topics,
     pipeline_topics,
     read_to_end,
+    require_topic,
 )
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import FaultSettings, ProducerSettings, Settings
@@ -115,6 +116,30 @@ def test_ensure_topics_is_idempotent_and_converges(settings: Settings) -> None:
 def test_reading_a_missing_topic_says_how_to_fix_it(settings: Settings) -> None:
     with pytest.raises(TopicMissing, match="marketpipe topics"):
         list(read_to_end(settings.kafka, "no-such-topic-" + uuid.uuid4().hex))
+
+
+def test_require_topic_waits_for_a_topic_created_meanwhile(settings: Settings) -> None:
+    """In a Helm install the services start before the topics Job has run: they wait."""
+    import threading
+
+    name = "late-topic-" + uuid.uuid4().hex
+    kafka = settings.kafka.model_copy(update={"topic_wait_s": 30.0})
+    creator = threading.Timer(1.5, ensure_topics, (kafka, [TopicSpec(name, 2, 1)]))
+    creator.start()
+    started = time.monotonic()
+    try:
+        assert require_topic(kafka, name) == 2
+    finally:
+        creator.join()
+    assert time.monotonic() - started >= 1.0
+
+
+def test_require_topic_gives_up_after_its_wait(settings: Settings) -> None:
+    kafka = settings.kafka.model_copy(update={"topic_wait_s": 1.0})
+    started = time.monotonic()
+    with pytest.raises(TopicMissing, match="did not answer within 1s"):
+        require_topic(kafka, "never-" + uuid.uuid4().hex)
+    assert time.monotonic() - started < 10
 
 
 def test_read_since_a_time_skips_older_messages(settings: Settings) -> None:

@@ -2,10 +2,19 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 import pytest
 
-from marketpipe.runtime import DependencyUnavailable, stop_on_signals, wait_for
+from marketpipe.runtime import (
+    DependencyUnavailable,
+    Heartbeat,
+    StopFlag,
+    heartbeat_age,
+    stop_on_signals,
+    wait_for,
+)
 
 
 def test_wait_for_retries_until_success() -> None:
@@ -37,3 +46,44 @@ def test_signal_sets_the_stop_flag(sig: signal.Signals) -> None:
         assert stop.wait(2.0)
         assert stop.signal_name == sig.name
     assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def test_heartbeat_beats_through_the_stop_flag_at_most_every_interval(tmp_path: Path) -> None:
+    path = tmp_path / "alive"
+    flag = StopFlag(Heartbeat(path, every_s=3600))
+    assert heartbeat_age(path) is None
+    assert not flag.is_set()
+    assert heartbeat_age(path) is not None
+    os.utime(path, (0, 0))  # as if the last beat were long ago
+    flag.is_set()  # within the interval: no write
+    assert heartbeat_age(path) > 1e6  # type: ignore[operator]
+
+
+def test_heartbeat_write_failure_does_not_stop_the_service(tmp_path: Path) -> None:
+    Heartbeat(tmp_path / "missing-dir" / "alive").beat()  # logs, does not raise
+
+
+def test_health_command_reads_the_heartbeat_age(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from marketpipe.cli import main
+
+    path = tmp_path / "alive"
+    assert main(["health", "--file", str(path)]) == 1
+    assert "no heartbeat" in capsys.readouterr().err
+    Heartbeat(path).beat()
+    assert main(["health", "--file", str(path), "--max-age", "30"]) == 0
+    os.utime(path, (time.time() - 120, time.time() - 120))
+    assert main(["health", "--file", str(path), "--max-age", "30"]) == 1
+    assert "limit 30s" in capsys.readouterr().err
+
+
+def test_health_command_without_a_file_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from marketpipe.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MARKETPIPE_HEALTH_FILE", raising=False)
+    assert main(["health"]) == 2
+    assert "MARKETPIPE_HEALTH_FILE" in capsys.readouterr().err

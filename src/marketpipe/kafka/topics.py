@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,8 +17,10 @@ from confluent_kafka.admin import (
 )
 
 from marketpipe.kafka.config import client_config
-from marketpipe.runtime import wait_for
+from marketpipe.runtime import DependencyUnavailable, wait_for
 from marketpipe.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 
 class TopicMissing(Exception):
@@ -150,12 +153,27 @@ def _converge_topic(
 
 
 def require_topic(cfg: KafkaSettings, topic: str, timeout_s: float = 10.0) -> int:
-    """Return the topic's partition count, or raise TopicMissing with the fix."""
-    # Listing all topics, not asking for this one: a broker may auto-create a topic asked for.
-    meta = admin_client(cfg).list_topics(timeout=timeout_s).topics.get(topic)
-    if meta is None or meta.error is not None or not meta.partitions:
-        raise TopicMissing(
-            f"topic {topic!r} does not exist on {cfg.bootstrap_servers}; "
-            "create it with `marketpipe topics`"
-        )
-    return len(meta.partitions)
+    """Return the topic's partition count, or raise TopicMissing with the fix.
+
+    With ``cfg.topic_wait_s`` set, a missing topic is waited for that long first (in a Helm
+    install the topics Job creates them once the services are up).
+    """
+    admin = admin_client(cfg)
+
+    def partitions() -> int:
+        # Listing all topics, not asking for this one: a broker may auto-create a topic asked for.
+        meta = admin.list_topics(timeout=timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise TopicMissing(
+                f"topic {topic!r} does not exist on {cfg.bootstrap_servers}; "
+                "create it with `marketpipe topics`"
+            )
+        return len(meta.partitions)
+
+    if cfg.topic_wait_s <= 0:
+        return partitions()
+    log.info("waiting up to %gs for topic %s", cfg.topic_wait_s, topic)
+    try:
+        return wait_for(f"topic {topic!r}", partitions, cfg.topic_wait_s, max_interval_s=5.0)
+    except DependencyUnavailable as exc:
+        raise TopicMissing(str(exc)) from None
