@@ -382,6 +382,83 @@ def cmd_cold(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _smoke_problems(settings: Settings, sink: str, min_rows: int) -> tuple[list[str], list[str]]:
+    """What the smoke check found (lines) and what it still misses (problems)."""
+    import duckdb
+    import psycopg
+
+    from marketpipe.sinks.latest import row_counts
+    from marketpipe.sinks.parquet import cold_inventory
+
+    found: list[str] = []
+    problems: list[str] = []
+    try:
+        counts = row_counts(settings, sink)
+        found.append(f"{sink}: " + ", ".join(f"{t} {n} rows" for t, n in counts.items()))
+        short = [
+            f"{t} has {counts[t]}" for t in ("bars", "window_features") if counts[t] < min_rows
+        ]
+        if short:
+            problems.append(f"{sink}: {', '.join(short)} rows (want >= {min_rows})")
+    except (duckdb.Error, psycopg.Error) as exc:
+        problems.append(f"{sink}: {str(exc).strip().splitlines()[0]}")
+    root = settings.features.archive_root
+    if root:
+        try:
+            datasets = {d.name: d for d in cold_inventory(root, settings.s3)}
+            found.append(f"cold {root}: " + (", ".join(
+                f"{d.name} {d.files} files" for d in datasets.values()) or "empty"))  # fmt: skip
+            if "raw" not in datasets:
+                problems.append(f"cold store {root}: no raw tick files yet")
+        except OSError as exc:
+            problems.append(f"cold store {root}: {exc}")
+    return found, problems
+
+
+def cmd_smoke(args: argparse.Namespace, settings: Settings) -> int:
+    """Wait until features reach the hot store and ticks the cold store (`helm test`)."""
+    import time
+
+    sink = args.sink or settings.features.hot_sink
+    deadline = time.monotonic() + args.timeout
+    while True:
+        found, problems = _smoke_problems(settings, sink, args.min_rows)
+        if not problems:
+            for line in found:
+                print(line)
+            print("smoke: OK")
+            return EXIT_OK
+        if time.monotonic() >= deadline:
+            for line in found:
+                print(line)
+            for line in problems:
+                print(f"smoke: {line}", file=sys.stderr)
+            print(f"smoke: FAILED after {args.timeout:g}s", file=sys.stderr)
+            return EXIT_FAILED
+        time.sleep(args.interval)
+
+
+def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    """Copy objects under an s3:// prefix into a folder (the replay Job's input)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from marketpipe.objectstore import download_prefix, s3_client
+
+    dest = Path(args.dest)
+    try:
+        count, size = download_prefix(s3_client(settings.s3), args.url, dest)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    except (BotoCoreError, ClientError) as exc:
+        print(f"marketpipe fetch: {args.url}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if count == 0:
+        print(f"marketpipe fetch: nothing under {args.url}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"fetched {count} objects, {size / 1e6:.2f} MB, from {args.url} into {dest}")
+    return EXIT_OK
+
+
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.kafka import ensure_topics, pipeline_topics, wait_for_broker
 
@@ -648,6 +725,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("settings", help="print the effective settings as environment lines")
     p.set_defaults(handler=cmd_settings)
+
+    p = sub.add_parser(
+        "smoke", help="wait until features reach the hot store and ticks the cold store"
+    )
+    p.add_argument("--sink", choices=["duckdb", "postgres"], help="hot sink (default: first)")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up after")
+    p.add_argument("--interval", type=float, default=5.0, metavar="S", help="between checks")
+    p.add_argument("--min-rows", type=int, default=1, help="rows wanted in bars and features")
+    p.set_defaults(handler=cmd_smoke)
+
+    p = sub.add_parser("fetch", help="copy objects under s3://BUCKET/PREFIX into a folder")
+    p.add_argument("url", help="s3://bucket/prefix (credentials from MARKETPIPE_S3__*)")
+    p.add_argument("dest", help="folder to write into (created if missing)")
+    p.set_defaults(handler=cmd_fetch)
 
     p = sub.add_parser(
         "health", help="exit 0 while a service's heartbeat file is fresh (liveness probe)"

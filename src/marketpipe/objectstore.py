@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from marketpipe.settings import S3Settings
@@ -27,3 +28,35 @@ def s3_client(cfg: S3Settings, connect_timeout_s: float = 5.0, retries: int = 3)
             s3={"addressing_style": "path"},
         ),
     )
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``."""
+    if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+        raise ValueError(f"not an s3:// URL: {url!r}")
+    bucket, _, prefix = url[5:].partition("/")
+    return bucket, prefix
+
+
+def download_prefix(client: Any, url: str, dest: Path) -> tuple[int, int]:
+    """Copy every object under ``s3://bucket/prefix`` into ``dest``, keeping the key paths
+    below the prefix; returns (objects, bytes). Written to a temporary name, then renamed, so
+    a file present in ``dest`` is always complete."""
+    bucket, prefix = split_url(url)
+    base = prefix.rstrip("/") + "/" if prefix else ""
+    count = size = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(base) :]
+            if not rel or rel.endswith("/"):
+                continue
+            target = (dest / rel).resolve()
+            if dest.resolve() not in target.parents:
+                raise ValueError(f"object key {obj['Key']!r} escapes {dest}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            client.download_file(bucket, obj["Key"], str(partial))
+            partial.replace(target)
+            count += 1
+            size += int(obj.get("Size", 0))
+    return count, size

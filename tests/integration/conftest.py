@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from marketpipe.kafka import ensure_topics, pipeline_topics
@@ -74,3 +75,17 @@ def settings(services: Settings) -> Settings:
     )
     ensure_topics(kafka, pipeline_topics(kafka))
     return services.model_copy(update={"kafka": kafka})
+
+
+@pytest.fixture
+def database(services: Settings) -> Iterator[Settings]:
+    """A database of its own per test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin = services.postgres.conninfo("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield services.model_copy(
+        update={"postgres": services.postgres.model_copy(update={"database": name})}
+    )
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -43,6 +43,26 @@ def latest_tables(
     return out
 
 
+COUNTED_TABLES = ("bars", "window_features", "indicators")
+
+
+def row_counts(settings: Settings, sink: str) -> dict[str, int]:
+    """Rows per feature table in a hot sink (the smoke check)."""
+    sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in COUNTED_TABLES)
+    if sink == "postgres":
+        import psycopg
+
+        with psycopg.connect(settings.postgres.conninfo(), connect_timeout=10) as conn:
+            return {name: int(n) for name, n in conn.execute(sql).fetchall()}
+    import duckdb
+
+    con = duckdb.connect(settings.features.duckdb_path, read_only=True)
+    try:
+        return {name: int(n) for name, n in con.execute(sql).fetchall()}
+    finally:
+        con.close()
+
+
 def render(columns: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
     """A plain text table; floats to 6 significant digits, times without the date."""
     cells = [[_cell(v) for v in row] for row in rows]

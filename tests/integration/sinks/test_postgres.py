@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
@@ -15,20 +13,6 @@ from marketpipe.sinks.postgres import PostgresSink
 from marketpipe.sinks.tables import BARS, WINDOW_FEATURES
 from tests.featurerows import T0, bar
 from tests.integration.helpers import run_cli
-
-
-@pytest.fixture
-def database(services: Settings) -> Iterator[Settings]:
-    """A database of its own per test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    admin = services.postgres.conninfo("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield services.model_copy(
-        update={"postgres": services.postgres.model_copy(update={"database": name})}
-    )
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_migrate_is_idempotent_and_recorded(database: Settings) -> None:
