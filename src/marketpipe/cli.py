@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -25,6 +26,8 @@ log = logging.getLogger("marketpipe")
 _SummaryT = TypeVar("_SummaryT")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNAVAILABLE = 0, 1, 2, 3
+# Commands that run as services and beat MARKETPIPE_HEALTH_FILE (the liveness probe's).
+LONG_RUNNING = frozenset({"produce", "replay", "live", "quality", "features"})
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -518,10 +521,24 @@ def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+_startup_beats: list[threading.Event] = []
+
+
+def start_heartbeat(settings: Settings) -> None:
+    """With MARKETPIPE_HEALTH_FILE set, beat it while the command starts up (waiting for its
+    services); ``stop_flag`` hands the beat over to the command's main loop."""
+    from marketpipe.runtime import Heartbeat
+
+    if settings.health_file:
+        _startup_beats.append(Heartbeat(settings.health_file).beat_in_background())
+
+
 def stop_flag(settings: Settings) -> StopFlag:
     """The stop flag of a long-running command, beating MARKETPIPE_HEALTH_FILE if set."""
     from marketpipe.runtime import Heartbeat, StopFlag
 
+    while _startup_beats:
+        _startup_beats.pop().set()
     return StopFlag(Heartbeat(settings.health_file) if settings.health_file else None)
 
 
@@ -761,6 +778,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from marketpipe.telemetry import setup_logging
 
     setup_logging(settings.log_level)
+    if args.command in LONG_RUNNING:
+        start_heartbeat(settings)
     return run_handler(args.handler, args, settings)
 
 

@@ -44,6 +44,23 @@ class Heartbeat:
         except OSError as exc:  # a full or read-only disk must not stop the service itself
             log.warning("heartbeat %s not written: %s", self.path, exc)
 
+    def beat_in_background(self) -> threading.Event:
+        """Beat from a daemon thread until the returned event is set.
+
+        For a service's start-up, while it waits (boundedly) for its broker, topics or
+        database: alive, though its main loop has not begun. The loop's own beats take over.
+        """
+        done = threading.Event()
+
+        def run() -> None:
+            while not done.is_set():
+                self._last = -float("inf")
+                self.beat()
+                done.wait(self.every_s)
+
+        threading.Thread(target=run, name="startup-heartbeat", daemon=True).start()
+        return done
+
 
 def heartbeat_age(path: str | os.PathLike[str]) -> float | None:
     """Seconds since the heartbeat at ``path`` last beat, or None if it never did."""

@@ -413,6 +413,10 @@ class FeaturesSettings(_Section):
     read_from: Literal["topic", "archive"] = "topic"
     # Indicators (SMA, EMA, RSI, MACD) run on closed bars of this length.
     indicator_interval_s: PositiveInt = 60
+    # Extra Spark properties applied last, as a JSON object, e.g. the driver pod's name in the
+    # Helm chart: {"spark.kubernetes.driver.pod.name": "..."}. Static cluster properties belong
+    # in spark-defaults.conf ($SPARK_CONF_DIR), which the chart mounts.
+    spark_conf: dict[str, str] = Field(default_factory=dict)
 
     _split_sinks = field_validator("sinks", mode="before")(_split_csv)
     _split_intervals = field_validator("bar_intervals_s", mode="before")(_split_csv)

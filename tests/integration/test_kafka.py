@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 import pytest
@@ -23,8 +26,9 @@ from marketpipe.kafka import (
     read_to_end,
     require_topic,
 )
-from marketpipe.runtime import StopFlag
+from marketpipe.runtime import StopFlag, heartbeat_age
 from marketpipe.settings import FaultSettings, ProducerSettings, Settings
+from tests.integration.helpers import service_env
 
 
 class RecordingPublisher(Publisher):
@@ -156,3 +160,31 @@ def test_read_since_a_time_skips_older_messages(settings: Settings) -> None:
     # The late message sits after the cut in its partition's log, so it is included.
     assert got == [b"late-a", b"new-a", b"new-b"]
     assert list(read_to_end(settings.kafka, topic, since_ms=10**13)) == []
+
+
+def test_a_service_waiting_for_its_topic_stays_alive_then_gives_up(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The liveness probe must not kill a service that waits for the topics Job."""
+    alive = tmp_path / "alive"
+    env = service_env(settings) | {
+        "MARKETPIPE_HEALTH_FILE": str(alive),
+        "MARKETPIPE_KAFKA__TOPIC_WAIT_S": "8",
+    }
+    missing = "never-" + uuid.uuid4().hex
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marketpipe", "produce", "--topic", missing, "--count", "10"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 6
+        while not alive.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(4)  # longer than the beat interval: still beating while waiting
+        assert heartbeat_age(alive) is not None
+        assert heartbeat_age(alive) < 3.0  # type: ignore[operator]
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3
+    assert f"topic {missing!r} did not answer within 8s" in err

@@ -175,3 +175,11 @@ def test_feature_sink_combinations_that_cannot_work_are_refused(
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         load_settings()
+
+
+def test_spark_conf_is_a_json_object_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "MARKETPIPE_FEATURES__SPARK_CONF", '{"spark.kubernetes.driver.pod.name": "driver-0"}'
+    )
+    settings = load_settings(env_file=None)
+    assert settings.features.spark_conf == {"spark.kubernetes.driver.pod.name": "driver-0"}

@@ -52,17 +52,27 @@ log = logging.getLogger(__name__)
 LATENCY_SAMPLES = 100_000  # per output, the most recent
 
 
+def launched_by_spark_submit() -> bool:
+    """True when ``spark-submit`` started this Python process (it hands over its gateway)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def spark_session(cfg: FeaturesSettings, app: str = "marketpipe-features") -> SparkSession:
+    """The session of the job. Under ``spark-submit`` the master is spark-submit's (its
+    ``--master``/``--conf`` win); otherwise ``cfg.master``. ``cfg.spark_conf`` is applied last."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master(cfg.master)
-        .appName(app)
-        .config("spark.sql.session.timeZone", "UTC")
+    builder = SparkSession.builder.appName(app)
+    if not launched_by_spark_submit():
+        builder = builder.master(cfg.master)
+    builder = (
+        builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
     )
+    for key, value in cfg.spark_conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
 

@@ -13,7 +13,10 @@ from marketpipe.settings import FeaturesSettings
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    session = spark_session(FeaturesSettings(shuffle_partitions=2), app="marketpipe-tests")
+    session = spark_session(
+        FeaturesSettings(shuffle_partitions=2, spark_conf={"spark.marketpipe.probe": "yes"}),
+        app="marketpipe-tests",
+    )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

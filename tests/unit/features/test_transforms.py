@@ -147,3 +147,9 @@ def test_volatility_is_null_below_three_ticks(spark: SparkSession) -> None:
     rows = window_features(parse_ticks(kafka_rows(spark, ticks)), 10, 10).collect()
     assert [(r.ticks, r.volatility) for r in rows] == [(2, None)]
     assert rows[0].log_return == pytest.approx(math.log(1.1))
+
+
+def test_spark_conf_setting_reaches_the_session(spark: SparkSession) -> None:
+    """MARKETPIPE_FEATURES__SPARK_CONF (the chart passes the driver pod's name this way)."""
+    assert spark.conf.get("spark.marketpipe.probe") == "yes"
+    assert spark.sparkContext.master == "local[2]"  # not under spark-submit: cfg.master
