@@ -462,6 +462,25 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_bucket(args: argparse.Namespace, settings: Settings) -> int:
+    """Create the object store bucket unless it exists (idempotent; a Helm hook runs it)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from marketpipe.objectstore import ensure_bucket, s3_client
+    from marketpipe.runtime import wait_for
+
+    s3 = settings.s3
+    client = s3_client(s3)
+    where = f"object store at {s3.endpoint_url or 'AWS S3'}"
+    try:
+        wait_for(where, client.list_buckets, 60.0)  # MinIO may still be starting
+        print(ensure_bucket(client, s3.bucket, s3.region))
+    except (BotoCoreError, ClientError) as exc:
+        print(f"marketpipe bucket: {where}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.kafka import ensure_topics, pipeline_topics, wait_for_broker
 
@@ -751,6 +770,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=5.0, metavar="S", help="between checks")
     p.add_argument("--min-rows", type=int, default=1, help="rows wanted in bars and features")
     p.set_defaults(handler=cmd_smoke)
+
+    p = sub.add_parser("bucket", help="create the object store bucket if missing (idempotent)")
+    p.set_defaults(handler=cmd_bucket)
 
     p = sub.add_parser("fetch", help="copy objects under s3://BUCKET/PREFIX into a folder")
     p.add_argument("url", help="s3://bucket/prefix (credentials from MARKETPIPE_S3__*)")

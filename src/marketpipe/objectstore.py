@@ -60,3 +60,22 @@ def download_prefix(client: Any, url: str, dest: Path) -> tuple[int, int]:
             count += 1
             size += int(obj.get("Size", 0))
     return count, size
+
+
+def ensure_bucket(client: Any, bucket: str, region: str = "us-east-1") -> str:
+    """Create ``bucket`` unless it exists; returns what happened (idempotent, race-safe)."""
+    from botocore.exceptions import ClientError
+
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if bucket in existing:
+        return f"bucket {bucket} exists"
+    extra = {} if region == "us-east-1" else {
+        "CreateBucketConfiguration": {"LocationConstraint": region}}  # fmt: skip
+    try:
+        client.create_bucket(Bucket=bucket, **extra)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in (
+            "BucketAlreadyOwnedByYou", "BucketAlreadyExists"):  # fmt: skip
+            raise
+        return f"bucket {bucket} exists (created concurrently)"
+    return f"created bucket {bucket}"

@@ -75,3 +75,14 @@ def test_smoke_fails_until_features_and_raw_ticks_arrive(database: Settings) -> 
     assert after.returncode == 0, after.stderr
     assert "bars 1 rows, window_features 1 rows, indicators 0 rows" in after.stdout
     assert "raw 1 files" in after.stdout
+
+
+def test_bucket_is_created_once(services: Settings) -> None:
+    name = f"mp-{uuid.uuid4().hex[:12]}"
+    settings = services.model_copy(update={"s3": services.s3.model_copy(update={"bucket": name})})
+    first = run_cli(settings, "bucket")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"created bucket {name}"
+    again = run_cli(settings, "bucket")
+    assert again.stdout.strip() == f"bucket {name} exists"
+    assert name in {b["Name"] for b in s3_client(settings.s3).list_buckets()["Buckets"]}

@@ -424,11 +424,11 @@ class S3Service(Service):
         self.client(state).list_buckets()
 
     def prepare(self, state: State) -> None:
+        from marketpipe.objectstore import ensure_bucket
+
         client = self.client(state)
-        bucket = self.settings.s3.bucket
-        existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-        if bucket not in existing:
-            wait_for(f"bucket {bucket}", lambda: client.create_bucket(Bucket=bucket), 30.0)
+        s3 = self.settings.s3
+        wait_for(f"bucket {s3.bucket}", lambda: ensure_bucket(client, s3.bucket, s3.region), 30.0)
 
     def env(self, state: State) -> dict[str, str]:
         return {
