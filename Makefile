@@ -41,8 +41,8 @@ fuzz: install ## Property tests with fresh random examples (make test draws the 
 
 .PHONY: lint
 lint: install ## ruff lint and format check, contract schema up to date
-	$(VENV)/bin/ruff check src tests benchmarks images
-	$(VENV)/bin/ruff format --check src tests benchmarks images
+	$(VENV)/bin/ruff check src tests benchmarks images scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks images scripts
 	$(MP) contracts --check
 
 .PHONY: typecheck

@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # Entrypoint of the Spark image. Spark on Kubernetes starts executor pods from this image with
-# the single argument `executor` and describes them in SPARK_* variables; anything else is run
-# as given (the driver Deployment runs `marketpipe features`).
+# the argument `executor` and describes them in SPARK_* variables; in cluster mode (the
+# spark-operator) the driver pod gets `driver` and spark-submit's arguments. Anything else is
+# run as given (the chart's driver Deployment runs `marketpipe features`).
 set -euo pipefail
 
-if [ "${1:-}" != "executor" ]; then
-    exec "$@"
-fi
+case "${1:-}" in
+    driver)
+        # Cluster mode (the spark-operator): the driver pod runs spark-submit in client mode.
+        shift
+        exec "$SPARK_HOME/bin/spark-submit" \
+            --conf "spark.driver.bindAddress=${SPARK_DRIVER_BIND_ADDRESS:?}" \
+            --conf "spark.executorEnv.SPARK_DRIVER_POD_IP=${SPARK_DRIVER_BIND_ADDRESS:?}" \
+            --deploy-mode client "$@"
+        ;;
+    executor)
+        shift
+        ;;
+    *)
+        exec "$@"
+        ;;
+esac
 
 # The driver hands JVM options to executors as SPARK_JAVA_OPT_0, SPARK_JAVA_OPT_1, ...
 java_opts=()
