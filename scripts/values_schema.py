@@ -91,7 +91,9 @@ STRING_OR_NUMBER = ("features.executor.requestCores", "features.executor.limitCo
 
 def matches(path: str, pattern: str) -> bool:
     parts, wanted = path.split("."), pattern.split(".")
-    return len(parts) == len(wanted) and all(w in ("*", p) for p, w in zip(parts, wanted))
+    if len(parts) != len(wanted):
+        return False
+    return all(w in ("*", p) for p, w in zip(parts, wanted, strict=True))
 
 
 def comments(text: str) -> dict[str, str]:
@@ -126,15 +128,17 @@ def comments(text: str) -> dict[str, str]:
 def schema_for(value: Any, path: str, docs: dict[str, str], missing: list[str]) -> dict[str, Any]:
     node: dict[str, Any]
     if path in FREE_FORM or any(matches(path, p) for p in FREE_FORM):
-        node = dict(FREE_FORM.get(path) or next(FREE_FORM[p] for p in FREE_FORM
-                                                 if matches(path, p)))  # fmt: skip
+        pattern = path if path in FREE_FORM else next(p for p in FREE_FORM if matches(path, p))
+        node = dict(FREE_FORM[pattern])
     elif any(matches(path, p) for p in RESOURCE_PATHS):
         node = dict(RESOURCES)
     elif isinstance(value, dict):
         node = {
             "type": "object",
-            "properties": {k: schema_for(v, f"{path}.{k}" if path else k, docs, missing)
-                           for k, v in value.items()},  # fmt: skip
+            "properties": {
+                k: schema_for(v, f"{path}.{k}" if path else k, docs, missing)
+                for k, v in value.items()
+            },
             "additionalProperties": False,
         }
     elif path in STRING_OR_NUMBER:
