@@ -90,4 +90,4 @@ if ! command -v shellcheck >/dev/null 2>&1; then
     fi
 fi
 ln -sf "$(command -v shellcheck)" "$BIN/shellcheck"
-log "ready: $(ls "$BIN" | tr '\n' ' ')"
+log "ready: $(cd "$BIN" && echo *)"

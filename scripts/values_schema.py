@@ -172,7 +172,7 @@ def render() -> str:
     if missing:
         raise SystemExit("values.yaml: undocumented values (add a `# --` comment): "
                          + ", ".join(missing))  # fmt: skip
-    schema = {"$schema": "https://json-schema.org/draft-07/schema#", "title": "marketpipe values",
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "title": "marketpipe values",
               **body}  # fmt: skip
     return json.dumps(schema, indent=2) + "\n"
 
