@@ -128,9 +128,13 @@ deploy: ## helm upgrade --install --wait the chart with $(VALUES)
 	  --wait --timeout 15m
 
 .PHONY: smoke
-smoke: ## helm test (rows in TimescaleDB, objects in MinIO), then the release's pods
+smoke: install ## helm test (rows in TimescaleDB, objects in MinIO), then every pod healthy
 	$(HELM) test $(RELEASE) --namespace $(NAMESPACE) --logs --timeout 20m
-	$(KUBECTL) -n $(NAMESPACE) get pods -l app.kubernetes.io/instance=$(RELEASE) -o wide
+	$(MP) cluster --namespace $(NAMESPACE) --release $(RELEASE)
+
+.PHONY: status
+status: install ## The release's pods (phase, readiness, restarts) and logs of unhealthy ones
+	$(MP) cluster --namespace $(NAMESPACE) --release $(RELEASE) --logs 100
 
 .PHONY: logs
 logs: ## The last 200 log lines of every container of the release

@@ -481,6 +481,37 @@ def cmd_bucket(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    """The release's pods through the Kubernetes API; logs of the unhealthy ones."""
+    from marketpipe import cluster
+
+    try:
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.config import ConfigException
+        from urllib3.exceptions import HTTPError
+    except ImportError:
+        raise ConfigError(
+            "`marketpipe cluster` needs the k8s extra: pip install marketpipe[k8s]"
+        ) from None
+    try:
+        api = cluster.core_api(args.kubeconfig)
+        pods = cluster.release_pods(api, args.namespace, args.release)
+    except (ConfigException, ApiException, HTTPError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"marketpipe cluster: Kubernetes API: {first}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    health = [cluster.pod_health(p) for p in pods]
+    lines, healthy = cluster.verdict(health)
+    for line in lines:
+        print(line)
+    if args.logs:
+        for pod, h in zip(pods, health, strict=True):
+            if not h.healthy:
+                for line in cluster.tail_logs(api, args.namespace, pod, args.logs):
+                    print(line)
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.kafka import ensure_topics, pipeline_topics, wait_for_broker
 
@@ -770,6 +801,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=5.0, metavar="S", help="between checks")
     p.add_argument("--min-rows", type=int, default=1, help="rows wanted in bars and features")
     p.set_defaults(handler=cmd_smoke)
+
+    p = sub.add_parser(
+        "cluster", help="a Helm release's pods on Kubernetes: phase, readiness, restarts, logs"
+    )
+    p.add_argument("--namespace", default="marketpipe", help="namespace (default marketpipe)")
+    p.add_argument("--release", default="marketpipe", help="Helm release (default marketpipe)")
+    p.add_argument("--logs", type=int, default=50, metavar="N",
+                   help="last N log lines of each unhealthy pod (0: none)")  # fmt: skip
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
+    p.set_defaults(handler=cmd_cluster)
 
     p = sub.add_parser("bucket", help="create the object store bucket if missing (idempotent)")
     p.set_defaults(handler=cmd_bucket)
