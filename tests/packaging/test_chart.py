@@ -359,6 +359,29 @@ def test_spark_conf_points_executors_back_at_the_driver() -> None:
     assert features["MARKETPIPE_FEATURES__CHECKPOINT_DIR"].startswith("s3a://")
 
 
+def test_executor_pod_template_is_a_valid_locked_down_pod(tmp_path: Path) -> None:
+    docs = render("default")
+    data = by_kind(docs, "ConfigMap")[f"{RELEASE}-marketpipe-features-spark-conf"]["data"]
+    template = yaml.safe_load(data["executor-pod.yaml"])
+    conf = dict(line.split(" ", 1) for line in data["spark-defaults.conf"].splitlines() if line)
+    assert conf["spark.kubernetes.executor.podTemplateFile"].endswith("/executor-pod.yaml")
+    names = [c["name"] for c in template["spec"]["containers"]]
+    assert names == [conf["spark.kubernetes.executor.podTemplateContainerName"]]
+    (tmp_path / "pod.yaml").write_text(yaml.safe_dump(template))
+    done = run(tool("kubernetes-validate"), "-k", "1.31", "--strict", "--quiet",
+               str(tmp_path / "pod.yaml"))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    spec = template["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    policy = by_kind(docs, "NetworkPolicy")[f"{RELEASE}-marketpipe-features-executor"]
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"].items()
+        <= template["metadata"]["labels"].items()
+    )
+
+
 def test_operator_mode_renders_a_spark_application_instead_of_the_driver() -> None:
     docs = render("spark-operator-values")
     assert f"{RELEASE}-marketpipe-features" not in by_kind(docs, "Deployment")
