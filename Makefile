@@ -117,6 +117,10 @@ images: ## Build the services and Spark images (marketpipe:$(TAG), marketpipe-sp
 	$(CONTAINER_TOOL) build -f images/spark/Dockerfile --build-arg STRICT_JARS=$(STRICT_JARS) \
 	  -t marketpipe-spark:$(TAG) .
 
+.PHONY: image-smoke
+image-smoke: install ## Build the services image and run it non-root, read-only, against the local stack
+	CONTAINER_TOOL=$(CONTAINER_TOOL) bash scripts/image-smoke.sh
+
 .PHONY: kind-load
 kind-load: ## Load the images into the kind cluster's nodes
 	kind load docker-image marketpipe:$(TAG) marketpipe-spark:$(TAG) --name $(KIND_CLUSTER)
