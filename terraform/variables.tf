@@ -12,7 +12,7 @@ variable "cluster_name" {
 variable "node_image" {
   description = "kindest/node image of every node (the Kubernetes version)."
   type        = string
-  default     = "kindest/node:v1.31.4"
+  default     = "kindest/node:v1.31.4@sha256:2cb39f7295fe7eafee0842b1052a599a4fb0f8bcf3f83d96c7f4864c357c6c30"
 
   validation {
     condition     = can(regex("^kindest/node:v1\\.(29|3[0-3])\\.[0-9]+(@sha256:[0-9a-f]{64})?$", var.node_image))
