@@ -3,7 +3,7 @@ publishes to ticks.valid at a steady rate while the job runs with a 1 s trigger;
 written records ``written_at - last_event_time`` (the newest tick in the row, from its event
 time to the moment its micro-batch is written). Prints p50/p99 per output after a warm-up.
 
-    python benchmarks/bench_latency.py [--runs 3] [--tps 10000] [--seconds 60]
+    python benchmarks/bench_latency.py [--runs 3] [--tps 10000] [--seconds 60] [--spark-conf K=V]
 """
 
 from __future__ import annotations
@@ -33,12 +33,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tps", type=float, default=10_000)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument(
+        "--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+        help="extra Spark property for the job (repeatable), e.g. a state store provider",
+    )  # fmt: skip
     args = parser.parse_args()
+    spark_conf = dict(item.split("=", 1) for item in args.spark_conf)
     p50s: dict[str, list[float]] = {}
     p99s: dict[str, list[float]] = {}
     with own_stack(["kafka", "postgres"]) as bench:
         migrate(bench.settings.postgres.conninfo())
-        spark = spark_session(FeaturesSettings())
+        spark = spark_session(FeaturesSettings(spark_conf=spark_conf))
         for run in range(args.runs):
             kafka = bench.kafka.model_copy(update={"topic_valid": f"latency-{run}"})
             ensure_topics(kafka, pipeline_topics(kafka)[1:2])
