@@ -18,6 +18,9 @@ export MARKETPIPE_KAFKA__TOPIC_RAW=$RUN.ticks.raw
 export MARKETPIPE_KAFKA__TOPIC_VALID=$RUN.ticks.valid
 export MARKETPIPE_KAFKA__TOPIC_DLQ=$RUN.ticks.dlq
 export MARKETPIPE_KAFKA__TOPIC_QUALITY_STATE=$RUN.ticks.quality.state
+# A consumer group of its own too: a static member another run left behind in a shared group
+# would hold the group's partitions (the local broker never evicts it).
+export MARKETPIPE_QUALITY__GROUP_ID=$RUN.quality
 
 echo "== local stack"
 "$MP" local up

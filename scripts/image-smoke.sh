@@ -23,11 +23,23 @@ log() { printf 'image-smoke: %s\n' "$*" >&2; }
 log "building $IMAGE"
 "$TOOL" build "${build_args[@]}" "${base[@]}" -f images/python/Dockerfile -t "$IMAGE" .
 
+# Topics and a consumer group of this run's own, so nothing here touches the demo's or yours.
+run_id=image-smoke-$(date +%Y%m%d-%H%M%S)
+names=(
+    "MARKETPIPE_KAFKA__TOPIC_RAW=$run_id.ticks.raw"
+    "MARKETPIPE_KAFKA__TOPIC_VALID=$run_id.ticks.valid"
+    "MARKETPIPE_KAFKA__TOPIC_DLQ=$run_id.ticks.dlq"
+    "MARKETPIPE_KAFKA__TOPIC_QUALITY_STATE=$run_id.ticks.quality.state"
+    "MARKETPIPE_QUALITY__GROUP_ID=$run_id.quality"
+    "MARKETPIPE_QUALITY__INSTANCE_ID=$run_id"
+)
 "$MP" local up >/dev/null
-"$MP" topics >/dev/null
+env "${names[@]}" "$MP" topics >/dev/null
+env_args=()
+for name in "${names[@]}"; do env_args+=(-e "$name"); done
 run() {
     "$TOOL" run --rm --network host --read-only --tmpfs /tmp --tmpfs /work \
-        --env-file .marketpipe/local/endpoints.env "${run_args[@]}" "$IMAGE" "$@"
+        --env-file .marketpipe/local/endpoints.env "${env_args[@]}" "${run_args[@]}" "$IMAGE" "$@"
 }
 
 uid=$("$TOOL" run --rm "${run_args[@]}" --entrypoint id "$IMAGE" -u)
