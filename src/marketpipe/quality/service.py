@@ -30,6 +30,8 @@ from marketpipe.topicstats import REASONS_HEADER
 log = logging.getLogger(__name__)
 
 LAG_EVERY_S = 5.0
+# How often the checker says it still has no partitions (it consumes nothing meanwhile).
+JOIN_WARN_EVERY_S = 30.0
 RESTORE_TIMEOUT_S = 90.0
 
 # DLQ headers (original headers are kept in front of them).
@@ -158,6 +160,7 @@ class QualityService:
         started = time.monotonic()
         last_input = started
         next_lag = started + LAG_EVERY_S
+        next_join_warning = started + JOIN_WARN_EVERY_S
         self.output.start()  # fences a crashed predecessor before its state is read
         self.consumer.subscribe(
             [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
@@ -169,6 +172,9 @@ class QualityService:
                 if now >= next_lag:
                     self._sample_lag()
                     next_lag = now + LAG_EVERY_S
+                if self._assigned_at is None and now >= next_join_warning:
+                    self._warn_unassigned(now - started)
+                    next_join_warning = now + JOIN_WARN_EVERY_S
                 if not msgs:
                     # Idle counts from the first assignment: waiting to join is not idleness.
                     since = max(last_input, self._assigned_at or now)
@@ -190,6 +196,15 @@ class QualityService:
         if stop.is_set():
             self.report.stopped_by = stop.signal_name or "stop"
         return self.report
+
+    def _warn_unassigned(self, waited_s: float) -> None:
+        log.warning(
+            "no partitions of %s assigned after %.0fs (group %s, instance %s): another member "
+            "of the group holds them, e.g. a static member that stopped (brokers evict it only "
+            "after its session timeout; some never do); give this checker a group of its own "
+            "with MARKETPIPE_QUALITY__GROUP_ID or stop the other member",
+            self.kafka.topic_raw, waited_s, self.cfg.group_id, self.instance,
+        )  # fmt: skip
 
     def _process(self, msgs: list[Message]) -> None:
         produce = self.output.producer.produce

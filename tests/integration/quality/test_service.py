@@ -186,3 +186,40 @@ def test_malformed_input_of_any_kind_goes_to_the_dlq(settings: Settings) -> None
     assert sorted(m.value() or b"" for m in dlq) == sorted(v for _, v, _ in cases)
     assert all(dict(m.headers() or [])[H_REASONS] for m in dlq)
     assert list(read_to_end(settings.kafka, settings.kafka.topic_valid)) == []
+
+
+def test_a_checker_kept_from_its_partitions_says_why(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A static member that stopped keeps its partitions until the broker evicts it (the local
+    broker never does): a checker joining that group must say so, not wait in silence."""
+    import threading
+
+    import marketpipe.quality.service as service_module
+
+    monkeypatch.setattr(service_module, "JOIN_WARN_EVERY_S", 1.0)
+    cfg = quality_cfg()
+    ghost = Consumer(consumer_config(settings.kafka, cfg.group_id, **{
+        "group.instance.id": "ghost", "session.timeout.ms": 60_000}))  # fmt: skip
+    ghost.subscribe([settings.kafka.topic_raw])
+    deadline = time.monotonic() + 30
+    while not ghost.assignment() and time.monotonic() < deadline:
+        ghost.poll(0.2)
+    assert ghost.assignment(), "the ghost member never got its partitions"
+    ghost.close()  # a static member does not leave its group on close
+
+    stop = StopFlag()
+    checker = QualityService(settings.kafka, cfg)
+    thread = threading.Thread(target=checker.run, args=(stop,))
+    with caplog.at_level("WARNING", logger="marketpipe.quality.service"):
+        thread.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "no partitions" not in caplog.text:
+            time.sleep(0.2)
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()  # a stop is honoured while waiting for partitions
+    warning = caplog.text
+    assert f"no partitions of {settings.kafka.topic_raw} assigned" in warning
+    assert f"group {cfg.group_id}" in warning
+    assert "MARKETPIPE_QUALITY__GROUP_ID" in warning
