@@ -18,16 +18,17 @@ QUERIES = {
 }
 
 
-def latest_tables(
-    settings: Settings, sink: str
-) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
-    """Per query above: column names and rows, from DuckDB (read-only) or PostgreSQL."""
+Result = tuple[list[str], list[tuple[Any, ...]]]
+
+
+def run_queries(settings: Settings, sink: str, queries: dict[str, str]) -> dict[str, Result]:
+    """Per named query: column names and rows, from DuckDB (read-only) or PostgreSQL."""
     out = {}
     if sink == "postgres":
         import psycopg
 
         with psycopg.connect(settings.postgres.conninfo(), connect_timeout=10) as conn:
-            for title, sql in QUERIES.items():
+            for title, sql in queries.items():
                 cur = conn.execute(sql)
                 out[title] = ([d.name for d in cur.description or []], cur.fetchall())
         return out
@@ -35,12 +36,17 @@ def latest_tables(
 
     con = duckdb.connect(settings.features.duckdb_path, read_only=True)
     try:
-        for title, sql in QUERIES.items():
+        for title, sql in queries.items():
             result = con.execute(sql)
             out[title] = ([d[0] for d in result.description or []], result.fetchall())
     finally:
         con.close()
     return out
+
+
+def latest_tables(settings: Settings, sink: str) -> dict[str, Result]:
+    """The queries above: the newest rows per symbol of each feature table."""
+    return run_queries(settings, sink, QUERIES)
 
 
 COUNTED_TABLES = ("bars", "window_features", "indicators")
@@ -49,18 +55,8 @@ COUNTED_TABLES = ("bars", "window_features", "indicators")
 def row_counts(settings: Settings, sink: str) -> dict[str, int]:
     """Rows per feature table in a hot sink (the smoke check)."""
     sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in COUNTED_TABLES)
-    if sink == "postgres":
-        import psycopg
-
-        with psycopg.connect(settings.postgres.conninfo(), connect_timeout=10) as conn:
-            return {name: int(n) for name, n in conn.execute(sql).fetchall()}
-    import duckdb
-
-    con = duckdb.connect(settings.features.duckdb_path, read_only=True)
-    try:
-        return {name: int(n) for name, n in con.execute(sql).fetchall()}
-    finally:
-        con.close()
+    _, rows = run_queries(settings, sink, {"counts": sql})["counts"]
+    return {name: int(n) for name, n in rows}
 
 
 def render(columns: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
