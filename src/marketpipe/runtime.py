@@ -34,10 +34,13 @@ class Heartbeat:
         self._last = -float("inf")
 
     def beat(self) -> None:
+        """Touch the file unless it was touched less than ``every_s`` ago."""
         now = time.monotonic()
-        if now - self._last < self.every_s:
-            return
-        self._last = now
+        if now - self._last >= self.every_s:
+            self._last = now
+            self._touch()
+
+    def _touch(self) -> None:
         try:
             with open(self.path, "a"):
                 os.utime(self.path)
@@ -54,8 +57,7 @@ class Heartbeat:
 
         def run() -> None:
             while not done.is_set():
-                self._last = -float("inf")
-                self.beat()
+                self._touch()
                 done.wait(self.every_s)
 
         threading.Thread(target=run, name="startup-heartbeat", daemon=True).start()
