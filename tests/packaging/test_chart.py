@@ -382,6 +382,16 @@ def test_executor_pod_template_is_a_valid_locked_down_pod(tmp_path: Path) -> Non
     )
 
 
+def test_executors_pull_from_the_registry_the_other_pods_use() -> None:
+    docs = render("production-like-values")
+    data = by_kind(docs, "ConfigMap")[f"{RELEASE}-marketpipe-features-spark-conf"]["data"]
+    template = yaml.safe_load(data["executor-pod.yaml"])
+    driver = by_kind(docs, "Deployment")[f"{RELEASE}-marketpipe-features"]
+    pulls = driver["spec"]["template"]["spec"]["imagePullSecrets"]
+    assert pulls == [{"name": "registry-credentials"}]
+    assert template["spec"]["imagePullSecrets"] == pulls
+
+
 def test_operator_mode_renders_a_spark_application_instead_of_the_driver() -> None:
     docs = render("spark-operator-values")
     assert f"{RELEASE}-marketpipe-features" not in by_kind(docs, "Deployment")

@@ -180,13 +180,12 @@ livenessProbe:
   emptyDir: {}
 {{- end }}
 
-{{- define "marketpipe.podSpecCommon" -}}
-{{- with .Values.imagePullSecrets -}}
+{{/* Where a pod may run and how its images are pulled: every pod of the chart. */}}
+{{- define "marketpipe.podScheduling" -}}
+{{- with .Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
-{{ end -}}
-securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -197,13 +196,36 @@ tolerations:
 {{- end }}
 {{- end }}
 
-{{/* spark properties of operator mode: the s3a settings and values.features.sparkConf. */}}
-{{- define "marketpipe.sparkOperatorConf" -}}
+{{/* A marketpipe pod: scheduling and values.podSecurityContext. */}}
+{{- define "marketpipe.podSpecCommon" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- include "marketpipe.podScheduling" . }}
+{{- end }}
+
+{{/* Spark's s3a properties (checkpoints and state on the object store), both modes. Spark
+properties of a mode: this, its own, then values.features.sparkConf over all of them. */}}
+{{- define "marketpipe.sparkS3aConf" -}}
 {{- $endpoint := include "marketpipe.s3Endpoint" . }}
 {{- $conf := dict "spark.hadoop.fs.s3a.path.style.access" "true" "spark.hadoop.fs.s3a.endpoint.region" .Values.s3.region }}
 {{- if $endpoint }}
 {{- $_ := set $conf "spark.hadoop.fs.s3a.endpoint" $endpoint }}
 {{- $_ := set $conf "spark.hadoop.fs.s3a.connection.ssl.enabled" (toString (hasPrefix "https://" $endpoint)) }}
 {{- end }}
-{{- toYaml (mergeOverwrite $conf .Values.features.sparkConf) }}
+{{- toYaml $conf }}
+{{- end }}
+
+{{/* The S3 credentials as the standard AWS variables, which s3a reads. */}}
+{{- define "marketpipe.awsEnv" -}}
+{{- $s3 := include "marketpipe.s3SecretRef" . | fromYaml -}}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.name }}
+      key: {{ $s3.accessKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.name }}
+      key: {{ $s3.secretKey }}
 {{- end }}
