@@ -8,7 +8,9 @@ from typing import Any
 from marketpipe.settings import S3Settings
 
 
-def s3_client(cfg: S3Settings, connect_timeout_s: float = 5.0, retries: int = 3) -> Any:
+def s3_client(
+    cfg: S3Settings, connect_timeout_s: float = 5.0, retries: int = 3, read_timeout_s: float = 30.0
+) -> Any:
     """A boto3 S3 client for ``cfg``; path-style addressing so any endpoint works."""
     import boto3
     from botocore.config import Config
@@ -23,7 +25,7 @@ def s3_client(cfg: S3Settings, connect_timeout_s: float = 5.0, retries: int = 3)
         region_name=cfg.region,
         config=Config(
             connect_timeout=connect_timeout_s,
-            read_timeout=30,
+            read_timeout=read_timeout_s,
             retries={"max_attempts": retries, "mode": "standard"},
             s3={"addressing_style": "path"},
         ),

@@ -123,10 +123,12 @@ def wait_for(
     timeout_s: float,
     interval_s: float = 0.25,
     max_interval_s: float = 2.0,
+    fatal: tuple[type[Exception], ...] = (),
 ) -> T:
     """Call ``probe`` until it returns without raising, with capped exponential backoff.
 
-    Raises DependencyUnavailable naming ``what`` and the last error once ``timeout_s`` passes.
+    Raises DependencyUnavailable naming ``what`` and the last error once ``timeout_s`` passes;
+    errors of a ``fatal`` type (waiting cannot help) are raised at once.
     """
     deadline = time.monotonic() + timeout_s
     attempt = 0
@@ -134,6 +136,8 @@ def wait_for(
         attempt += 1
         try:
             return probe()
+        except fatal:
+            raise
         except Exception as exc:  # any failure means "not yet"
             remaining = deadline - time.monotonic()
             if remaining <= 0:

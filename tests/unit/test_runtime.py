@@ -30,6 +30,20 @@ def test_wait_for_retries_until_success() -> None:
     assert len(calls) == 3
 
 
+def test_wait_for_stops_at_once_on_a_fatal_error() -> None:
+    calls = []
+
+    def probe() -> None:
+        calls.append(1)
+        raise ValueError("the process exited")
+
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="exited"):
+        wait_for("thing", probe, timeout_s=30, interval_s=0.01, fatal=(ValueError,))
+    assert len(calls) == 1
+    assert time.monotonic() - started < 5
+
+
 def test_wait_for_gives_up_naming_what_and_why() -> None:
     def probe() -> None:
         raise ConnectionRefusedError("refused")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import random
+import re
 import shutil
 import signal
 import socket
@@ -49,7 +51,35 @@ def find_postgres_bin() -> Path:
     )
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+# What our servers print when the port they were given is taken (PostgreSQL, SeaweedFS, noida-db).
+PORT_TAKEN = re.compile(r"already in use|port \d+ .*not available|could not bind", re.I)
+
+
+def server_port_range() -> range:
+    """Ports for our servers: the 16k just below the kernel's ephemeral range.
+
+    The kernel hands ephemeral ports to outgoing connections, so a free port chosen inside that
+    range can be taken by any client between choosing it and the server binding it (this
+    happened in CI); ports below the range are only taken by servers that ask for them.
+    """
+    try:
+        low = int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return range(0)
+    return range(max(1024, low - 16384), low)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on, preferably outside the ephemeral range."""
+    candidates = server_port_range()
+    if candidates:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.choice(candidates)
+            if port_is_free(port, host):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

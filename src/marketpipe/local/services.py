@@ -98,10 +98,8 @@ class Service(ABC):
             self.probe(state)
 
         try:
-            wait_for(f"local {self.name}", check, timeout_s)
+            wait_for(f"local {self.name}", check, timeout_s, fatal=(ServiceError,))
         except DependencyUnavailable as exc:
-            if isinstance(exc.__cause__, ServiceError):
-                raise exc.__cause__ from None
             raise ServiceError(f"{exc}; end of {self.log_path}:\n{tail(self.log_path)}") from None
 
     def stop(self, state: State) -> None:
@@ -238,22 +236,25 @@ class PostgresService(Service):
             f"-p {port} -k {self.dir} -c listen_addresses={HOST} -c synchronous_commit=off "
             "-c max_connections=200 -c shared_buffers=256MB"
         )
-        self._run(
-            [
-                str(bin_dir / "pg_ctl"),
-                "start",
-                "-D",
-                str(self.pgdata),
-                "-l",
-                str(self.log_path),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-            ],
-            f"pg_ctl start (log: {self.log_path})",
-        )
+        try:
+            self._run(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "start",
+                    "-D",
+                    str(self.pgdata),
+                    "-l",
+                    str(self.log_path),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                ],
+                "pg_ctl start",
+            )
+        except ServiceError as exc:
+            raise ServiceError(f"{exc}; end of {self.log_path}:\n{tail(self.log_path)}") from None
         pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
         return {"pid": pid, "port": port, "bin_dir": str(bin_dir)}
 
@@ -418,7 +419,8 @@ class S3Service(Service):
                 "secret_access_key": SecretStr(self.secrets.s3_secret_key),
             }
         )
-        return s3_client(cfg, connect_timeout_s=2.0, retries=1)
+        # Short timeouts: during start-up the port may belong to something that never answers.
+        return s3_client(cfg, connect_timeout_s=2.0, retries=1, read_timeout_s=5.0)
 
     def probe(self, state: State) -> None:
         self.client(state).list_buckets()

@@ -19,11 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from marketpipe.local.process import ServiceError
+from marketpipe.local.process import PORT_TAKEN, ServiceError
 from marketpipe.local.services import SERVICES, Secrets, Service, State
 from marketpipe.settings import ENDPOINTS_FILE, Settings
 
 log = logging.getLogger(__name__)
+
+PORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,28 @@ class LocalStack:
         with os.fdopen(fd, "w") as fh:
             fh.write("\n".join(lines) + "\n")
 
+    def _start(self, svc: Service, previous: State | None, state: dict[str, State]) -> None:
+        """Start ``svc`` and wait until it answers; on fresh ports if its port was taken.
+
+        A port is chosen free and bound by the server a moment later; something else can bind
+        it in between. That is retried; any other start-up failure is raised at once.
+        """
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            log.info("starting %s", svc.name)
+            started: State | None = None
+            try:
+                started = state[svc.name] = svc.start(previous)
+                self._save_state(state)
+                svc.wait_ready(started, self.settings.local.startup_timeout_s)
+                return
+            except ServiceError as exc:
+                if attempt == PORT_ATTEMPTS or not PORT_TAKEN.search(str(exc)):
+                    raise
+                log.warning("%s lost its port before binding it; retrying on fresh ports", svc.name)
+                if started:
+                    svc.stop(started)
+                previous = None
+
     # -- commands ------------------------------------------------------------------------------
     def up(self) -> list[ServiceStatus]:
         """Start every service that is not already healthy; wait until each answers."""
@@ -122,10 +146,7 @@ class LocalStack:
                         if svc.running(previous):
                             log.info("%s is running but not answering: restarting", svc.name)
                             svc.stop(previous or {})
-                        log.info("starting %s", svc.name)
-                        state[svc.name] = svc.start(previous)
-                        self._save_state(state)
-                        svc.wait_ready(state[svc.name], self.settings.local.startup_timeout_s)
+                        self._start(svc, previous, state)
                     svc.prepare(state[svc.name])
             finally:
                 self._save_state(state)

@@ -133,3 +133,41 @@ def test_secrets_are_generated_once(stack_dir: Path) -> None:
     first: Secrets = stack._secrets()
     assert stack._secrets() == first
     assert (stack.data_dir / "secrets.json").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("service", ["kafka", "postgres", "s3"])
+def test_a_port_taken_before_the_server_binds_it_is_replaced(
+    stack_dir: Path, service: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CI once lost a port between choosing it and the server binding it; up must recover."""
+    import socket
+
+    from marketpipe.local import services
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    taken = held.getsockname()[1]
+    real_pick = services.pick_ports
+    handed_out: list[int] = []
+
+    def pick_taken_first(previous: list[int] | None, count: int, wait_s: float = 3.0) -> list[int]:
+        ports = real_pick(previous, count, wait_s)
+        if not handed_out:
+            ports[0] = taken  # the service's main port
+        handed_out.extend(ports)
+        return ports
+
+    monkeypatch.setattr(services, "pick_ports", pick_taken_first)
+    settings = Settings(_env_file=None, local=LocalSettings(data_dir=stack_dir, services=[service]))  # type: ignore[call-arg]
+    try:
+        started = time.monotonic()
+        (status,) = LocalStack(settings).up()
+        elapsed = time.monotonic() - started
+    finally:
+        held.close()
+    assert status.healthy
+    assert f":{taken}" not in status.detail
+    assert handed_out[0] == taken
+    assert "lost its port before binding it" in caplog.text
+    assert elapsed < settings.local.startup_timeout_s  # the exit was noticed, not waited out
