@@ -1,21 +1,25 @@
 """The features job: ticks.valid -> bars, window features, indicators, and the raw archive.
 
-Spark cannot run several aggregations side by side in one streaming query, so each output is
-its own query over the same source, with its own checkpoint under ``checkpoint_dir``:
+Three streaming queries over the same source, each with its own checkpoint under
+``checkpoint_dir`` (Spark runs one stateful aggregation per query in ``update`` mode, so hot and
+closed outputs cannot share one):
 
-- ``bars_<n>s`` and ``window_features`` run in ``update`` mode into the hot sinks: a window's
-  row is written as soon as it changes and rewritten until the watermark closes it, which keeps
-  latency near the trigger interval; upserts by key make every rewrite (and every replayed
-  micro-batch after a restart) land on the same row.
-- ``bars_<n>s_closed`` and ``window_features_closed`` run in ``append`` mode: each window once,
-  after the watermark has closed it. They feed the cold Parquet sink and, for bars of
-  ``indicator_interval_s``, the indicators, which continue each symbol's series from the state
-  stored with its previous indicators row (so a replayed batch computes the same values).
+- ``features`` runs in ``update`` mode into the hot sinks: every bar interval and the sliding
+  windows come out of one aggregation (``transforms.features``); a window's row is written as
+  soon as it changes and rewritten until the watermark closes it, which keeps latency near the
+  trigger interval; upserts by key make every rewrite (and every replayed micro-batch after a
+  restart) land on the same row.
+- ``features_closed`` runs in ``append`` mode: each window once, after the watermark has closed
+  it. It feeds the cold Parquet sink (every interval and the windows, when the Parquet sink is
+  on) and the indicators (bars of ``indicator_interval_s``), which continue each symbol's series
+  from the state stored with its previous indicators row (so a replayed batch computes the same
+  values).
 - ``archive`` writes the valid ticks to ``raw/`` in the cold store and counts late ticks.
 
 Every row carries ``written_at`` (taken just before the write) and bars and window features
 carry ``last_event_time``; their difference is the end-to-end latency of the newest tick in the
-row, which the job tracks per output and reports as p50/p99.
+row, which the job tracks per output (``bars_<n>s``, ``window_features``) and reports as
+p50/p99.
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ from pyspark.sql.types import StringType, StructField, StructType
 from marketpipe.contracts import TICK_FIELDS
 from marketpipe.features.indicators import extend_series
 from marketpipe.features.kafka_source import KafkaSource
-from marketpipe.features.transforms import TICK_SCHEMA, bars, parse_ticks, window_features
+from marketpipe.features.transforms import (
+    BARS_KIND,
+    TICK_SCHEMA,
+    WINDOW_KIND,
+    features,
+    parse_ticks,
+)
 from marketpipe.settings import FeaturesSettings, KafkaSettings
 from marketpipe.sinks.hub import FeatureSinks
 from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_FEATURES, TableSpec
@@ -154,7 +164,8 @@ def indicator_rows(
 
 class JobMetrics(StreamingQueryListener):
     """What the job did, for the shutdown report and the demo: input rows per query, ticks
-    dropped behind the watermark (Spark's count), late ticks still in time, latency."""
+    dropped behind the watermark (Spark's count: one per window copy of a tick), late ticks
+    still in time, rows written and latency per output."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -221,11 +232,14 @@ class JobMetrics(StreamingQueryListener):
         out = []
         with self._lock:
             for name in sorted(self.input_rows):
-                out.append(
-                    f"{name}: {self.input_rows[name]:,} ticks in, "
-                    f"{self.rows_written[name]:,} rows written, "
-                    f"{self.dropped[name]:,} dropped behind the watermark"
+                dropped = (
+                    f", {self.dropped[name]:,} window copies dropped behind the watermark"
+                    if name in self.dropped
+                    else ""
                 )
+                out.append(f"query {name}: {self.input_rows[name]:,} ticks in{dropped}")
+            for name in sorted(self.rows_written):
+                out.append(f"{name}: {self.rows_written[name]:,} rows written")
             out.append(
                 f"late ticks: {self.late_in_time:,} in time (counted in their windows), "
                 f"{self.late_dropped:,} behind the watermark (archived, not in the windows)"
@@ -248,21 +262,36 @@ def percentile(values: list[float], q: float) -> float:
 class Output:
     name: str
     frame: DataFrame
-    table: TableSpec
     mode: str  # "update" (hot, as windows change) or "append" (closed windows)
 
 
 def plan(ticks: DataFrame, cfg: FeaturesSettings, sinks: FeatureSinks) -> list[Output]:
-    """The queries this configuration needs."""
-    outputs = [Output(f"bars_{n}s", bars(ticks, n), BARS, "update") for n in cfg.bar_intervals_s]
-    windows = window_features(ticks, cfg.window_length_s, cfg.window_slide_s)
-    outputs.append(Output("window_features", windows, WINDOW_FEATURES, "update"))
-    closed = set(cfg.bar_intervals_s) if sinks.cold_features else set()
-    closed.add(cfg.indicator_interval_s)
-    outputs += [Output(f"bars_{n}s_closed", bars(ticks, n), BARS, "append") for n in sorted(closed)]
+    """The feature queries this configuration needs: hot, and closed windows."""
+    sliding = (cfg.window_length_s, cfg.window_slide_s)
+    hot = features(ticks, cfg.bar_intervals_s, sliding)
     if sinks.cold_features:
-        outputs.append(Output("window_features_closed", windows, WINDOW_FEATURES, "append"))
-    return outputs
+        closed = features(ticks, sorted({*cfg.bar_intervals_s, cfg.indicator_interval_s}), sliding)
+    else:  # only the indicators need closed bars
+        closed = features(ticks, [cfg.indicator_interval_s], None)
+    return [Output("features", hot, "update"), Output("features_closed", closed, "append")]
+
+
+def split(batch: pa.Table) -> list[tuple[str, TableSpec, pa.Table]]:
+    """A ``features`` batch as (output name, table, rows in the table's columns but
+    ``written_at``): bars per interval (``bars_<n>s``), then ``window_features``."""
+    kinds = batch.column("kind")
+    out = []
+    bar_rows = batch.filter(pc.equal(kinds, BARS_KIND))
+    intervals = bar_rows.column("interval_seconds")
+    for n in sorted(pc.unique(intervals).to_pylist()):
+        rows = bar_rows.filter(pc.equal(intervals, n))
+        out.append((f"bars_{n}s", BARS, rows.select(list(BARS.columns[:-1]))))
+    windows = batch.filter(pc.equal(kinds, WINDOW_KIND))
+    if windows.num_rows:
+        out.append(
+            ("window_features", WINDOW_FEATURES, windows.select(list(WINDOW_FEATURES.columns[:-1])))
+        )
+    return out
 
 
 class FeatureJob:
@@ -319,35 +348,44 @@ class FeatureJob:
             writer = writer.trigger(processingTime=f"{every_s} seconds")
         return writer.start()
 
+    def _stamped(
+        self, batch: DataFrame, now: datetime
+    ) -> dict[TableSpec, list[tuple[str, pa.Table]]]:
+        """The batch's rows stamped with ``now``, per table as (output name, rows)."""
+        by_table: dict[TableSpec, list[tuple[str, pa.Table]]] = {}
+        for name, table, rows in split(batch.toArrow()):
+            by_table.setdefault(table, []).append((name, with_written_at(rows, table, now)))
+        return by_table
+
     def _hot(self, out: Output) -> Callable[[DataFrame, int], None]:
         def write(batch: DataFrame, batch_id: int) -> None:
-            rows = with_written_at(batch.toArrow(), out.table, datetime.now(UTC))
-            if rows.num_rows:
-                self.sinks.upsert(out.table, as_rows(rows))
-                self.metrics.wrote(out.name, rows)
+            for table, parts in self._stamped(batch, datetime.now(UTC)).items():
+                self.sinks.upsert(table, as_rows(pa.concat_tables(rows for _, rows in parts)))
+                for name, rows in parts:
+                    self.metrics.wrote(name, rows)
 
         return write
 
     def _closed(self, out: Output) -> Callable[[DataFrame, int], None]:
-        indicators = out.name == f"bars_{self.cfg.indicator_interval_s}s_closed"
+        indicator_bars = f"bars_{self.cfg.indicator_interval_s}s"
 
         def write(batch: DataFrame, batch_id: int) -> None:
             now = datetime.now(UTC)
-            rows = with_written_at(batch.toArrow(), out.table, now)
-            if not rows.num_rows:
-                return
-            self.sinks.closed(out.table.name, f"{out.name}-{batch_id}", rows)
-            if indicators:
-                derived = indicator_rows(rows, self.sinks, now)
-                self.sinks.upsert(INDICATORS, derived)
-                self.sinks.closed(
-                    INDICATORS.name,
-                    f"{out.name}-{batch_id}",
-                    pa.Table.from_pylist(
-                        [dict(zip(INDICATORS.columns, r, strict=True)) for r in derived]
-                    ),
-                )
-            self.metrics.wrote(out.name, rows)
+            file_name = f"{out.name}-{batch_id}"
+            for table, parts in self._stamped(batch, now).items():
+                self.sinks.closed(table.name, file_name, pa.concat_tables(r for _, r in parts))
+                for name, rows in parts:
+                    self.metrics.wrote(f"{name}_closed", rows)
+                    if name == indicator_bars:
+                        derived = indicator_rows(rows, self.sinks, now)
+                        self.sinks.upsert(INDICATORS, derived)
+                        self.sinks.closed(
+                            INDICATORS.name,
+                            file_name,
+                            pa.Table.from_pylist(
+                                [dict(zip(INDICATORS.columns, r, strict=True)) for r in derived]
+                            ),
+                        )
 
         return write
 

@@ -6,16 +6,28 @@ in the JVM at full speed.
 
 - ``parse_ticks``: Kafka-shaped rows (``key, value, topic, partition, offset, timestamp``) ->
   typed ticks with ``event_ts`` (the event time as a timestamp).
-- ``bars``: tumbling OHLCV bars per symbol; open/close (and last bid/ask) are the first/last by
-  ``(event_time, seq)``; ``vwap = sum(price * size) / sum(size)`` over ticks with a size.
-- Both carry ``last_event_time``, the latest event time in the window: with the row's
+- ``features``: every bar interval and the sliding windows in one aggregation. Each tick is
+  copied once per window it belongs to (one bar per interval, ``ceil(length / slide)`` sliding
+  windows), tagged with its ``kind`` (``bars`` or ``window``), and one ``groupBy`` computes all
+  of them: one read, one parse and one state store per query instead of one per output.
+  ``window_end`` carries the event-time watermark, so Spark evicts each window once the
+  watermark passes its end and drops a tick's copy for a window that is already closed,
+  exactly as with ``F.window``.
+- bars (``kind = 'bars'``): tumbling OHLCV bars per symbol; open/close (and last bid/ask) are
+  the first/last by ``(event_time, seq)``; ``vwap = sum(price * size) / sum(size)`` over ticks
+  with a size.
+- window features (``kind = 'window'``): sliding windows per symbol; ``log_return =
+  ln(last / first)``; ``volatility`` = sample standard deviation of the log returns between
+  consecutive ticks ordered by ``(event_time, seq)``, null below 3 ticks.
+- Every row carries ``last_event_time``, the latest event time in the window: with the row's
   ``written_at`` it gives the end-to-end latency of the newest tick the row includes.
-- ``window_features``: sliding windows per symbol; ``log_return = ln(last / first)``;
-  ``volatility`` = sample standard deviation of the log returns between consecutive ticks
-  ordered by ``(event_time, seq)``, null below 3 ticks.
+- ``bars`` and ``window_features`` select one kind (the backfill and the tests use them).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
@@ -52,62 +64,94 @@ def parse_ticks(kafka_rows: DataFrame) -> DataFrame:
     )
 
 
+US = 1_000_000
+BARS_KIND, WINDOW_KIND = "bars", "window"
+
+#: Columns of a bars row and of a window-features row, as ``features`` names them.
+BAR_COLUMNS = ("symbol", "interval_seconds", "window_start", "window_end", "open", "high", "low",
+               "close", "volume", "trades", "vwap", "last_bid", "last_ask", "mean_spread",
+               "last_event_time")  # fmt: skip
+WINDOW_COLUMNS = ("symbol", "window_start", "window_end", "log_return", "volatility", "ticks",
+                  "last_event_time")  # fmt: skip
+
+
 def _order() -> Column:
     return F.struct(F.col("event_time"), F.col("seq"))
 
 
-def bars(ticks: DataFrame, interval_seconds: int) -> DataFrame:
-    """Tumbling bars of ``interval_seconds`` per symbol, keyed (symbol, interval, start)."""
-    window = F.window("event_ts", f"{interval_seconds} seconds")
-    order = _order()
-    return (
-        ticks.groupBy(F.col("symbol"), window)
-        .agg(
-            F.min_by("price", order).alias("open"),
-            F.max("price").alias("high"),
-            F.min("price").alias("low"),
-            F.max_by("price", order).alias("close"),
-            F.sum("size").alias("volume"),
-            F.count(F.lit(1)).alias("trades"),
-            (F.sum(F.col("price") * F.col("size")) / F.sum("size")).alias("vwap"),
-            F.max_by("bid", order).alias("last_bid"),
-            F.max_by("ask", order).alias("last_ask"),
-            F.avg(F.col("ask") - F.col("bid")).alias("mean_spread"),
-            F.max("event_ts").alias("last_event_time"),
+def _window_specs(bar_intervals_s: Sequence[int], sliding: tuple[int, int] | None) -> Column:
+    """Per tick, an array of ``(kind, interval_seconds, start_us, length_us)``: its bar for each
+    interval and every sliding window ``[s, s + L)`` with ``s`` a multiple of the slide."""
+    t = F.col("event_time")
+    specs = [
+        F.array(
+            F.struct(
+                F.lit(BARS_KIND).alias("kind"),
+                F.lit(n).alias("interval_seconds"),
+                (t - t % (n * US)).alias("start_us"),
+                F.lit(n * US).alias("length_us"),
+            )
         )
-        .select(
-            "symbol",
-            F.lit(interval_seconds).alias("interval_seconds"),
-            F.col("window.start").alias("window_start"),
-            F.col("window.end").alias("window_end"),
-            "open",
-            "high",
-            "low",
-            "close",
-            "volume",
-            "trades",
-            "vwap",
-            "last_bid",
-            "last_ask",
-            "mean_spread",
-            "last_event_time",
+        for n in bar_intervals_s
+    ]
+    if sliding is not None:
+        length, slide = sliding[0] * US, sliding[1] * US
+        candidates = F.transform(
+            F.sequence(F.lit(0), F.lit(math.ceil(length / slide) - 1)),
+            lambda k: F.struct(
+                F.lit(WINDOW_KIND).alias("kind"),
+                F.lit(None).cast("int").alias("interval_seconds"),
+                (t - t % slide - k * slide).alias("start_us"),
+                F.lit(length).alias("length_us"),
+            ),
         )
+        specs.append(F.filter(candidates, lambda w: t < w["start_us"] + w["length_us"]))
+    if not specs:
+        raise ValueError("features: no bar interval and no sliding window asked for")
+    return F.concat(*specs) if len(specs) > 1 else specs[0]
+
+
+def features(
+    ticks: DataFrame, bar_intervals_s: Sequence[int], sliding: tuple[int, int] | None
+) -> DataFrame:
+    """Bars for each of ``bar_intervals_s`` and, if ``sliding = (length_s, slide_s)``, window
+    features, per symbol, in one aggregation; see the module docstring."""
+    # window_end gets event_ts's watermark metadata (none in a batch job): the grouping key
+    # Spark evicts state by and filters late copies on.
+    watermark = ticks.schema["event_ts"].metadata
+    copies = ticks.select("*", F.explode(_window_specs(bar_intervals_s, sliding)).alias("w"))
+    keyed = copies.select(
+        "*",
+        F.col("w.kind").alias("kind"),
+        F.col("w.interval_seconds").alias("interval_seconds"),
+        F.timestamp_micros(F.col("w.start_us")).alias("window_start"),
+        F.timestamp_micros(F.col("w.start_us") + F.col("w.length_us")).alias(
+            "window_end", metadata=watermark
+        ),
     )
-
-
-def window_features(ticks: DataFrame, length_seconds: int, slide_seconds: int) -> DataFrame:
-    """Sliding-window log return and realised volatility per symbol."""
-    window = F.window("event_ts", f"{length_seconds} seconds", f"{slide_seconds} seconds")
-    points = F.array_sort(F.collect_list(F.struct("event_time", "seq", "price")))
-    grouped = ticks.groupBy(F.col("symbol"), window).agg(
-        points.alias("pts"), F.max("event_ts").alias("last_event_time")
+    order = _order()
+    in_window = F.col("kind") == WINDOW_KIND
+    grouped = keyed.groupBy("kind", "interval_seconds", "symbol", "window_start", "window_end").agg(
+        F.min_by("price", order).alias("open"),
+        F.max("price").alias("high"),
+        F.min("price").alias("low"),
+        F.max_by("price", order).alias("close"),
+        F.sum("size").alias("volume"),
+        F.count(F.lit(1)).alias("trades"),
+        (F.sum(F.col("price") * F.col("size")) / F.sum("size")).alias("vwap"),
+        F.max_by("bid", order).alias("last_bid"),
+        F.max_by("ask", order).alias("last_ask"),
+        F.avg(F.col("ask") - F.col("bid")).alias("mean_spread"),
+        F.max("event_ts").alias("last_event_time"),
+        # Only windows need their ticks (collect_list skips the nulls bars get).
+        F.array_sort(
+            F.collect_list(F.when(in_window, F.struct("event_time", "seq", "price")))
+        ).alias("pts"),
     )
     returns = F.expr(
         "transform(sequence(1, size(pts) - 1), i -> ln(pts[i].price / pts[i - 1].price))"
     )
-    with_returns = grouped.select(
-        "symbol", "window", "pts", "last_event_time", F.when(F.size("pts") > 1, returns).alias("r")
-    )
+    with_returns = grouped.withColumn("r", F.when(F.size("pts") > 1, returns))
     # The mean is its own column: referenced inside the lambda it is one value per row; written
     # as an expression there, Spark would recompute it for every element (quadratic).
     with_mean = with_returns.withColumn(
@@ -117,13 +161,20 @@ def window_features(ticks: DataFrame, length_seconds: int, slide_seconds: int) -
         "r", F.lit(0.0), lambda acc, x: acc + (x - F.col("mean_r")) * (x - F.col("mean_r"))
     ) / (F.size("r") - 1)
     return with_mean.select(
-        "symbol",
-        F.col("window.start").alias("window_start"),
-        F.col("window.end").alias("window_end"),
-        F.log(F.element_at("pts", -1)["price"] / F.element_at("pts", 1)["price"]).alias(
-            "log_return"
-        ),
-        F.when(F.size("pts") >= 3, F.sqrt(variance)).alias("volatility"),
-        F.size("pts").cast("long").alias("ticks"),
+        "kind",
+        *BAR_COLUMNS[:-1],
+        F.when(in_window, F.log(F.col("close") / F.col("open"))).alias("log_return"),
+        F.when(in_window & (F.size("pts") >= 3), F.sqrt(variance)).alias("volatility"),
+        F.col("trades").alias("ticks"),
         "last_event_time",
     )
+
+
+def bars(ticks: DataFrame, interval_seconds: int) -> DataFrame:
+    """Tumbling bars of ``interval_seconds`` per symbol, keyed (symbol, interval, start)."""
+    return features(ticks, [interval_seconds], None).select(*BAR_COLUMNS)
+
+
+def window_features(ticks: DataFrame, length_seconds: int, slide_seconds: int) -> DataFrame:
+    """Sliding-window log return and realised volatility per symbol."""
+    return features(ticks, [], (length_seconds, slide_seconds)).select(*WINDOW_COLUMNS)

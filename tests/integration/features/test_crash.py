@@ -40,7 +40,7 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
     cp = Path(cfg.checkpoint_dir)
     try:
         deadline = time.monotonic() + 180
-        while min(committed(cp / "bars_1s"), committed(cp / "archive")) < 3:
+        while min(committed(cp / "features"), committed(cp / "archive")) < 3:
             assert proc.poll() is None, (tmp_path / "features.log").read_text()[-3000:]
             assert time.monotonic() < deadline, (tmp_path / "features.log").read_text()[-3000:]
             time.sleep(0.1)
@@ -48,7 +48,7 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
         os.killpg(proc.pid, signal.SIGKILL)  # driver, JVM and Python workers at once
         proc.wait()
         log.close()
-    assert committed(cp / "bars_1s") < 3000 / 250, "killed too late to prove anything"
+    assert committed(cp / "features") < 3000 / 250, "killed too late to prove anything"
 
     restarted = run_cli(crashing, "features", "--available-now", timeout=300)
     assert restarted.returncode == 0, restarted.stderr[-3000:]

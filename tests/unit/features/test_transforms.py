@@ -9,9 +9,19 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F  # noqa: N812
 from pyspark.testing import assertDataFrameEqual
 
-from marketpipe.features.transforms import bars, parse_ticks, window_features
+from marketpipe.features.job import split
+from marketpipe.features.transforms import (
+    BAR_COLUMNS,
+    WINDOW_COLUMNS,
+    bars,
+    features,
+    parse_ticks,
+    window_features,
+)
+from marketpipe.sinks.tables import BARS, WINDOW_FEATURES
 
 T0 = 1_709_908_200_000_000  # 2024-03-08 14:30:00 UTC, microseconds
 SEC = 1_000_000
@@ -153,3 +163,46 @@ def test_spark_conf_setting_reaches_the_session(spark: SparkSession) -> None:
     """MARKETPIPE_FEATURES__SPARK_CONF (the chart passes the driver pod's name this way)."""
     assert spark.conf.get("spark.marketpipe.probe") == "yes"
     assert spark.sparkContext.master == "local[2]"  # not under spark-submit: cfg.master
+
+
+def test_one_aggregation_gives_every_output_as_the_separate_ones_would(spark: SparkSession) -> None:
+    """The streaming job runs ``features`` (all outputs in one groupBy); the backfill and the
+    tests above use ``bars``/``window_features``. Both must give the same rows."""
+    prices = [100.0, 101.0, 99.0, 102.0, 98.5, 100.5]
+    ticks = [tick("X", T0 + i * 700_000, i + 1, p, float(i)) for i, p in enumerate(prices)]
+    ticks.append(tick("Y", T0 + 3 * SEC, 1, 50.0, 2.0))
+    parsed = parse_ticks(kafka_rows(spark, ticks))
+    combined = features(parsed, [1, 2], (4, 2))
+    assert {r.kind for r in combined.collect()} == {"bars", "window"}
+    got_bars = combined.where("kind = 'bars'").select(*BAR_COLUMNS)
+    assertDataFrameEqual(got_bars, bars(parsed, 1).unionByName(bars(parsed, 2)), rtol=1e-12)
+    got_windows = combined.where("kind = 'window'").select(*WINDOW_COLUMNS)
+    assertDataFrameEqual(got_windows, window_features(parsed, 4, 2), rtol=1e-12)
+    # Every tick is in one bar per interval and in length / slide = 2 sliding windows.
+    counts = {
+        (r.kind, r.interval_seconds): r.n
+        for r in combined.groupBy("kind", "interval_seconds")
+        .agg(F.sum("trades").alias("n"))
+        .collect()
+    }
+    assert counts == {("bars", 1): 7, ("bars", 2): 7, ("window", None): 14}
+
+
+def test_features_needs_something_to_compute(spark: SparkSession) -> None:
+    parsed = parse_ticks(kafka_rows(spark, [tick("X", T0, 1, 1.0)]))
+    with pytest.raises(ValueError, match="no bar interval"):
+        features(parsed, [], None)
+
+
+def test_split_hands_each_table_its_rows(spark: SparkSession) -> None:
+    ticks = [tick("X", T0 + i * SEC, i + 1, 10.0 + i) for i in range(3)]
+    batch = features(parse_ticks(kafka_rows(spark, ticks)), [1, 60], (10, 5)).toArrow()
+    parts = {name: (table.name, rows) for name, table, rows in split(batch)}
+    assert list(parts) == ["bars_1s", "bars_60s", "window_features"]
+    assert parts["bars_1s"][0] == parts["bars_60s"][0] == "bars"
+    assert parts["bars_1s"][1].num_rows == 3
+    assert parts["bars_60s"][1].num_rows == 1
+    assert parts["bars_60s"][1].column_names == list(BARS.columns[:-1])
+    assert parts["window_features"][0] == "window_features"
+    assert parts["window_features"][1].column_names == list(WINDOW_FEATURES.columns[:-1])
+    assert parts["window_features"][1].num_rows == 2
