@@ -11,12 +11,18 @@ from marketpipe.local import process
 from marketpipe.local.process import PORT_TAKEN, free_port, pick_ports, server_port_range
 
 
+def kernel_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str | None) -> None:
+    """Stand in for /proc/sys/net/ipv4/ip_local_port_range (``None``: no such file)."""
+    fake = tmp_path / "ip_local_port_range"
+    if text is not None:
+        fake.write_text(text)
+    monkeypatch.setattr(process, "EPHEMERAL_RANGE_FILE", fake)
+
+
 def test_server_ports_sit_below_the_ephemeral_range(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = tmp_path / "ip_local_port_range"
-    fake.write_text("32768\t60999\n")
-    monkeypatch.setattr(process, "EPHEMERAL_RANGE_FILE", fake)
+    kernel_range(tmp_path, monkeypatch, "32768\t60999\n")
     assert server_port_range() == range(16384, 32768)
     ports = {free_port() for _ in range(20)}
     assert all(16384 <= p < 32768 for p in ports)
@@ -26,7 +32,7 @@ def test_server_ports_sit_below_the_ephemeral_range(
 def test_without_the_kernel_file_the_kernel_chooses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(process, "EPHEMERAL_RANGE_FILE", tmp_path / "missing")
+    kernel_range(tmp_path, monkeypatch, None)
     assert server_port_range() == range(0)
     assert 0 < free_port() < 65536
 
@@ -34,9 +40,7 @@ def test_without_the_kernel_file_the_kernel_chooses(
 def test_a_low_ephemeral_range_never_yields_privileged_ports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = tmp_path / "ip_local_port_range"
-    fake.write_text("2000 60999\n")
-    monkeypatch.setattr(process, "EPHEMERAL_RANGE_FILE", fake)
+    kernel_range(tmp_path, monkeypatch, "2000 60999\n")
     assert server_port_range() == range(1024, 2000)
 
 
