@@ -88,19 +88,20 @@ class Service(ABC):
             return False
         return True
 
+    def with_log(self, message: str) -> str:
+        """``message`` followed by the end of the service's log, which usually says why."""
+        return f"{message}; end of {self.log_path}:\n{tail(self.log_path)}"
+
     def wait_ready(self, state: State, timeout_s: float) -> None:
         def check() -> None:
             if not self.running(state):
-                raise ServiceError(
-                    f"{self.name} exited during start-up; end of {self.log_path}:\n"
-                    + tail(self.log_path)
-                )
+                raise ServiceError(self.with_log(f"{self.name} exited during start-up"))
             self.probe(state)
 
         try:
             wait_for(f"local {self.name}", check, timeout_s, fatal=(ServiceError,))
         except DependencyUnavailable as exc:
-            raise ServiceError(f"{exc}; end of {self.log_path}:\n{tail(self.log_path)}") from None
+            raise ServiceError(self.with_log(str(exc))) from None
 
     def stop(self, state: State) -> None:
         pid = self.pid(state)
@@ -254,7 +255,7 @@ class PostgresService(Service):
                 "pg_ctl start",
             )
         except ServiceError as exc:
-            raise ServiceError(f"{exc}; end of {self.log_path}:\n{tail(self.log_path)}") from None
+            raise ServiceError(self.with_log(str(exc))) from None
         pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
         return {"pid": pid, "port": port, "bin_dir": str(bin_dir)}
 
