@@ -47,8 +47,10 @@ from marketpipe.contracts import TICK_FIELDS
 from marketpipe.features.indicators import extend_series
 from marketpipe.features.kafka_source import KafkaSource
 from marketpipe.features.transforms import (
+    BAR_COLUMNS,
     BARS_KIND,
     TICK_SCHEMA,
+    WINDOW_COLUMNS,
     WINDOW_KIND,
     features,
     parse_ticks,
@@ -285,12 +287,10 @@ def split(batch: pa.Table) -> list[tuple[str, TableSpec, pa.Table]]:
     intervals = bar_rows.column("interval_seconds")
     for n in sorted(pc.unique(intervals).to_pylist()):
         rows = bar_rows.filter(pc.equal(intervals, n))
-        out.append((f"bars_{n}s", BARS, rows.select(list(BARS.columns[:-1]))))
+        out.append((f"bars_{n}s", BARS, rows.select(list(BAR_COLUMNS))))
     windows = batch.filter(pc.equal(kinds, WINDOW_KIND))
     if windows.num_rows:
-        out.append(
-            ("window_features", WINDOW_FEATURES, windows.select(list(WINDOW_FEATURES.columns[:-1])))
-        )
+        out.append(("window_features", WINDOW_FEATURES, windows.select(list(WINDOW_COLUMNS))))
     return out
 
 
@@ -372,22 +372,25 @@ class FeatureJob:
         def write(batch: DataFrame, batch_id: int) -> None:
             now = datetime.now(UTC)
             file_name = f"{out.name}-{batch_id}"
-            for table, parts in self._stamped(batch, now).items():
+            stamped = self._stamped(batch, now)
+            for table, parts in stamped.items():
                 self.sinks.closed(table.name, file_name, pa.concat_tables(r for _, r in parts))
                 for name, rows in parts:
                     self.metrics.wrote(f"{name}_closed", rows)
-                    if name == indicator_bars:
-                        derived = indicator_rows(rows, self.sinks, now)
-                        self.sinks.upsert(INDICATORS, derived)
-                        self.sinks.closed(
-                            INDICATORS.name,
-                            file_name,
-                            pa.Table.from_pylist(
-                                [dict(zip(INDICATORS.columns, r, strict=True)) for r in derived]
-                            ),
-                        )
+            for name, rows in stamped.get(BARS, []):
+                if name == indicator_bars:
+                    self._indicators(rows, file_name, now)
 
         return write
+
+    def _indicators(self, closed_bars: pa.Table, file_name: str, now: datetime) -> None:
+        """Indicators on closed bars: upserted hot, and to cold Parquet beside the bars."""
+        derived = indicator_rows(closed_bars, self.sinks, now)
+        self.sinks.upsert(INDICATORS, derived)
+        cold = pa.Table.from_pylist(
+            [dict(zip(INDICATORS.columns, r, strict=True)) for r in derived]
+        )
+        self.sinks.closed(INDICATORS.name, file_name, cold)
 
     def _archive(self, batch: DataFrame, batch_id: int) -> None:
         ticks = batch.toArrow()

@@ -39,6 +39,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from marketpipe.sinks.tables import BARS, WINDOW_FEATURES
+
 #: The tick contract as a Spark schema (explicit: never inferred from data).
 TICK_SCHEMA = StructType(
     [
@@ -67,12 +69,9 @@ def parse_ticks(kafka_rows: DataFrame) -> DataFrame:
 US = 1_000_000
 BARS_KIND, WINDOW_KIND = "bars", "window"
 
-#: Columns of a bars row and of a window-features row, as ``features`` names them.
-BAR_COLUMNS = ("symbol", "interval_seconds", "window_start", "window_end", "open", "high", "low",
-               "close", "volume", "trades", "vwap", "last_bid", "last_ask", "mean_spread",
-               "last_event_time")  # fmt: skip
-WINDOW_COLUMNS = ("symbol", "window_start", "window_end", "log_return", "volatility", "ticks",
-                  "last_event_time")  # fmt: skip
+#: Columns of a bars row and of a window-features row: their tables' but the write time.
+BAR_COLUMNS = tuple(c for c in BARS.columns if c != "written_at")
+WINDOW_COLUMNS = tuple(c for c in WINDOW_FEATURES.columns if c != "written_at")
 
 
 def _order() -> Column:
