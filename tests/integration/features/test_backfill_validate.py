@@ -190,7 +190,8 @@ def test_late_ticks_inside_the_watermark_count_beyond_it_are_dropped_and_counted
     spark: SparkSession, settings: Settings, tmp_path: Path
 ) -> None:
     cfg = features_cfg(tmp_path, "late", watermark_s=10.0, trigger_s=0.5, bar_intervals_s=[1])
-    t0 = (wall_clock_us() // US - 600) * US
+    # On a whole minute: which windows a late tick misses depends on where their ends fall.
+    t0 = (wall_clock_us() // (60 * US) - 10) * 60 * US
     publisher = Publisher(settings.kafka)
 
     def tick(seq: int, at_us: int) -> bytes:
@@ -225,7 +226,10 @@ def test_late_ticks_inside_the_watermark_count_beyond_it_are_dropped_and_counted
     assert job.metrics.dropped["features"] == 3
     by_second = dict(
         duckdb.connect(cfg.duckdb_path, read_only=True)
-        .execute("SELECT epoch(window_start)::BIGINT, trades FROM bars WHERE symbol = 'LATE'")
+        .execute(
+            "SELECT epoch(window_start)::BIGINT, trades FROM bars WHERE symbol = 'LATE' "
+            "AND interval_seconds = 1"
+        )
         .fetchall()
     )
     assert by_second[(t0 + 25 * US) // US] == 2  # the in-time late tick joined its bar
