@@ -384,10 +384,11 @@ class FeaturesSettings(_Section):
     shuffle_partitions: PositiveInt = 2
     checkpoint_dir: str = ".marketpipe/checkpoints"
     trigger_s: PositiveFloat = 1.0
-    # Trigger of the queries that write cold storage (raw archive, closed windows, indicators):
-    # they need no second-level latency, and each micro-batch writes a file per symbol, so a
-    # longer interval means fewer, larger files and less per-batch work competing with the
-    # hot queries. (Reading from the archive, the archive query uses trigger_s.)
+    # Trigger of the archive query (raw ticks to cold storage): it needs no second-level
+    # latency, and each micro-batch writes a file per symbol, so a longer interval means fewer,
+    # larger files and less per-batch work competing with the features query. (Reading from
+    # the archive, the archive query uses trigger_s.) Closed feature windows go to cold storage
+    # with the features query's micro-batches.
     cold_trigger_s: PositiveFloat = 10.0
     # How late an event may arrive and still count (event-time watermark).
     watermark_s: NonNegativeFloat = 10.0

@@ -1,25 +1,26 @@
 """The features job: ticks.valid -> bars, window features, indicators, and the raw archive.
 
-Three streaming queries over the same source, each with its own checkpoint under
-``checkpoint_dir`` (Spark runs one stateful aggregation per query in ``update`` mode, so hot and
-closed outputs cannot share one):
+Two streaming queries over the same source, each with its own checkpoint under
+``checkpoint_dir``:
 
 - ``features`` runs in ``update`` mode into the hot sinks: every bar interval and the sliding
   windows come out of one aggregation (``transforms.features``); a window's row is written as
   soon as it changes and rewritten until the watermark closes it, which keeps latency near the
   trigger interval; upserts by key make every rewrite (and every replayed micro-batch after a
-  restart) land on the same row.
-- ``features_closed`` runs in ``append`` mode: each window once, after the watermark has closed
-  it. It feeds the cold Parquet sink (every interval and the windows, when the Parquet sink is
-  on) and the indicators (bars of ``indicator_interval_s``), which continue each symbol's series
-  from the state stored with its previous indicators row (so a replayed batch computes the same
-  values).
+  restart) land on the same row. After its upserts, each micro-batch also closes windows: those
+  the watermark has passed are final in the hot store, so the batch reads them back from there
+  and exports them (``progress.advance`` says which) to cold Parquet (every interval and the
+  windows, with the ``parquet`` sink) and, for bars of ``indicator_interval_s``, into the
+  indicators, which continue each symbol's series from the state stored with its previous
+  indicators row (so a replayed batch computes the same values). One query, not a second one
+  in ``append`` mode for the closed windows: that one read, parsed and aggregated every tick
+  again, a third of the job's work.
 - ``archive`` writes the valid ticks to ``raw/`` in the cold store and counts late ticks.
 
 Every row carries ``written_at`` (taken just before the write) and bars and window features
 carry ``last_event_time``; their difference is the end-to-end latency of the newest tick in the
-row, which the job tracks per output (``bars_<n>s``, ``window_features``) and reports as
-p50/p99.
+row, which the job tracks per output (``bars_<n>s``, ``window_features``, and ``..._closed`` for
+the exports) and reports as p50/p99.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 from marketpipe.contracts import TICK_FIELDS
 from marketpipe.features.indicators import extend_series
 from marketpipe.features.kafka_source import KafkaSource
+from marketpipe.features.progress import Progress, advance
 from marketpipe.features.transforms import (
     BAR_COLUMNS,
     BARS_KIND,
@@ -62,6 +63,7 @@ from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_FEATURES, TableSpec
 log = logging.getLogger(__name__)
 
 LATENCY_SAMPLES = 100_000  # per output, the most recent
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def launched_by_spark_submit() -> bool:
@@ -260,38 +262,45 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-@dataclass(frozen=True)
-class Output:
-    name: str
-    frame: DataFrame
-    mode: str  # "update" (hot, as windows change) or "append" (closed windows)
+def bar_intervals(cfg: FeaturesSettings) -> list[int]:
+    """The bars the job computes: every configured interval and the indicators' one."""
+    return sorted({*cfg.bar_intervals_s, cfg.indicator_interval_s})
 
 
-def plan(ticks: DataFrame, cfg: FeaturesSettings, sinks: FeatureSinks) -> list[Output]:
-    """The feature queries this configuration needs: hot, and closed windows."""
-    sliding = (cfg.window_length_s, cfg.window_slide_s)
-    hot = features(ticks, cfg.bar_intervals_s, sliding)
-    if sinks.cold_features:
-        closed = features(ticks, sorted({*cfg.bar_intervals_s, cfg.indicator_interval_s}), sliding)
-    else:  # only the indicators need closed bars
-        closed = features(ticks, [cfg.indicator_interval_s], None)
-    return [Output("features", hot, "update"), Output("features_closed", closed, "append")]
+def plan(ticks: DataFrame, cfg: FeaturesSettings) -> DataFrame:
+    """The features query: bars and sliding windows in one aggregation."""
+    return features(ticks, bar_intervals(cfg), (cfg.window_length_s, cfg.window_slide_s))
+
+
+def bar_outputs(bars: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Bars rows per interval, as (output name ``bars_<n>s``, rows), shortest first."""
+    intervals = bars.column("interval_seconds")
+    return [
+        (f"bars_{n}s", bars.filter(pc.equal(intervals, n)))
+        for n in sorted(pc.unique(intervals).to_pylist())
+    ]
 
 
 def split(batch: pa.Table) -> list[tuple[str, TableSpec, pa.Table]]:
     """A ``features`` batch as (output name, table, rows in the table's columns but
     ``written_at``): bars per interval (``bars_<n>s``), then ``window_features``."""
     kinds = batch.column("kind")
-    out = []
-    bar_rows = batch.filter(pc.equal(kinds, BARS_KIND))
-    intervals = bar_rows.column("interval_seconds")
-    for n in sorted(pc.unique(intervals).to_pylist()):
-        rows = bar_rows.filter(pc.equal(intervals, n))
-        out.append((f"bars_{n}s", BARS, rows.select(list(BAR_COLUMNS))))
+    bar_rows = batch.filter(pc.equal(kinds, BARS_KIND)).select(list(BAR_COLUMNS))
+    out = [(name, BARS, rows) for name, rows in bar_outputs(bar_rows)]
     windows = batch.filter(pc.equal(kinds, WINDOW_KIND))
     if windows.num_rows:
         out.append(("window_features", WINDOW_FEATURES, windows.select(list(WINDOW_COLUMNS))))
     return out
+
+
+def _at(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def _extreme_us(column: pa.ChunkedArray, largest: bool) -> int | None:
+    """The largest (or smallest) timestamp of ``column`` as epoch microseconds."""
+    value = (pc.max if largest else pc.min)(column.cast(pa.int64())).as_py()
+    return None if value is None else int(value)
 
 
 class FeatureJob:
@@ -307,7 +316,8 @@ class FeatureJob:
 
     def start(self, available_now: bool = False) -> list[StreamingQuery]:
         """Start every query. Reading from the archive, the archive query starts first, and in
-        a bounded run (``available_now``) it finishes before the others list its files."""
+        a bounded run (``available_now``) it finishes before the features query lists its
+        files."""
         self.spark.streams.addListener(self.metrics)
         ticks = read_ticks(self.spark, self.kafka, self.cfg)
         from_archive = self.cfg.read_from == "archive"
@@ -320,27 +330,26 @@ class FeatureJob:
             if from_archive and available_now:
                 archive.awaitTermination()
         features_input = read_archived_ticks(self.spark, self.cfg) if from_archive else ticks
-        # A checkpoint holds its source's offsets: reading the archive, the queries keep
-        # checkpoints of their own, so switching read_from never misreads the other kind.
-        suffix = "-from-archive" if from_archive else ""
-        for out in plan(features_input, self.cfg, self.sinks):
-            handler = self._hot(out) if out.mode == "update" else self._closed(out)
-            every_s = self.cfg.trigger_s if out.mode == "update" else self.cfg.cold_trigger_s
-            self.queries.append(
-                self._start(out.frame, out.name, out.mode, handler, available_now, every_s, suffix)
-            )
+        # A checkpoint holds its source's offsets: reading the archive, the query keeps a
+        # checkpoint of its own, so switching read_from never misreads the other kind.
+        name = "features-from-archive" if from_archive else "features"
+        handler = self._features(name)
+        self.queries.append(
+            self._start(plan(features_input, self.cfg), "features", "update", handler,
+                        available_now, self.cfg.trigger_s, name)
+        )  # fmt: skip
         return self.queries
 
     def _start(
         self, frame: DataFrame, name: str, mode: str,
         handler: Callable[[DataFrame, int], None], available_now: bool, every_s: float,
-        suffix: str = "",
+        checkpoint: str | None = None,
     ) -> StreamingQuery:  # fmt: skip
         writer = (
             frame.writeStream.queryName(name)
             .outputMode(mode)
             .foreachBatch(handler)
-            .option("checkpointLocation", f"{self.cfg.checkpoint_dir}/{name}{suffix}")
+            .option("checkpointLocation", self._checkpoint(checkpoint or name))
         )
         if available_now:
             writer = writer.trigger(availableNow=True)
@@ -348,40 +357,64 @@ class FeatureJob:
             writer = writer.trigger(processingTime=f"{every_s} seconds")
         return writer.start()
 
-    def _stamped(
-        self, batch: DataFrame, now: datetime
-    ) -> dict[TableSpec, list[tuple[str, pa.Table]]]:
-        """The batch's rows stamped with ``now``, per table as (output name, rows)."""
-        by_table: dict[TableSpec, list[tuple[str, pa.Table]]] = {}
-        for name, table, rows in split(batch.toArrow()):
-            by_table.setdefault(table, []).append((name, with_written_at(rows, table, now)))
-        return by_table
+    def _checkpoint(self, name: str) -> str:
+        return f"{self.cfg.checkpoint_dir}/{name}"
 
-    def _hot(self, out: Output) -> Callable[[DataFrame, int], None]:
-        def write(batch: DataFrame, batch_id: int) -> None:
-            for table, parts in self._stamped(batch, datetime.now(UTC)).items():
-                self.sinks.upsert(table, as_rows(pa.concat_tables(rows for _, rows in parts)))
-                for name, rows in parts:
-                    self.metrics.wrote(name, rows)
-
-        return write
-
-    def _closed(self, out: Output) -> Callable[[DataFrame, int], None]:
-        indicator_bars = f"bars_{self.cfg.indicator_interval_s}s"
+    def _features(self, name: str) -> Callable[[DataFrame, int], None]:
+        checkpoint = self._checkpoint(name)
 
         def write(batch: DataFrame, batch_id: int) -> None:
             now = datetime.now(UTC)
-            file_name = f"{out.name}-{batch_id}"
-            stamped = self._stamped(batch, now)
-            for table, parts in stamped.items():
-                self.sinks.closed(table.name, file_name, pa.concat_tables(r for _, r in parts))
-                for name, rows in parts:
-                    self.metrics.wrote(f"{name}_closed", rows)
-            for name, rows in stamped.get(BARS, []):
-                if name == indicator_bars:
-                    self._indicators(rows, file_name, now)
+            rows = batch.toArrow()
+            by_table: dict[TableSpec, list[tuple[str, pa.Table]]] = {}
+            for output, table, part in split(rows):
+                by_table.setdefault(table, []).append((output, with_written_at(part, table, now)))
+            for table, parts in by_table.items():
+                self.sinks.upsert(table, as_rows(pa.concat_tables(p for _, p in parts)))
+                for output, part in parts:
+                    self.metrics.wrote(output, part)
+            self._close_windows(checkpoint, f"{name}-{batch_id}", batch_id, rows)
 
         return write
+
+    def _close_windows(
+        self, checkpoint: str, file_name: str, batch_id: int, rows: pa.Table
+    ) -> None:
+        """Export the windows this batch closes (see ``progress``): read back from the hot
+        store, to cold Parquet and into the indicators."""
+        before = self.sinks.progress_before(checkpoint, batch_id)
+        closing, after = advance(
+            None if before is None else Progress(*before),
+            _extreme_us(rows.column("last_event_time"), largest=True),
+            _extreme_us(rows.column("window_end"), largest=False),
+            int(self.cfg.watermark_s * 1_000_000),
+        )
+        if closing is not None:
+            now = datetime.now(UTC)
+            lower, upper = _at(closing[0]), _at(closing[1])
+            bars = self.sinks.closed_rows(BARS, lower, upper)
+            wanted = pa.array(bar_intervals(self.cfg), pa.int32())
+            bars = bars.filter(pc.is_in(bars.column("interval_seconds"), wanted))
+            closed = [(BARS, bars)]
+            if self.sinks.cold_features:
+                closed.append(
+                    (WINDOW_FEATURES, self.sinks.closed_rows(WINDOW_FEATURES, lower, upper))
+                )
+            for table, found in closed:
+                stamped = with_written_at(found.drop_columns(["written_at"]), table, now)
+                # One file per table and partition: a replayed batch overwrites it whole.
+                self.sinks.closed(table.name, file_name, stamped)
+                if table is BARS:
+                    for output, part in bar_outputs(stamped):
+                        self.metrics.wrote(f"{output}_closed", part)
+                        if output == f"bars_{self.cfg.indicator_interval_s}s":
+                            self._indicators(part, file_name, now)
+                else:
+                    self.metrics.wrote("window_features_closed", stamped)
+        if after is not None:
+            self.sinks.record_progress(
+                checkpoint, batch_id, after.max_event_us, after.exported_to_us
+            )
 
     def _indicators(self, closed_bars: pa.Table, file_name: str, now: datetime) -> None:
         """Indicators on closed bars: upserted hot, and to cold Parquet beside the bars."""

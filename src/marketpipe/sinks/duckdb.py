@@ -11,8 +11,18 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from marketpipe.sinks.migrations import table_ddl
-from marketpipe.sinks.tables import FEATURE_TABLES, TableSpec, check_columns
+from marketpipe.sinks.migrations import progress_ddl, table_ddl
+from marketpipe.sinks.tables import (
+    FEATURE_TABLES,
+    PROGRESS_BEFORE_SQL,
+    PROGRESS_KEPT,
+    PROGRESS_PRUNE_SQL,
+    PROGRESS_RECORD_SQL,
+    TableSpec,
+    arrow_schema,
+    check_columns,
+    closed_rows_sql,
+)
 
 
 class DuckDBSink:
@@ -21,7 +31,7 @@ class DuckDBSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(str(self.path))
         self._lock = threading.Lock()  # one DuckDB connection is not for concurrent writers
-        for statement in table_ddl():
+        for statement in [*table_ddl(), progress_ddl()]:
             self._con.execute(statement)
         for table in FEATURE_TABLES:
             present = self._con.execute(
@@ -83,3 +93,34 @@ class DuckDBSink:
             finally:
                 self._con.unregister("mp_probe")
         return {str(symbol): str(state) for symbol, state in rows}
+
+    def closed_rows(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
+        """Rows of ``table`` whose window ended in ``(after, upto]``, in key order."""
+        with self._lock:
+            got = self._con.sql(closed_rows_sql(table, "?"), params=[after, upto])
+            return got.to_arrow_table().cast(arrow_schema(table))
+
+    def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
+        with self._lock:
+            rows = self._con.execute(
+                PROGRESS_BEFORE_SQL.format(p="?"), [checkpoint, batch_id]
+            ).fetchall()  # all: DuckDB keeps an unread result open and refuses the next query
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def record_progress(
+        self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int
+    ) -> None:
+        with self._lock:
+            self._con.execute("BEGIN")
+            try:
+                self._con.execute(
+                    PROGRESS_RECORD_SQL.format(p="?"),
+                    [checkpoint, batch_id, max_event_us, exported_to_us],
+                ).fetchall()
+                self._con.execute(
+                    PROGRESS_PRUNE_SQL.format(p="?"), [checkpoint, batch_id - PROGRESS_KEPT]
+                ).fetchall()
+                self._con.execute("COMMIT")
+            except Exception:
+                self._con.execute("ROLLBACK")
+                raise

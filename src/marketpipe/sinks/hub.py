@@ -3,7 +3,8 @@ through it, so both land the same rows in the same places.
 
 Hot sinks (DuckDB, PostgreSQL) take upserts by key as windows change; the cold store (Parquet
 under ``archive_root``) takes raw ticks always and closed feature windows with the ``parquet``
-sink. Indicator state is read back from the first hot sink.
+sink. Indicator state, the features query's export progress and the closed windows it
+exports to cold storage are read back from the first hot sink.
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ class FeatureSinks:
 
     def states_before(self, firsts: Mapping[str, datetime]) -> dict[str, str]:
         return self.hot[0].states_before(firsts)
+
+    def closed_rows(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
+        """The first hot sink's rows of windows that ended in ``(after, upto]``."""
+        return self.hot[0].closed_rows(table, after, upto)
+
+    def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
+        """(max_event_us, exported_to_us) recorded by the latest batch before ``batch_id``."""
+        return self.hot[0].progress_before(checkpoint, batch_id)
+
+    def record_progress(
+        self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int
+    ) -> None:
+        self.hot[0].record_progress(checkpoint, batch_id, max_event_us, exported_to_us)
 
     def close(self) -> None:
         for sink in self.hot:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from marketpipe.sinks.tables import PROGRESS_TABLE
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_TABLE = "marketpipe_schema_migrations"
@@ -81,6 +83,20 @@ def table_ddl() -> list[str]:
     ]
 
 
+def progress_ddl() -> str:
+    """The features query's export progress (``tables.PROGRESS_TABLE``): per checkpoint and
+    micro-batch, the newest event time seen and how far closed windows have been exported,
+    both as epoch microseconds. A replayed batch reads the row of the batch before it."""
+    return f"""
+        CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
+            checkpoint     text   NOT NULL,
+            batch_id       bigint NOT NULL,
+            max_event_us   bigint NOT NULL,
+            exported_to_us bigint NOT NULL,
+            PRIMARY KEY (checkpoint, batch_id)
+        )"""
+
+
 def _timescale(available: bool) -> list[str]:
     if not available:
         return []
@@ -124,6 +140,7 @@ def _timescale(available: bool) -> list[str]:
 STEPS: tuple[Step, ...] = (
     Step(1, "feature tables: bars, window_features, indicators", lambda _: table_ddl()),
     Step(2, "TimescaleDB: hypertables, compression, retention, bars_1h aggregate", _timescale),
+    Step(3, "feature_progress: how far closed windows are exported", lambda _: [progress_ddl()]),
 )
 
 

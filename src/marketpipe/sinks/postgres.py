@@ -13,10 +13,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
 from marketpipe.settings import PostgresSettings
-from marketpipe.sinks.tables import TableSpec, check_columns
+from marketpipe.sinks.tables import (
+    PROGRESS_BEFORE_SQL,
+    PROGRESS_KEPT,
+    PROGRESS_PRUNE_SQL,
+    PROGRESS_RECORD_SQL,
+    TableSpec,
+    arrow_schema,
+    check_columns,
+    closed_rows_sql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +117,30 @@ class PostgresSink:
             (list(firsts), list(firsts.values())),
         ).fetchall()
         return {str(symbol): str(state) for symbol, state in rows}
+
+    def closed_rows(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
+        """Rows of ``table`` whose window ended in ``(after, upto]``, in key order."""
+        rows = self.conn.execute(closed_rows_sql(table, "%s"), (after, upto)).fetchall()
+        schema = arrow_schema(table)
+        columns: list[Sequence[object]] = [[] for _ in table.columns]
+        if rows:
+            columns = list(zip(*rows, strict=True))
+        return pa.table([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema)
+
+    def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
+        row = self.conn.execute(
+            PROGRESS_BEFORE_SQL.format(p="%s"), (checkpoint, batch_id)
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def record_progress(
+        self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int
+    ) -> None:
+        with self.conn.transaction():
+            self.conn.execute(
+                PROGRESS_RECORD_SQL.format(p="%s"),
+                (checkpoint, batch_id, max_event_us, exported_to_us),
+            )
+            self.conn.execute(
+                PROGRESS_PRUNE_SQL.format(p="%s"), (checkpoint, batch_id - PROGRESS_KEPT)
+            )

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from marketpipe.settings import ConfigError
 
 
@@ -43,6 +45,54 @@ INDICATORS = TableSpec(
 )  # fmt: skip
 
 FEATURE_TABLES = (BARS, WINDOW_FEATURES, INDICATORS)
+
+#: How far the features query has exported closed windows, per checkpoint and micro-batch
+#: (``migrations.progress_ddl``; written and read by the hot sinks, see ``job.advance``).
+PROGRESS_TABLE = "feature_progress"
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+#: Arrow types of the feature tables' columns (a column name means the same in every table).
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "symbol": pa.string(), "interval_seconds": pa.int32(), "window_start": _UTC_US,
+    "window_end": _UTC_US, "open": pa.float64(), "high": pa.float64(), "low": pa.float64(),
+    "close": pa.float64(), "volume": pa.float64(), "trades": pa.int64(), "vwap": pa.float64(),
+    "last_bid": pa.float64(), "last_ask": pa.float64(), "mean_spread": pa.float64(),
+    "last_event_time": _UTC_US, "written_at": _UTC_US, "log_return": pa.float64(),
+    "volatility": pa.float64(), "ticks": pa.int64(), "sma_20": pa.float64(),
+    "ema_20": pa.float64(), "rsi_14": pa.float64(), "macd": pa.float64(),
+    "macd_signal": pa.float64(), "macd_hist": pa.float64(), "state": pa.string(),
+}  # fmt: skip
+
+
+def closed_rows_sql(table: TableSpec, placeholder: str) -> str:
+    """The rows of windows that ended in ``(after, upto]`` (two parameters)."""
+    cols, key = ", ".join(table.columns), ", ".join(table.key)
+    return (
+        f"SELECT {cols} FROM {table.name} WHERE window_end > {placeholder} "
+        f"AND window_end <= {placeholder} ORDER BY {key}"
+    )
+
+
+#: The progress of the batch before (checkpoint, batch_id): (max_event_us, exported_to_us).
+PROGRESS_BEFORE_SQL = (
+    f"SELECT max_event_us, exported_to_us FROM {PROGRESS_TABLE} WHERE checkpoint = {{p}} "
+    "AND batch_id < {p} ORDER BY batch_id DESC LIMIT 1"
+)
+#: Record (checkpoint, batch_id, max_event_us, exported_to_us), then forget the rows of
+#: batches before the second parameter given again (checkpoint, oldest batch kept).
+PROGRESS_RECORD_SQL = (
+    f"INSERT INTO {PROGRESS_TABLE} VALUES ({{p}}, {{p}}, {{p}}, {{p}}) "
+    "ON CONFLICT (checkpoint, batch_id) DO UPDATE SET max_event_us = excluded.max_event_us, "
+    "exported_to_us = excluded.exported_to_us"
+)
+PROGRESS_PRUNE_SQL = f"DELETE FROM {PROGRESS_TABLE} WHERE checkpoint = {{p}} AND batch_id < {{p}}"
+#: Progress rows kept per checkpoint (a replay needs only the one before it).
+PROGRESS_KEPT = 100
+
+
+def arrow_schema(table: TableSpec) -> pa.Schema:
+    """The table's columns as Arrow types: what its cold Parquet files hold."""
+    return pa.schema([(c, ARROW_TYPES[c]) for c in table.columns])
 
 
 def check_columns(where: str, table: TableSpec, present: Iterable[str], fix: str) -> None:

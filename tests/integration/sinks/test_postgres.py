@@ -11,7 +11,7 @@ from marketpipe.settings import Settings
 from marketpipe.sinks.migrations import MIGRATIONS_TABLE, STEPS, migrate
 from marketpipe.sinks.postgres import PostgresSink
 from marketpipe.sinks.tables import BARS, WINDOW_FEATURES
-from tests.featurerows import T0, bar
+from tests.featurerows import T0, bar, check_closed_rows_and_progress
 from tests.integration.helpers import run_cli
 
 
@@ -53,3 +53,12 @@ def test_missing_schema_says_to_migrate(database: Settings) -> None:
     with pytest.raises(psycopg.errors.UndefinedTable):
         sink.upsert(WINDOW_FEATURES, [])
     sink.close()
+
+
+def test_closed_rows_and_export_progress_read_back(database: Settings) -> None:
+    migrate(database.postgres.conninfo())
+    sink = PostgresSink(database.postgres)
+    try:
+        check_closed_rows_and_progress(sink)
+    finally:
+        sink.close()
