@@ -81,7 +81,7 @@ def plain_read(spark: SparkSession, kafka: KafkaSettings) -> float:
 
 def main() -> int:
     args = arguments(__doc__.split("\n", 1)[0])
-    with own_broker() as bench:
+    with own_broker(pin_self=False) as bench:
         kafka = bench.kafka.model_copy(update={"topic_valid": "bench-valid"})
         ensure_topics(kafka, pipeline_topics(kafka)[1:2])
         preload(kafka, args.count)

@@ -41,7 +41,7 @@ def main() -> int:
     spark_conf = dict(item.split("=", 1) for item in args.spark_conf)
     p50s: dict[str, list[float]] = {}
     p99s: dict[str, list[float]] = {}
-    with own_stack(["kafka", "postgres"]) as bench:
+    with own_stack(["kafka", "postgres"], pin_self=False) as bench:
         migrate(bench.settings.postgres.conninfo())
         spark = spark_session(FeaturesSettings(spark_conf=spark_conf))
         for run in range(args.runs):

@@ -34,8 +34,10 @@ def arguments(description: str) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def own_stack(services: list[str]) -> Iterator[Bench]:
-    """Fresh local services pinned to the last CPU, with this process pinned to the first."""
+def own_stack(services: list[str], pin_self: bool = True) -> Iterator[Bench]:
+    """Fresh local services pinned to the last CPU, with this process pinned to the first
+    (``pin_self``). Spark benchmarks leave this process unpinned: its JVM and Python workers
+    inherit the pinning, and local[2] on one core would measure half the machine."""
     folder = Path(tempfile.mkdtemp(prefix="marketpipe-bench-"))
     folder.chmod(0o755)
     base = Settings(_env_file=None, local=LocalSettings(data_dir=folder, services=services))  # type: ignore[call-arg]
@@ -47,15 +49,16 @@ def own_stack(services: list[str]) -> Iterator[Bench]:
             for status in statuses:
                 if status.pid and len(cpus) > 1:
                     os.sched_setaffinity(status.pid, {cpus[-1]})
-            os.sched_setaffinity(0, {cpus[0]})
+            if pin_self:
+                os.sched_setaffinity(0, {cpus[0]})
         yield Bench(settings_with_env(base, stack.endpoint_env()), folder)
     finally:
         stack.down()
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def own_broker() -> contextlib.AbstractContextManager[Bench]:
-    return own_stack(["kafka"])
+def own_broker(pin_self: bool = True) -> contextlib.AbstractContextManager[Bench]:
+    return own_stack(["kafka"], pin_self)
 
 
 def report(title: str, rows: list[tuple[str, str]]) -> None:
