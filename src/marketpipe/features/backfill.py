@@ -16,15 +16,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
 from marketpipe.features.job import as_rows, indicator_rows, kafka_reader, with_written_at
-from marketpipe.features.transforms import TICK_SCHEMA, bars, parse_ticks, window_features
+from marketpipe.features.transforms import TICK_SCHEMA, bars, buckets, parse_ticks
+from marketpipe.features.windows import combine
 from marketpipe.settings import Settings
 from marketpipe.sinks.hub import FeatureSinks
 from marketpipe.sinks.parquet import read_archive
-from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_FEATURES, TableSpec
+from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_BUCKETS, WINDOW_FEATURES
 
 BackfillSource = Literal["archive", "topic"]
 
@@ -62,6 +65,13 @@ def _inside(frame: DataFrame, start: datetime, end: datetime) -> DataFrame:
     return frame.where((F.col("window_start") >= start) & (F.col("window_end") <= end))
 
 
+def _whole(windows: pa.Table, start_us: int, end_us: int) -> pa.Table:
+    """The windows wholly inside ``[start, end)``."""
+    starts = windows.column("window_start").cast(pa.int64())
+    ends = windows.column("window_end").cast(pa.int64())
+    return windows.filter(pc.and_(pc.greater_equal(starts, start_us), pc.less_equal(ends, end_us)))
+
+
 def run_backfill(
     spark: SparkSession, settings: Settings, sinks: FeatureSinks,
     start_us: int, end_us: int, source: BackfillSource = "archive",
@@ -71,16 +81,16 @@ def run_backfill(
     end = datetime.fromtimestamp(end_us / 1e6, UTC)
     ticks = load_ticks(spark, settings, start_us, end_us, source).cache()
     report = BackfillReport(ticks=ticks.count())
-    outputs: list[tuple[str, DataFrame, TableSpec]] = [
-        (f"bars_{n}s", bars(ticks, n), BARS) for n in cfg.bar_intervals_s
-    ]
-    outputs.append(
-        ("window_features", window_features(ticks, cfg.window_length_s, cfg.window_slide_s),
-         WINDOW_FEATURES)
-    )  # fmt: skip
-    for name, frame, table in outputs:
-        rows = with_written_at(_inside(frame, start, end).toArrow(), table, datetime.now(UTC))
-        report.rows[name] = sinks.upsert(table, as_rows(rows))
+    now = datetime.now(UTC)
+    for n in cfg.bar_intervals_s:
+        rows = with_written_at(_inside(bars(ticks, n), start, end).toArrow(), BARS, now)
+        report.rows[f"bars_{n}s"] = sinks.upsert(BARS, as_rows(rows))
+    length, slide = cfg.window_length_s, cfg.window_slide_s
+    found = _inside(buckets(ticks, length, slide), start, end).toArrow()
+    sinks.upsert(WINDOW_BUCKETS, as_rows(with_written_at(found, WINDOW_BUCKETS, now)))
+    windows = combine(found, length, slide)
+    rows = with_written_at(_whole(windows, start_us, end_us), WINDOW_FEATURES, now)
+    report.rows["window_features"] = sinks.upsert(WINDOW_FEATURES, as_rows(rows))
     closed = _inside(bars(ticks, cfg.indicator_interval_s), start, end).toArrow()
     derived = indicator_rows(closed, sinks, datetime.now(UTC))
     report.rows["indicators"] = sinks.upsert(INDICATORS, derived)

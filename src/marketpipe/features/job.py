@@ -50,15 +50,18 @@ from marketpipe.features.progress import Progress, advance
 from marketpipe.features.transforms import (
     BAR_COLUMNS,
     BARS_KIND,
+    BUCKET_COLUMNS,
+    BUCKET_KIND,
     TICK_SCHEMA,
-    WINDOW_COLUMNS,
-    WINDOW_KIND,
+    US,
+    bucket_seconds,
     features,
     parse_ticks,
 )
+from marketpipe.features.windows import combine, span
 from marketpipe.settings import FeaturesSettings, KafkaSettings
 from marketpipe.sinks.hub import FeatureSinks
-from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_FEATURES, TableSpec
+from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_BUCKETS, WINDOW_FEATURES, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -283,14 +286,28 @@ def bar_outputs(bars: pa.Table) -> list[tuple[str, pa.Table]]:
 
 def split(batch: pa.Table) -> list[tuple[str, TableSpec, pa.Table]]:
     """A ``features`` batch as (output name, table, rows in the table's columns but
-    ``written_at``): bars per interval (``bars_<n>s``), then ``window_features``."""
+    ``written_at``): bars per interval (``bars_<n>s``), then ``window_buckets``."""
     kinds = batch.column("kind")
     bar_rows = batch.filter(pc.equal(kinds, BARS_KIND)).select(list(BAR_COLUMNS))
     out = [(name, BARS, rows) for name, rows in bar_outputs(bar_rows)]
-    windows = batch.filter(pc.equal(kinds, WINDOW_KIND))
-    if windows.num_rows:
-        out.append(("window_features", WINDOW_FEATURES, windows.select(list(WINDOW_COLUMNS))))
+    found = batch.filter(pc.equal(kinds, BUCKET_KIND))
+    if found.num_rows:
+        out.append(("window_buckets", WINDOW_BUCKETS, found.select(list(BUCKET_COLUMNS))))
     return out
+
+
+def sliding_windows(
+    touched: pa.Table, cfg: FeaturesSettings, sinks: FeatureSinks, now: datetime
+) -> pa.Table:
+    """The window features of every sliding window holding one of the ``touched`` buckets
+    (already upserted), combined from its buckets read back from the first hot sink."""
+    length, slide = cfg.window_length_s, cfg.window_slide_s
+    earliest, latest = span(touched.column("window_start").cast(pa.int64()).to_pylist(),
+                            length * US, slide * US)  # fmt: skip
+    stored = sinks.rows_ending(WINDOW_BUCKETS, _at(earliest), _at(latest))
+    size = pa.scalar(bucket_seconds(length, slide), pa.int32())
+    stored = stored.filter(pc.equal(stored.column("interval_seconds"), size))
+    return with_written_at(combine(stored, length, slide, touched), WINDOW_FEATURES, now)
 
 
 def _at(us: int) -> datetime:
@@ -372,7 +389,12 @@ class FeatureJob:
             for table, parts in by_table.items():
                 self.sinks.upsert(table, as_rows(pa.concat_tables(p for _, p in parts)))
                 for output, part in parts:
-                    self.metrics.wrote(output, part)
+                    if table is not WINDOW_BUCKETS:
+                        self.metrics.wrote(output, part)
+            for _, touched in by_table.get(WINDOW_BUCKETS, []):
+                windows = sliding_windows(touched, self.cfg, self.sinks, now)
+                self.sinks.upsert(WINDOW_FEATURES, as_rows(windows))
+                self.metrics.wrote("window_features", windows)
             self._close_windows(checkpoint, f"{name}-{batch_id}", batch_id, rows)
 
         return write
@@ -392,13 +414,13 @@ class FeatureJob:
         if closing is not None:
             now = datetime.now(UTC)
             lower, upper = _at(closing[0]), _at(closing[1])
-            bars = self.sinks.closed_rows(BARS, lower, upper)
+            bars = self.sinks.rows_ending(BARS, lower, upper)
             wanted = pa.array(bar_intervals(self.cfg), pa.int32())
             bars = bars.filter(pc.is_in(bars.column("interval_seconds"), wanted))
             closed = [(BARS, bars)]
             if self.sinks.cold_features:
                 closed.append(
-                    (WINDOW_FEATURES, self.sinks.closed_rows(WINDOW_FEATURES, lower, upper))
+                    (WINDOW_FEATURES, self.sinks.rows_ending(WINDOW_FEATURES, lower, upper))
                 )
             for table, found in closed:
                 stamped = with_written_at(found.drop_columns(["written_at"]), table, now)

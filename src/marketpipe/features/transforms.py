@@ -6,22 +6,24 @@ in the JVM at full speed.
 
 - ``parse_ticks``: Kafka-shaped rows (``key, value, topic, partition, offset, timestamp``) ->
   typed ticks with ``event_ts`` (the event time as a timestamp).
-- ``features``: every bar interval and the sliding windows in one aggregation. Each tick is
-  copied once per window it belongs to (one bar per interval, ``ceil(length / slide)`` sliding
-  windows), tagged with its ``kind`` (``bars`` or ``window``), and one ``groupBy`` computes all
-  of them: one read, one parse and one state store per query instead of one per output.
-  ``window_end`` carries the event-time watermark, so Spark evicts each window once the
-  watermark passes its end and drops a tick's copy for a window that is already closed,
-  exactly as with ``F.window``.
+- ``features``: every bar interval and the window buckets in one aggregation. Each tick is
+  copied once per interval (its bar) and once more for its bucket, tagged with its ``kind``
+  (``bars`` or ``bucket``), and one ``groupBy`` computes all of them: one read, one parse and
+  one state store per query instead of one per output. ``window_end`` carries the event-time
+  watermark, so Spark evicts each window once the watermark passes its end and drops a tick's
+  copy for a window that is already closed, exactly as with ``F.window``.
 - bars (``kind = 'bars'``): tumbling OHLCV bars per symbol; open/close (and last bid/ask) are
   the first/last by ``(event_time, seq)``; ``vwap = sum(price * size) / sum(size)`` over ticks
   with a size.
-- window features (``kind = 'window'``): sliding windows per symbol; ``log_return =
-  ln(last / first)``; ``volatility`` = sample standard deviation of the log returns between
-  consecutive ticks ordered by ``(event_time, seq)``, null below 3 ticks.
+- buckets (``kind = 'bucket'``): tumbling windows of ``gcd(length, slide)`` seconds, what the
+  sliding windows are made of (``windows.combine``): first/last price, tick count, and ``m2``,
+  the sum of squared deviations from their mean of the log returns between the bucket's
+  consecutive ticks ordered by ``(event_time, seq)``. Sliding windows straight from ticks
+  would hold each tick once per window (six times for 60 s sliding by 10 s) and rewrite all of
+  them every micro-batch; a bucket holds its ticks once, and only while it is open.
 - Every row carries ``last_event_time``, the latest event time in the window: with the row's
   ``written_at`` it gives the end-to-end latency of the newest tick the row includes.
-- ``bars`` and ``window_features`` select one kind (the backfill and the tests use them).
+- ``bars`` and ``buckets`` select one kind (the backfill and the tests use them).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from marketpipe.sinks.tables import BARS, WINDOW_FEATURES
+from marketpipe.sinks.tables import BARS, WINDOW_BUCKETS
 
 #: The tick contract as a Spark schema (explicit: never inferred from data).
 TICK_SCHEMA = StructType(
@@ -67,58 +69,56 @@ def parse_ticks(kafka_rows: DataFrame) -> DataFrame:
 
 
 US = 1_000_000
-BARS_KIND, WINDOW_KIND = "bars", "window"
+BARS_KIND, BUCKET_KIND = "bars", "bucket"
 
-#: Columns of a bars row and of a window-features row: their tables' but the write time.
+#: Columns of a bars row and of a bucket row: their tables' but the write time.
 BAR_COLUMNS = tuple(c for c in BARS.columns if c != "written_at")
-WINDOW_COLUMNS = tuple(c for c in WINDOW_FEATURES.columns if c != "written_at")
+BUCKET_COLUMNS = tuple(c for c in WINDOW_BUCKETS.columns if c != "written_at")
+
+
+def bucket_seconds(length_s: int, slide_s: int) -> int:
+    """The bucket of sliding windows ``length_s`` long every ``slide_s``: each window is a
+    whole number of them."""
+    return math.gcd(length_s, slide_s)
 
 
 def _order() -> Column:
     return F.struct(F.col("event_time"), F.col("seq"))
 
 
-def _window_specs(bar_intervals_s: Sequence[int], sliding: tuple[int, int] | None) -> Column:
+def _window_specs(bar_intervals_s: Sequence[int], bucket_s: int | None) -> Column:
     """Per tick, an array of ``(kind, interval_seconds, start_us, length_us)``: its bar for each
-    interval and every sliding window ``[s, s + L)`` with ``s`` a multiple of the slide."""
+    interval and its bucket."""
     t = F.col("event_time")
-    specs = [
-        F.array(
+    intervals = [(BARS_KIND, n) for n in bar_intervals_s]
+    if bucket_s is not None:
+        intervals.append((BUCKET_KIND, bucket_s))
+    if not intervals:
+        raise ValueError("features: no bar interval and no sliding window asked for")
+    return F.array(
+        *(
             F.struct(
-                F.lit(BARS_KIND).alias("kind"),
+                F.lit(kind).alias("kind"),
                 F.lit(n).alias("interval_seconds"),
                 (t - t % (n * US)).alias("start_us"),
                 F.lit(n * US).alias("length_us"),
             )
+            for kind, n in intervals
         )
-        for n in bar_intervals_s
-    ]
-    if sliding is not None:
-        length, slide = sliding[0] * US, sliding[1] * US
-        candidates = F.transform(
-            F.sequence(F.lit(0), F.lit(math.ceil(length / slide) - 1)),
-            lambda k: F.struct(
-                F.lit(WINDOW_KIND).alias("kind"),
-                F.lit(None).cast("int").alias("interval_seconds"),
-                (t - t % slide - k * slide).alias("start_us"),
-                F.lit(length).alias("length_us"),
-            ),
-        )
-        specs.append(F.filter(candidates, lambda w: t < w["start_us"] + w["length_us"]))
-    if not specs:
-        raise ValueError("features: no bar interval and no sliding window asked for")
-    return F.concat(*specs) if len(specs) > 1 else specs[0]
+    )
 
 
 def features(
     ticks: DataFrame, bar_intervals_s: Sequence[int], sliding: tuple[int, int] | None
 ) -> DataFrame:
-    """Bars for each of ``bar_intervals_s`` and, if ``sliding = (length_s, slide_s)``, window
-    features, per symbol, in one aggregation; see the module docstring."""
+    """Bars for each of ``bar_intervals_s`` and, if ``sliding = (length_s, slide_s)``, the
+    buckets of those sliding windows, per symbol, in one aggregation; see the module
+    docstring."""
+    bucket_s = None if sliding is None else bucket_seconds(*sliding)
     # window_end gets event_ts's watermark metadata (none in a batch job): the grouping key
     # Spark evicts state by and filters late copies on.
     watermark = ticks.schema["event_ts"].metadata
-    copies = ticks.select("*", F.explode(_window_specs(bar_intervals_s, sliding)).alias("w"))
+    copies = ticks.select("*", F.explode(_window_specs(bar_intervals_s, bucket_s)).alias("w"))
     keyed = copies.select(
         "*",
         F.col("w.kind").alias("kind"),
@@ -129,7 +129,7 @@ def features(
         ),
     )
     order = _order()
-    in_window = F.col("kind") == WINDOW_KIND
+    in_bucket = F.col("kind") == BUCKET_KIND
     grouped = keyed.groupBy("kind", "interval_seconds", "symbol", "window_start", "window_end").agg(
         F.min_by("price", order).alias("open"),
         F.max("price").alias("high"),
@@ -142,9 +142,9 @@ def features(
         F.max_by("ask", order).alias("last_ask"),
         F.avg(F.col("ask") - F.col("bid")).alias("mean_spread"),
         F.max("event_ts").alias("last_event_time"),
-        # Only windows need their ticks (collect_list skips the nulls bars get).
+        # Only buckets need their ticks (collect_list skips the nulls bars get).
         F.array_sort(
-            F.collect_list(F.when(in_window, F.struct("event_time", "seq", "price")))
+            F.collect_list(F.when(in_bucket, F.struct("event_time", "seq", "price")))
         ).alias("pts"),
     )
     returns = F.expr(
@@ -156,16 +156,14 @@ def features(
     with_mean = with_returns.withColumn(
         "mean_r", F.aggregate("r", F.lit(0.0), lambda acc, x: acc + x) / F.size("r")
     )
-    variance = F.aggregate(
+    m2 = F.aggregate(
         "r", F.lit(0.0), lambda acc, x: acc + (x - F.col("mean_r")) * (x - F.col("mean_r"))
-    ) / (F.size("r") - 1)
+    )
     return with_mean.select(
         "kind",
-        *BAR_COLUMNS[:-1],
-        F.when(in_window, F.log(F.col("close") / F.col("open"))).alias("log_return"),
-        F.when(in_window & (F.size("pts") >= 3), F.sqrt(variance)).alias("volatility"),
-        F.col("trades").alias("ticks"),
-        "last_event_time",
+        *BAR_COLUMNS,
+        # No returns (a one-tick bucket): nothing to deviate.
+        F.when(in_bucket, F.coalesce(m2, F.lit(0.0))).alias("m2"),
     )
 
 
@@ -174,6 +172,6 @@ def bars(ticks: DataFrame, interval_seconds: int) -> DataFrame:
     return features(ticks, [interval_seconds], None).select(*BAR_COLUMNS)
 
 
-def window_features(ticks: DataFrame, length_seconds: int, slide_seconds: int) -> DataFrame:
-    """Sliding-window log return and realised volatility per symbol."""
-    return features(ticks, [], (length_seconds, slide_seconds)).select(*WINDOW_COLUMNS)
+def buckets(ticks: DataFrame, length_seconds: int, slide_seconds: int) -> DataFrame:
+    """The buckets of sliding windows ``length_seconds`` long every ``slide_seconds``."""
+    return features(ticks, [], (length_seconds, slide_seconds)).select(*BUCKET_COLUMNS)

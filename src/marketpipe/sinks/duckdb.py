@@ -21,7 +21,7 @@ from marketpipe.sinks.tables import (
     TableSpec,
     arrow_schema,
     check_columns,
-    closed_rows_sql,
+    rows_ending_sql,
 )
 
 
@@ -94,10 +94,10 @@ class DuckDBSink:
                 self._con.unregister("mp_probe")
         return {str(symbol): str(state) for symbol, state in rows}
 
-    def closed_rows(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
-        """Rows of ``table`` whose window ended in ``(after, upto]``, in key order."""
+    def rows_ending(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
+        """Rows of ``table`` whose window ends in ``(after, upto]``, in key order."""
         with self._lock:
-            got = self._con.sql(closed_rows_sql(table, "?"), params=[after, upto])
+            got = self._con.sql(rows_ending_sql(table, "?"), params=[after, upto])
             return got.to_arrow_table().cast(arrow_schema(table))
 
     def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:

@@ -55,9 +55,9 @@ class FeatureSinks:
     def states_before(self, firsts: Mapping[str, datetime]) -> dict[str, str]:
         return self.hot[0].states_before(firsts)
 
-    def closed_rows(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
-        """The first hot sink's rows of windows that ended in ``(after, upto]``."""
-        return self.hot[0].closed_rows(table, after, upto)
+    def rows_ending(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
+        """The first hot sink's rows of windows that end in ``(after, upto]``."""
+        return self.hot[0].rows_ending(table, after, upto)
 
     def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
         """(max_event_us, exported_to_us) recorded by the latest batch before ``batch_id``."""

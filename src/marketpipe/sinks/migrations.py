@@ -80,7 +80,39 @@ def table_ddl() -> list[str]:
             written_at   timestamptz      NOT NULL,
             PRIMARY KEY (symbol, window_start)
         )""",
+        bucket_ddl(),
     ]
+
+
+def bucket_ddl() -> str:
+    return """
+        CREATE TABLE IF NOT EXISTS window_buckets (
+            symbol           text             NOT NULL,
+            interval_seconds integer          NOT NULL,
+            window_start     timestamptz      NOT NULL,
+            window_end       timestamptz      NOT NULL,
+            open             double precision NOT NULL,
+            close            double precision NOT NULL,
+            trades           bigint           NOT NULL,
+            m2               double precision NOT NULL,
+            last_event_time  timestamptz      NOT NULL,
+            written_at       timestamptz      NOT NULL,
+            PRIMARY KEY (symbol, interval_seconds, window_start)
+        )"""
+
+
+def _buckets(timescale: bool) -> list[str]:
+    """The window buckets; on TimescaleDB a hypertable kept 7 days (they matter only while
+    their windows are open, and to a backfill that continues from them)."""
+    statements = [bucket_ddl()]
+    if timescale:
+        statements += [
+            "SELECT create_hypertable('window_buckets', 'window_start', if_not_exists => TRUE, "
+            "migrate_data => TRUE, chunk_time_interval => INTERVAL '1 day')",
+            "SELECT add_retention_policy('window_buckets', INTERVAL '7 days', "
+            "if_not_exists => TRUE)",
+        ]
+    return statements
 
 
 def progress_ddl() -> str:
@@ -141,6 +173,7 @@ STEPS: tuple[Step, ...] = (
     Step(1, "feature tables: bars, window_features, indicators", lambda _: table_ddl()),
     Step(2, "TimescaleDB: hypertables, compression, retention, bars_1h aggregate", _timescale),
     Step(3, "feature_progress: how far closed windows are exported", lambda _: [progress_ddl()]),
+    Step(4, "window_buckets: what sliding windows are combined from", _buckets),
 )
 
 

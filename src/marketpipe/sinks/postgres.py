@@ -25,7 +25,7 @@ from marketpipe.sinks.tables import (
     TableSpec,
     arrow_schema,
     check_columns,
-    closed_rows_sql,
+    rows_ending_sql,
 )
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,9 @@ class PostgresSink:
         ).fetchall()
         return {str(symbol): str(state) for symbol, state in rows}
 
-    def closed_rows(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
-        """Rows of ``table`` whose window ended in ``(after, upto]``, in key order."""
-        rows = self.conn.execute(closed_rows_sql(table, "%s"), (after, upto)).fetchall()
+    def rows_ending(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
+        """Rows of ``table`` whose window ends in ``(after, upto]``, in key order."""
+        rows = self.conn.execute(rows_ending_sql(table, "%s"), (after, upto)).fetchall()
         schema = arrow_schema(table)
         columns: list[Sequence[object]] = [[] for _ in table.columns]
         if rows:

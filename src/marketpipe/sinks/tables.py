@@ -44,7 +44,16 @@ INDICATORS = TableSpec(
     ("symbol", "window_start"),
 )  # fmt: skip
 
-FEATURE_TABLES = (BARS, WINDOW_FEATURES, INDICATORS)
+#: What sliding windows are made of: tumbling buckets of gcd(length, slide) seconds, each with
+#: the sum of squared deviations (``m2``) of the log returns between its consecutive ticks.
+WINDOW_BUCKETS = TableSpec(
+    "window_buckets",
+    ("symbol", "interval_seconds", "window_start", "window_end", "open", "close", "trades",
+     "m2", "last_event_time", "written_at"),
+    ("symbol", "interval_seconds", "window_start"),
+)  # fmt: skip
+
+FEATURE_TABLES = (BARS, WINDOW_FEATURES, INDICATORS, WINDOW_BUCKETS)
 
 #: How far the features query has exported closed windows, per checkpoint and micro-batch
 #: (``migrations.progress_ddl``; written and read by the hot sinks, see ``job.advance``).
@@ -61,11 +70,12 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "volatility": pa.float64(), "ticks": pa.int64(), "sma_20": pa.float64(),
     "ema_20": pa.float64(), "rsi_14": pa.float64(), "macd": pa.float64(),
     "macd_signal": pa.float64(), "macd_hist": pa.float64(), "state": pa.string(),
+    "m2": pa.float64(),
 }  # fmt: skip
 
 
-def closed_rows_sql(table: TableSpec, placeholder: str) -> str:
-    """The rows of windows that ended in ``(after, upto]`` (two parameters)."""
+def rows_ending_sql(table: TableSpec, placeholder: str) -> str:
+    """The rows of windows that end in ``(after, upto]`` (two parameters)."""
     cols, key = ", ".join(table.columns), ", ".join(table.key)
     return (
         f"SELECT {cols} FROM {table.name} WHERE window_end > {placeholder} "

@@ -4,6 +4,7 @@ features job, the backfill and the validator on the real broker, Spark and DuckD
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -221,9 +222,10 @@ def test_late_ticks_inside_the_watermark_count_beyond_it_are_dropped_and_counted
     finally:
         sinks.close()
     assert (job.metrics.late_in_time, job.metrics.late_dropped) == (1, 1)
-    # Spark counts window copies: the tick at t0+5.5 s lost its 1 s bar [5, 6) and the sliding
-    # windows ending at t0+10 s and t0+20 s; the four ending later still took it.
-    assert job.metrics.dropped["features"] == 3
+    # Spark counts window copies: the tick at t0+5.5 s lost its 1 s bar [5, 6) and its 10 s
+    # bucket [0, 10) of the sliding windows (so it is in none of them); its 60 s bar (the
+    # indicators' interval) was still open and took it.
+    assert job.metrics.dropped["features"] == 2
     by_second = dict(
         duckdb.connect(cfg.duckdb_path, read_only=True)
         .execute(
@@ -234,6 +236,13 @@ def test_late_ticks_inside_the_watermark_count_beyond_it_are_dropped_and_counted
     )
     assert by_second[(t0 + 25 * US) // US] == 2  # the in-time late tick joined its bar
     assert by_second[(t0 + 5 * US) // US] == 1  # the dropped one did not
+    con = duckdb.connect(cfg.duckdb_path, read_only=True)
+    window = con.execute(
+        "SELECT ticks FROM window_features WHERE symbol = 'LATE' AND window_start = ?",
+        [datetime.fromtimestamp(t0 / US, UTC)],
+    ).fetchone()
+    con.close()
+    assert window == (32,)  # [t0, t0+60 s): the 31 in order and the in-time late one
 
 
 def wait_for(condition: object, timeout_s: float = 120.0) -> None:

@@ -11,7 +11,7 @@ from marketpipe.settings import Settings
 from marketpipe.sinks.migrations import MIGRATIONS_TABLE, STEPS, migrate
 from marketpipe.sinks.postgres import PostgresSink
 from marketpipe.sinks.tables import BARS, WINDOW_FEATURES
-from tests.featurerows import T0, bar, check_closed_rows_and_progress
+from tests.featurerows import T0, bar, check_rows_ending_and_progress
 from tests.integration.helpers import run_cli
 
 
@@ -55,10 +55,10 @@ def test_missing_schema_says_to_migrate(database: Settings) -> None:
     sink.close()
 
 
-def test_closed_rows_and_export_progress_read_back(database: Settings) -> None:
+def test_rows_by_window_end_and_export_progress_read_back(database: Settings) -> None:
     migrate(database.postgres.conninfo())
     sink = PostgresSink(database.postgres)
     try:
-        check_closed_rows_and_progress(sink)
+        check_rows_ending_and_progress(sink)
     finally:
         sink.close()

@@ -15,13 +15,14 @@ from pyspark.testing import assertDataFrameEqual
 from marketpipe.features.job import split
 from marketpipe.features.transforms import (
     BAR_COLUMNS,
-    WINDOW_COLUMNS,
+    BUCKET_COLUMNS,
     bars,
+    buckets,
     features,
     parse_ticks,
-    window_features,
 )
-from marketpipe.sinks.tables import BARS, WINDOW_FEATURES
+from marketpipe.features.windows import combine
+from marketpipe.sinks.tables import BARS, WINDOW_BUCKETS
 
 T0 = 1_709_908_200_000_000  # 2024-03-08 14:30:00 UTC, microseconds
 SEC = 1_000_000
@@ -133,30 +134,65 @@ def test_one_second_bars_by_hand(spark: SparkSession) -> None:
     assertDataFrameEqual(got, expected, rtol=1e-9)
 
 
+def window_features(
+    spark: SparkSession, ticks: list[dict[str, object]], length_s: int, slide_s: int
+) -> dict[tuple[int, int], dict[str, object]]:
+    """Sliding windows as the job makes them (Spark buckets, combined), by (start, end) in
+    microseconds."""
+    found = buckets(parse_ticks(kafka_rows(spark, ticks)), length_s, slide_s).toArrow()
+    rows = combine(found, length_s, slide_s).to_pylist()
+    return {(us(r["window_start"]), us(r["window_end"])): r for r in rows}
+
+
+def us(value: datetime) -> int:
+    return round(value.timestamp() * 1e6)
+
+
+def sample_sd(prices: list[float]) -> float:
+    returns = [math.log(b / a) for a, b in itertools.pairwise(prices)]
+    mean = sum(returns) / len(returns)
+    return math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
+
+
 def test_sliding_window_log_return_and_volatility(spark: SparkSession) -> None:
     prices = [100.0, 101.0, 99.0, 102.0]
     ticks = [tick("X", T0 + i * SEC, i + 1, p) for i, p in enumerate(prices)]
-    got = {
-        (r.window_start, r.window_end): r
-        for r in window_features(parse_ticks(kafka_rows(spark, ticks)), 10, 5).collect()
-    }
-    full = got[(ts(T0), ts(T0 + 10 * SEC))]
-    assert full.last_event_time == ts(T0 + 3 * SEC)
-    returns = [math.log(b / a) for a, b in itertools.pairwise(prices)]
-    mean = sum(returns) / 3
-    sd = math.sqrt(sum((r - mean) ** 2 for r in returns) / 2)
-    assert full.ticks == 4
-    assert full.log_return == pytest.approx(math.log(102.0 / 100.0))
-    assert full.volatility == pytest.approx(sd)
-    earlier = got[(ts(T0 - 5 * SEC), ts(T0 + 5 * SEC))]
-    assert earlier.ticks == 4  # the 60/10-style overlap: both windows hold all four ticks
+    got = window_features(spark, ticks, 10, 5)
+    full = got[(T0, T0 + 10 * SEC)]
+    assert us(full["last_event_time"]) == T0 + 3 * SEC  # type: ignore[arg-type]
+    assert full["ticks"] == 4
+    assert full["log_return"] == pytest.approx(math.log(102.0 / 100.0))
+    assert full["volatility"] == pytest.approx(sample_sd(prices))
+    earlier = got[(T0 - 5 * SEC, T0 + 5 * SEC)]
+    assert earlier["ticks"] == 4  # the 60/10-style overlap: both windows hold all four ticks
+
+
+def test_windows_across_buckets_count_the_returns_between_them(spark: SparkSession) -> None:
+    """Ticks spread over four 2 s buckets of a 8 s window (one bucket empty, one with a single
+    tick, two out of order on the wire): the same as one pass over the window's ticks."""
+    at = [0.1, 0.5, 1.9, 2.2, 6.0, 6.5, 7.99, 1.2]  # seconds after T0; bucket [4, 6) empty
+    prices = [100.0, 100.5, 99.8, 101.2, 100.9, 101.7, 101.1, 100.1]
+    ticks = [
+        tick("Z", T0 + int(a * SEC), i + 1, p)
+        for i, (a, p) in enumerate(zip(at, prices, strict=True))
+    ]
+    in_order = [p for _, p in sorted(zip(at, prices, strict=True))]
+    got = window_features(spark, ticks, 8, 2)  # buckets of gcd(8, 2) = 2 s
+    full = got[(T0, T0 + 8 * SEC)]
+    assert full["ticks"] == 8
+    assert full["log_return"] == pytest.approx(math.log(in_order[-1] / in_order[0]), rel=1e-12)
+    assert full["volatility"] == pytest.approx(sample_sd(in_order), rel=1e-12)
+    # The window starting 4 s later holds the two last buckets' three ticks.
+    later = got[(T0 + 4 * SEC, T0 + 12 * SEC)]
+    assert later["ticks"] == 3
+    assert later["volatility"] == pytest.approx(sample_sd([100.9, 101.7, 101.1]), rel=1e-12)
 
 
 def test_volatility_is_null_below_three_ticks(spark: SparkSession) -> None:
     ticks = [tick("Y", T0, 1, 10.0), tick("Y", T0 + SEC, 2, 11.0)]
-    rows = window_features(parse_ticks(kafka_rows(spark, ticks)), 10, 10).collect()
-    assert [(r.ticks, r.volatility) for r in rows] == [(2, None)]
-    assert rows[0].log_return == pytest.approx(math.log(1.1))
+    rows = list(window_features(spark, ticks, 10, 10).values())
+    assert [(r["ticks"], r["volatility"]) for r in rows] == [(2, None)]
+    assert rows[0]["log_return"] == pytest.approx(math.log(1.1))
 
 
 def test_spark_conf_setting_reaches_the_session(spark: SparkSession) -> None:
@@ -167,25 +203,25 @@ def test_spark_conf_setting_reaches_the_session(spark: SparkSession) -> None:
 
 def test_one_aggregation_gives_every_output_as_the_separate_ones_would(spark: SparkSession) -> None:
     """The streaming job runs ``features`` (all outputs in one groupBy); the backfill and the
-    tests above use ``bars``/``window_features``. Both must give the same rows."""
+    tests above use ``bars``/``buckets``. Both must give the same rows."""
     prices = [100.0, 101.0, 99.0, 102.0, 98.5, 100.5]
     ticks = [tick("X", T0 + i * 700_000, i + 1, p, float(i)) for i, p in enumerate(prices)]
     ticks.append(tick("Y", T0 + 3 * SEC, 1, 50.0, 2.0))
     parsed = parse_ticks(kafka_rows(spark, ticks))
     combined = features(parsed, [1, 2], (4, 2))
-    assert {r.kind for r in combined.collect()} == {"bars", "window"}
+    assert {r.kind for r in combined.collect()} == {"bars", "bucket"}
     got_bars = combined.where("kind = 'bars'").select(*BAR_COLUMNS)
     assertDataFrameEqual(got_bars, bars(parsed, 1).unionByName(bars(parsed, 2)), rtol=1e-12)
-    got_windows = combined.where("kind = 'window'").select(*WINDOW_COLUMNS)
-    assertDataFrameEqual(got_windows, window_features(parsed, 4, 2), rtol=1e-12)
-    # Every tick is in one bar per interval and in length / slide = 2 sliding windows.
+    got_buckets = combined.where("kind = 'bucket'").select(*BUCKET_COLUMNS)
+    assertDataFrameEqual(got_buckets, buckets(parsed, 4, 2), rtol=1e-12)
+    # Every tick is in one bar per interval and in one bucket (gcd(4, 2) = 2 s).
     counts = {
         (r.kind, r.interval_seconds): r.n
         for r in combined.groupBy("kind", "interval_seconds")
         .agg(F.sum("trades").alias("n"))
         .collect()
     }
-    assert counts == {("bars", 1): 7, ("bars", 2): 7, ("window", None): 14}
+    assert counts == {("bars", 1): 7, ("bars", 2): 7, ("bucket", 2): 7}
 
 
 def test_features_needs_something_to_compute(spark: SparkSession) -> None:
@@ -198,11 +234,11 @@ def test_split_hands_each_table_its_rows(spark: SparkSession) -> None:
     ticks = [tick("X", T0 + i * SEC, i + 1, 10.0 + i) for i in range(3)]
     batch = features(parse_ticks(kafka_rows(spark, ticks)), [1, 60], (10, 5)).toArrow()
     parts = {name: (table.name, rows) for name, table, rows in split(batch)}
-    assert list(parts) == ["bars_1s", "bars_60s", "window_features"]
+    assert list(parts) == ["bars_1s", "bars_60s", "window_buckets"]
     assert parts["bars_1s"][0] == parts["bars_60s"][0] == "bars"
     assert parts["bars_1s"][1].num_rows == 3
     assert parts["bars_60s"][1].num_rows == 1
     assert parts["bars_60s"][1].column_names == list(BARS.columns[:-1])
-    assert parts["window_features"][0] == "window_features"
-    assert parts["window_features"][1].column_names == list(WINDOW_FEATURES.columns[:-1])
-    assert parts["window_features"][1].num_rows == 2
+    assert parts["window_buckets"][0] == "window_buckets"
+    assert parts["window_buckets"][1].column_names == list(WINDOW_BUCKETS.columns[:-1])
+    assert parts["window_buckets"][1].num_rows == 1  # the 5 s bucket of all three ticks

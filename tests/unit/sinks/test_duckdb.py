@@ -10,7 +10,7 @@ import pytest
 
 from marketpipe.sinks.duckdb import DuckDBSink
 from marketpipe.sinks.tables import BARS, INDICATORS, SchemaMismatch
-from tests.featurerows import T0, bar, check_closed_rows_and_progress
+from tests.featurerows import T0, bar, check_rows_ending_and_progress
 
 
 def test_upsert_is_idempotent_and_survives_reopening(tmp_path: Path) -> None:
@@ -51,9 +51,9 @@ def test_a_file_from_an_older_schema_is_refused_with_the_way_out(tmp_path: Path)
         DuckDBSink(path)
 
 
-def test_closed_rows_and_export_progress_read_back(tmp_path: Path) -> None:
+def test_rows_by_window_end_and_export_progress_read_back(tmp_path: Path) -> None:
     sink = DuckDBSink(tmp_path / "marketpipe.duckdb")
     try:
-        check_closed_rows_and_progress(sink)
+        check_rows_ending_and_progress(sink)
     finally:
         sink.close()
