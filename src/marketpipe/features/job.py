@@ -3,18 +3,20 @@
 Two streaming queries over the same source, each with its own checkpoint under
 ``checkpoint_dir``:
 
-- ``features`` runs in ``update`` mode into the hot sinks: every bar interval and the sliding
-  windows come out of one aggregation (``transforms.features``); a window's row is written as
-  soon as it changes and rewritten until the watermark closes it, which keeps latency near the
-  trigger interval; upserts by key make every rewrite (and every replayed micro-batch after a
-  restart) land on the same row. After its upserts, each micro-batch also closes windows: those
-  the watermark has passed are final in the hot store, so the batch reads them back from there
-  and exports them (``progress.advance`` says which) to cold Parquet (every interval and the
-  windows, with the ``parquet`` sink) and, for bars of ``indicator_interval_s``, into the
-  indicators, which continue each symbol's series from the state stored with its previous
-  indicators row (so a replayed batch computes the same values). One query, not a second one
-  in ``append`` mode for the closed windows: that one read, parsed and aggregated every tick
-  again, a third of the job's work.
+- ``features`` runs in ``update`` mode into the hot sinks: every bar interval and the buckets
+  of the sliding windows come out of one aggregation (``transforms.features``); the windows
+  holding a bucket the batch touched are combined from their buckets read back from the hot
+  store (``sliding_windows``). A window's row is written as soon as it changes and rewritten
+  until the watermark closes it, which keeps latency near the trigger interval; upserts by key
+  make every rewrite (and every replayed micro-batch after a restart) land on the same row.
+  After its upserts, each micro-batch also closes windows: those the watermark has passed are
+  final in the hot store, so the batch reads them back from there and exports them
+  (``progress.advance`` says which) to cold Parquet (every interval and the windows, with the
+  ``parquet`` sink) and, for bars of ``indicator_interval_s``, into the indicators, which
+  continue each symbol's series from the state stored with its previous indicators row (so a
+  replayed batch computes the same values). One query, not a second one in ``append`` mode for
+  the closed windows: that one read, parsed and aggregated every tick again, a third of the
+  job's work.
 - ``archive`` writes the valid ticks to ``raw/`` in the cold store and counts late ticks.
 
 Every row carries ``written_at`` (taken just before the write) and bars and window features
