@@ -14,13 +14,11 @@ import pyarrow as pa
 from marketpipe.sinks.migrations import progress_ddl, table_ddl
 from marketpipe.sinks.tables import (
     FEATURE_TABLES,
-    PROGRESS_BEFORE_SQL,
     PROGRESS_KEPT,
-    PROGRESS_PRUNE_SQL,
-    PROGRESS_RECORD_SQL,
     TableSpec,
     arrow_schema,
     check_columns,
+    progress_sql,
     rows_ending_sql,
 )
 
@@ -31,6 +29,7 @@ class DuckDBSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(str(self.path))
         self._lock = threading.Lock()  # one DuckDB connection is not for concurrent writers
+        self._progress = progress_sql("?")
         for statement in [*table_ddl(), progress_ddl()]:
             self._con.execute(statement)
         for table in FEATURE_TABLES:
@@ -103,7 +102,7 @@ class DuckDBSink:
     def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
         with self._lock:
             rows = self._con.execute(
-                PROGRESS_BEFORE_SQL.format(p="?"), [checkpoint, batch_id]
+                self._progress.before, [checkpoint, batch_id]
             ).fetchall()  # all: DuckDB keeps an unread result open and refuses the next query
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
@@ -114,11 +113,11 @@ class DuckDBSink:
             self._con.execute("BEGIN")
             try:
                 self._con.execute(
-                    PROGRESS_RECORD_SQL.format(p="?"),
+                    self._progress.record,
                     [checkpoint, batch_id, max_event_us, exported_to_us],
                 ).fetchall()
                 self._con.execute(
-                    PROGRESS_PRUNE_SQL.format(p="?"), [checkpoint, batch_id - PROGRESS_KEPT]
+                    self._progress.prune, [checkpoint, batch_id - PROGRESS_KEPT]
                 ).fetchall()
                 self._con.execute("COMMIT")
             except Exception:

@@ -18,13 +18,11 @@ from psycopg import sql
 
 from marketpipe.settings import PostgresSettings
 from marketpipe.sinks.tables import (
-    PROGRESS_BEFORE_SQL,
     PROGRESS_KEPT,
-    PROGRESS_PRUNE_SQL,
-    PROGRESS_RECORD_SQL,
     TableSpec,
     arrow_schema,
     check_columns,
+    progress_sql,
     rows_ending_sql,
 )
 
@@ -36,6 +34,7 @@ class PostgresSink:
         self.cfg = cfg
         self._conn: psycopg.Connection | None = None
         self._types: dict[str, list[str]] = {}
+        self._progress = progress_sql("%s")
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -128,9 +127,7 @@ class PostgresSink:
         return pa.table([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema)
 
     def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
-        row = self.conn.execute(
-            PROGRESS_BEFORE_SQL.format(p="%s"), (checkpoint, batch_id)
-        ).fetchone()
+        row = self.conn.execute(self._progress.before, (checkpoint, batch_id)).fetchone()
         return (int(row[0]), int(row[1])) if row else None
 
     def record_progress(
@@ -138,9 +135,7 @@ class PostgresSink:
     ) -> None:
         with self.conn.transaction():
             self.conn.execute(
-                PROGRESS_RECORD_SQL.format(p="%s"),
+                self._progress.record,
                 (checkpoint, batch_id, max_event_us, exported_to_us),
             )
-            self.conn.execute(
-                PROGRESS_PRUNE_SQL.format(p="%s"), (checkpoint, batch_id - PROGRESS_KEPT)
-            )
+            self.conn.execute(self._progress.prune, (checkpoint, batch_id - PROGRESS_KEPT))

@@ -83,19 +83,30 @@ def rows_ending_sql(table: TableSpec, placeholder: str) -> str:
     )
 
 
-#: The progress of the batch before (checkpoint, batch_id): (max_event_us, exported_to_us).
-PROGRESS_BEFORE_SQL = (
-    f"SELECT max_event_us, exported_to_us FROM {PROGRESS_TABLE} WHERE checkpoint = {{p}} "
-    "AND batch_id < {p} ORDER BY batch_id DESC LIMIT 1"
-)
-#: Record (checkpoint, batch_id, max_event_us, exported_to_us), then forget the rows of
-#: batches before the second parameter given again (checkpoint, oldest batch kept).
-PROGRESS_RECORD_SQL = (
-    f"INSERT INTO {PROGRESS_TABLE} VALUES ({{p}}, {{p}}, {{p}}, {{p}}) "
-    "ON CONFLICT (checkpoint, batch_id) DO UPDATE SET max_event_us = excluded.max_event_us, "
-    "exported_to_us = excluded.exported_to_us"
-)
-PROGRESS_PRUNE_SQL = f"DELETE FROM {PROGRESS_TABLE} WHERE checkpoint = {{p}} AND batch_id < {{p}}"
+@dataclass(frozen=True)
+class ProgressSQL:
+    """The export-progress statements in one driver's parameter style."""
+
+    #: (checkpoint, batch_id) -> the row of the latest batch before: max_event_us, exported_to_us
+    before: str
+    #: (checkpoint, batch_id, max_event_us, exported_to_us): insert, or overwrite on a replay
+    record: str
+    #: (checkpoint, oldest batch kept): forget the rows before it
+    prune: str
+
+
+def progress_sql(p: str) -> ProgressSQL:
+    """The statements with ``p`` as the parameter placeholder (``?`` or ``%s``)."""
+    return ProgressSQL(
+        before=f"SELECT max_event_us, exported_to_us FROM {PROGRESS_TABLE} WHERE checkpoint = "
+        f"{p} AND batch_id < {p} ORDER BY batch_id DESC LIMIT 1",
+        record=f"INSERT INTO {PROGRESS_TABLE} VALUES ({p}, {p}, {p}, {p}) "
+        "ON CONFLICT (checkpoint, batch_id) DO UPDATE SET max_event_us = excluded.max_event_us, "
+        "exported_to_us = excluded.exported_to_us",
+        prune=f"DELETE FROM {PROGRESS_TABLE} WHERE checkpoint = {p} AND batch_id < {p}",
+    )
+
+
 #: Progress rows kept per checkpoint (a replay needs only the one before it).
 PROGRESS_KEPT = 100
 
