@@ -22,11 +22,12 @@ def check_rows_ending_and_progress(sink: Any) -> None:
     """What the features job reads back from its first hot sink (DuckDB or PostgreSQL): closed
     windows by end, and the export progress per checkpoint and micro-batch."""
     sink.upsert(BARS, [bar("AAPL", m, 100.0 + m) for m in range(5)])
-    got = sink.rows_ending(BARS, T0 + timedelta(minutes=1), T0 + timedelta(minutes=3))
+    minute = timedelta(minutes=1)
+    got = sink.rows_ending(BARS, T0 + minute, T0 + 3 * minute, minute)
     assert got.schema == arrow_schema(BARS)
     assert got.column("close").to_pylist() == [101.0, 102.0]  # ends in (T0+1 min, T0+3 min]
     assert got.column("window_start").to_pylist()[0] == T0 + timedelta(minutes=1)
-    none = sink.rows_ending(WINDOW_FEATURES, T0, T0 + timedelta(hours=1))
+    none = sink.rows_ending(WINDOW_FEATURES, T0, T0 + timedelta(hours=1), minute)
     assert (none.num_rows, none.schema) == (0, arrow_schema(WINDOW_FEATURES))
 
     cp = "/checkpoints/features"

@@ -306,9 +306,9 @@ def sliding_windows(
     length, slide = cfg.window_length_s, cfg.window_slide_s
     earliest, latest = span(touched.column("window_start").cast(pa.int64()).to_pylist(),
                             length * US, slide * US)  # fmt: skip
-    stored = sinks.rows_ending(WINDOW_BUCKETS, _at(earliest), _at(latest))
-    size = pa.scalar(bucket_seconds(length, slide), pa.int32())
-    stored = stored.filter(pc.equal(stored.column("interval_seconds"), size))
+    size = bucket_seconds(length, slide)
+    stored = sinks.rows_ending(WINDOW_BUCKETS, _at(earliest), _at(latest), timedelta(seconds=size))
+    stored = stored.filter(pc.equal(stored.column("interval_seconds"), pa.scalar(size, pa.int32())))
     return with_written_at(combine(stored, length, slide, touched), WINDOW_FEATURES, now)
 
 
@@ -416,14 +416,15 @@ class FeatureJob:
         if closing is not None:
             now = datetime.now(UTC)
             lower, upper = _at(closing[0]), _at(closing[1])
-            bars = self.sinks.rows_ending(BARS, lower, upper)
-            wanted = pa.array(bar_intervals(self.cfg), pa.int32())
+            intervals = bar_intervals(self.cfg)
+            bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=max(intervals)))
+            wanted = pa.array(intervals, pa.int32())
             bars = bars.filter(pc.is_in(bars.column("interval_seconds"), wanted))
             closed = [(BARS, bars)]
             if self.sinks.cold_features:
-                closed.append(
-                    (WINDOW_FEATURES, self.sinks.rows_ending(WINDOW_FEATURES, lower, upper))
-                )
+                length = timedelta(seconds=self.cfg.window_length_s)
+                windows = self.sinks.rows_ending(WINDOW_FEATURES, lower, upper, length)
+                closed.append((WINDOW_FEATURES, windows))
             for table, found in closed:
                 stamped = with_written_at(found.drop_columns(["written_at"]), table, now)
                 # One file per table and partition: a replayed batch overwrites it whole.

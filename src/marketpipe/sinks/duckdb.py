@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -93,10 +93,13 @@ class DuckDBSink:
                 self._con.unregister("mp_probe")
         return {str(symbol): str(state) for symbol, state in rows}
 
-    def rows_ending(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
-        """Rows of ``table`` whose window ends in ``(after, upto]``, in key order."""
+    def rows_ending(
+        self, table: TableSpec, after: datetime, upto: datetime, longest: timedelta
+    ) -> pa.Table:
+        """Rows of ``table`` whose window ends in ``(after, upto]`` (windows at most ``longest``
+        long), in key order."""
         with self._lock:
-            got = self._con.sql(rows_ending_sql(table, "?"), params=[after, upto])
+            got = self._con.sql(rows_ending_sql(table, "?"), params=[after, upto, after - longest])
             return got.to_arrow_table().cast(arrow_schema(table))
 
     def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:

@@ -10,7 +10,7 @@ exports to cold storage are read back from the first hot sink.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 
@@ -55,9 +55,12 @@ class FeatureSinks:
     def states_before(self, firsts: Mapping[str, datetime]) -> dict[str, str]:
         return self.hot[0].states_before(firsts)
 
-    def rows_ending(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
-        """The first hot sink's rows of windows that end in ``(after, upto]``."""
-        return self.hot[0].rows_ending(table, after, upto)
+    def rows_ending(
+        self, table: TableSpec, after: datetime, upto: datetime, longest: timedelta
+    ) -> pa.Table:
+        """The first hot sink's rows of windows (at most ``longest`` long) that end in
+        ``(after, upto]``."""
+        return self.hot[0].rows_ending(table, after, upto, longest)
 
     def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
         """(max_event_us, exported_to_us) recorded by the latest batch before ``batch_id``."""

@@ -174,6 +174,14 @@ STEPS: tuple[Step, ...] = (
     Step(2, "TimescaleDB: hypertables, compression, retention, bars_1h aggregate", _timescale),
     Step(3, "feature_progress: how far closed windows are exported", lambda _: [progress_ddl()]),
     Step(4, "window_buckets: what sliding windows are combined from", _buckets),
+    Step(
+        5,
+        "indexes on window_end: the job reads closed windows and buckets back by it",
+        lambda _: [
+            f"CREATE INDEX IF NOT EXISTS {table}_window_end ON {table} (window_end)"
+            for table in ("bars", "window_features", "window_buckets")
+        ],
+    ),
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 import pyarrow as pa
@@ -117,9 +117,14 @@ class PostgresSink:
         ).fetchall()
         return {str(symbol): str(state) for symbol, state in rows}
 
-    def rows_ending(self, table: TableSpec, after: datetime, upto: datetime) -> pa.Table:
-        """Rows of ``table`` whose window ends in ``(after, upto]``, in key order."""
-        rows = self.conn.execute(rows_ending_sql(table, "%s"), (after, upto)).fetchall()
+    def rows_ending(
+        self, table: TableSpec, after: datetime, upto: datetime, longest: timedelta
+    ) -> pa.Table:
+        """Rows of ``table`` whose window ends in ``(after, upto]`` (windows at most ``longest``
+        long), in key order."""
+        rows = self.conn.execute(
+            rows_ending_sql(table, "%s"), (after, upto, after - longest)
+        ).fetchall()
         schema = arrow_schema(table)
         columns: list[Sequence[object]] = [[] for _ in table.columns]
         if rows:

@@ -25,8 +25,11 @@ def test_migrate_is_idempotent_and_recorded(database: Settings) -> None:
     with psycopg.connect(database.postgres.conninfo()) as conn:
         versions = [v for (v,) in conn.execute(f"SELECT version FROM {MIGRATIONS_TABLE}")]
         tables = {t for (t,) in conn.execute("SELECT tablename FROM pg_tables")}
+        indexes = {i for (i,) in conn.execute("SELECT indexname FROM pg_indexes")}
     assert versions == [s.version for s in STEPS]
-    assert {"bars", "window_features", "indicators"} <= tables
+    assert {"bars", "window_features", "indicators", "window_buckets", "feature_progress"} <= tables
+    # The job reads closed windows and buckets back by window_end, every micro-batch.
+    assert {"bars_window_end", "window_features_window_end", "window_buckets_window_end"} <= indexes
 
 
 def test_the_same_batch_twice_leaves_the_same_rows(database: Settings) -> None:
