@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from marketpipe.settings import Settings, flatten_env
+from benchmarks.pipeline.env import service_env
 
+from marketpipe.settings import Settings
 
-def service_env(settings: Settings) -> dict[str, str]:
-    """The process environment that points a `marketpipe` subprocess at ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("MARKETPIPE_")}
-    env.update({k: v for k, v in flatten_env(settings, reveal_secrets=True).items() if v})
-    return env
+__all__ = ["run_cli", "service_env"]
 
 
 def run_cli(

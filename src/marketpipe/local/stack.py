@@ -15,11 +15,12 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from marketpipe.local.process import PORT_TAKEN, ServiceError
+from marketpipe.local.process import PORT_TAKEN, ServiceError, terminate
 from marketpipe.local.services import SERVICES, Secrets, Service, State
 from marketpipe.settings import ENDPOINTS_FILE, Settings
 
@@ -194,6 +195,25 @@ class LocalStack:
             shutil.rmtree(self.data_dir)
             messages.append(f"removed {self.data_dir}")
         return messages
+
+    def stop_service(self, name: str, sig: int = signal.SIGTERM) -> bool:
+        """Stop one running service, cleanly (SIGTERM: its own shutdown, ``pg_ctl stop -m fast``
+        for PostgreSQL) or as a crash (SIGKILL to its process group); its ports and data stay,
+        so ``up`` brings it back where it was. The fault tests take services away with it.
+        Returns False if it was not running."""
+        if name not in self.names:
+            raise ServiceError(f"{name} is not part of this stack ({', '.join(self.names)})")
+        with self._locked():
+            state = self._load_state()
+            (svc,) = [s for s in self._services() if s.name == name]
+            current = state.get(name)
+            if not current or not svc.running(current):
+                return False
+            if sig == signal.SIGTERM:
+                svc.stop(current)
+            else:
+                terminate(svc.pid(current) or 0, sig=sig)
+            return True
 
     def endpoint_env(self) -> dict[str, str]:
         """The settings variables of the running services (what endpoints.env holds)."""

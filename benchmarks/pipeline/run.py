@@ -1,0 +1,415 @@
+"""The whole pipeline on a local stack of its own, run as a user runs it, with faults on call.
+
+    with Pipeline(folder, PipelineConfig(rate=2000, seconds=60)) as p:
+        p.start()                                  # checker, features job, then the producer
+        fault = p.outage("kafka", 10, signal.SIGKILL)  # or p.kill_stage("checker")
+        p.drain()                                  # producer done, every stage at lag 0
+        report = p.verify([fault])                 # accounting, validator, sinks, recovery
+        assert report.ok, "\n".join(report.lines())
+
+Services (the noida-db broker, PostgreSQL, SeaweedFS) are ``LocalStack``'s, in ``folder``;
+stages are ``marketpipe`` subprocesses (see ``stages.Stage``) on topics, a consumer group, a
+database and an S3 prefix of the run's own. The features job writes PostgreSQL (the
+production hot sink) and Parquet on S3 (the cold sink and raw archive).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from confluent_kafka import Producer
+
+from benchmarks.pipeline.accounting import Accounting, Observer, account, final_ledger
+from benchmarks.pipeline.env import service_env
+from benchmarks.pipeline.lag import (
+    LagProbe,
+    LagSample,
+    caught_up_after,
+    producing_again_after,
+)
+from benchmarks.pipeline.sinkcheck import (
+    SinkReport,
+    archive_once,
+    cold_duplicates,
+    hot_duplicates,
+    parse_validate,
+)
+from benchmarks.pipeline.stages import Stage
+from marketpipe.kafka import ensure_topics, pipeline_topics, producer_config
+from marketpipe.local.stack import LocalStack
+from marketpipe.settings import LocalSettings, Settings, settings_with_env
+
+log = logging.getLogger(__name__)
+
+US = 1_000_000
+ACKED = re.compile(r"^delivery: (\d+) acknowledged", re.M)
+FEATURES_READY = "streaming queries over"
+#: The Spark queries of the features job, by checkpoint folder.
+QUERIES = ("features", "archive")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    rate: float = 2_000.0  # ticks/s offered by the producer
+    seconds: float = 60.0  # how long the producer produces (over all its runs)
+    symbols: int = 10
+    partitions: int = 3
+    seed: int = 7
+    features: bool = True
+    trigger_s: float = 1.0
+    cold_trigger_s: float = 2.0
+    restart_delay_s: float = 2.0
+    sample_every_s: float = 1.0
+    #: Lag (records) at or below which a stage counts as caught up while ticks keep coming.
+    caught_up_s: float = 3.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fault:
+    what: str
+    started: float  # time.monotonic()
+    cleared: float  # when the fault was over: the service answered again, or the kill was sent
+
+
+@dataclass
+class Report:
+    accounting: Accounting
+    sinks: SinkReport | None
+    stages: dict[str, str]
+    exit_codes: dict[str, list[int | None]]
+    restarts: dict[str, int]
+    #: fault -> stage -> seconds from the fault clearing until the stage was caught up
+    recovery: dict[str, dict[str, float | None]]
+    drain_s: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.accounting.ok and (self.sinks is None or self.sinks.ok)
+
+    def recovered_within(self, seconds: float) -> bool:
+        return all(
+            s is not None and s <= seconds for r in self.recovery.values() for s in r.values()
+        )
+
+    def lines(self) -> list[str]:
+        out = [*self.accounting.lines()]
+        if self.sinks is not None:
+            out += self.sinks.lines()
+        out += list(self.stages.values())
+        for fault, stages in self.recovery.items():
+            shown = ", ".join(
+                f"{s} {'never' if v is None else f'{v:.1f}s'}" for s, v in stages.items()
+            )
+            out.append(f"after {fault}: caught up: {shown}")
+        drained = "not within the limit" if self.drain_s is None else f"{self.drain_s:.1f}s"
+        out.append(f"drained to lag 0 after the producer ended: {drained}")
+        return out
+
+
+def make_folder(prefix: str = "marketpipe-pipeline-") -> Path:
+    """A fresh folder PostgreSQL's user can enter (pytest's tmp_path is 0700)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+class Pipeline:
+    def __init__(self, folder: Path, cfg: PipelineConfig | None = None) -> None:
+        self.folder = folder
+        self.cfg = cfg or PipelineConfig()
+        self.run_id = uuid.uuid4().hex[:8]
+        base = Settings(  # type: ignore[call-arg]
+            _env_file=None, local=LocalSettings(data_dir=folder / "stack")
+        )
+        self.stack = LocalStack(base)
+        self.settings = base
+        self.stages: dict[str, Stage] = {}
+        self.samples: list[LagSample] = []
+        self.injected_acks = 0
+        self.first_event_us = 0
+        self._producer_end = 0.0
+        self._stop_sampling = threading.Event()
+        self._sampler: threading.Thread | None = None
+        self._observer: Observer | None = None
+        self._probe: LagProbe | None = None
+
+    # -- set-up and tear-down ------------------------------------------------------------------
+    def __enter__(self) -> Pipeline:
+        self.folder.chmod(0o755)
+        self.stack.up()
+        self.settings = self._run_settings(
+            settings_with_env(self.settings, self.stack.endpoint_env())
+        )
+        kafka = self.settings.kafka
+        ensure_topics(kafka, pipeline_topics(kafka))
+        admin = self.settings.postgres.conninfo("postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {self.settings.postgres.database}")
+        migrated = self.cli("db", "migrate")
+        if migrated.returncode:
+            raise RuntimeError(f"db migrate failed: {migrated.stderr}")
+        self._observer = Observer(
+            kafka, {"raw": kafka.topic_raw, "valid": kafka.topic_valid, "dlq": kafka.topic_dlq}
+        ).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for stage in self.stages.values():
+            with contextlib.suppress(Exception):
+                stage.stop(timeout_s=10)
+        self._stop_sampling.set()
+        if self._sampler is not None:
+            self._sampler.join(10)
+        if self._observer is not None:
+            self._observer.stop()
+        if self._probe is not None:
+            self._probe.close()
+        self.stack.down()
+
+    def _run_settings(self, settings: Settings) -> Settings:
+        """Topics, group, database, S3 prefix and checkpoints of this run's own."""
+        run, cfg = self.run_id, self.cfg
+        kafka = settings.kafka.model_copy(update={
+            "topic_raw": f"{run}.ticks.raw", "topic_valid": f"{run}.ticks.valid",
+            "topic_dlq": f"{run}.ticks.dlq", "topic_quality_state": f"{run}.ticks.quality.state",
+            "partitions": cfg.partitions,
+        })  # fmt: skip
+        quality = settings.quality.model_copy(
+            update={"group_id": f"{run}.quality", "instance_id": f"checker-{run}"}
+        )
+        features = settings.features.model_copy(update={
+            "sinks": ["postgres", "parquet"],
+            "archive_root": f"s3://{settings.s3.bucket}/{run}",
+            "checkpoint_dir": str(self.folder / "checkpoints"),
+            "trigger_s": cfg.trigger_s, "cold_trigger_s": cfg.cold_trigger_s,
+        })  # fmt: skip
+        postgres = settings.postgres.model_copy(update={"database": f"p_{run}"})
+        return settings.model_copy(
+            update={"kafka": kafka, "quality": quality, "features": features, "postgres": postgres}
+        )
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**service_env(self.settings), **self.cfg.extra_env}
+
+    def cli(self, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+        """A one-shot ``marketpipe`` command against this run's services."""
+        return subprocess.run(
+            [sys.executable, "-m", "marketpipe", *args], env=self.env, capture_output=True,
+            text=True, timeout=timeout_s, check=False,
+        )  # fmt: skip
+
+    # -- stages --------------------------------------------------------------------------------
+    def _stage(self, name: str, argv: list[str] | None = None, **kw: object) -> Stage:
+        def args(n: int) -> list[str]:
+            assert argv is not None
+            return argv
+
+        stage = Stage(name, kw.pop("argv_of", args), self.env, self.folder,  # type: ignore[arg-type]
+                      restart_delay_s=self.cfg.restart_delay_s)  # fmt: skip
+        self.stages[name] = stage
+        return stage.start()
+
+    def start_checker(self) -> Stage:
+        return self._stage("checker", ["quality"])
+
+    def start_features(self, ready_timeout_s: float = 120.0) -> Stage:
+        stage = self._stage("features", ["features"])
+        deadline = time.monotonic() + ready_timeout_s
+        while FEATURES_READY not in (stage.current.stderr() if stage.current else ""):
+            if stage.done or time.monotonic() > deadline:
+                raise RuntimeError(f"features job did not start:\n{stage.tail()}")
+            time.sleep(0.5)
+        return stage
+
+    def start_producer(self, seconds: float | None = None) -> Stage:
+        """Produce at ``cfg.rate`` for ``seconds`` over all runs: a restarted run produces
+        for what is left, under a source of its own (``synthetic-<run>``), because a
+        generator's seqs start again at 1 where a real feed's would go on."""
+        cfg = self.cfg
+        self._producer_end = time.monotonic() + (seconds or cfg.seconds)
+        if not self.first_event_us:
+            self.first_event_us = time.time_ns() // 1000 - US
+
+        def argv(n: int) -> list[str]:
+            left = max(1.0, self._producer_end - time.monotonic())
+            return ["produce", "--tps", f"{cfg.rate:g}", "--duration", f"{left:.1f}",
+                    "--symbol-count", str(cfg.symbols), "--seed", str(cfg.seed + n),
+                    "--source", f"synthetic-{n}"]  # fmt: skip
+
+        return self._stage("producer", argv_of=argv)
+
+    def start(self, seconds: float | None = None) -> None:
+        """Checker and features job first (Spark takes its 10-20 s), then the producer; lag
+        is sampled from here on."""
+        self.start_checker()
+        if self.cfg.features:
+            self.start_features()
+        self.start_sampling()
+        self.start_producer(seconds)
+
+    # -- faults --------------------------------------------------------------------------------
+    def outage(self, service: str, down_s: float, sig: int = signal.SIGTERM) -> Fault:
+        """Take a local service away (SIGTERM: its own clean stop; SIGKILL: a crash) for
+        ``down_s`` seconds, then start it again on the same ports with its data."""
+        started = time.monotonic()
+        self.stack.stop_service(service, sig)
+        time.sleep(max(0.0, started + down_s - time.monotonic()))
+        self.stack.up()
+        name = f"{service} {signal.Signals(sig).name}, down {time.monotonic() - started:.0f}s"
+        log.info("fault over: %s", name)
+        return Fault(name, started, time.monotonic())
+
+    def kill_stage(self, stage: str, sig: int = signal.SIGKILL) -> Fault:
+        now = time.monotonic()
+        self.stages[stage].kill(sig)
+        return Fault(f"{stage} {signal.Signals(sig).name}", now, now)
+
+    def produce_raw(self, values: list[bytes], key: bytes | None = None) -> int:
+        """Put records straight into the raw topic (what a misbehaving client might send);
+        returns how many the broker acknowledged (counted with the producers' acks)."""
+        conf = producer_config(self.settings.kafka)
+        conf["message.max.bytes"] = max(1_000_000, *(len(v) + 10_000 for v in values))
+        failed: list[str] = []
+        producer = Producer(conf)
+        for value in values:
+            producer.produce(
+                self.settings.kafka.topic_raw, value, key,
+                on_delivery=lambda err, _m: failed.append(err.str()) if err else None,
+            )  # fmt: skip
+        producer.flush(30)
+        acked = len(values) - len(failed)
+        self.injected_acks += acked
+        return acked
+
+    # -- lag -----------------------------------------------------------------------------------
+    def start_sampling(self) -> None:
+        if self._sampler is not None:
+            return
+        self._probe = LagProbe(self.settings.kafka, self.settings.quality.group_id)
+        self._sampler = threading.Thread(target=self._sample_loop, name="lag", daemon=True)
+        self._sampler.start()
+
+    def _checkpoints(self) -> dict[str, Path]:
+        if not self.cfg.features:
+            return {}
+        root = Path(self.settings.features.checkpoint_dir)
+        return {q: root / q for q in QUERIES}
+
+    def _sample_loop(self) -> None:
+        assert self._probe is not None
+        while not self._stop_sampling.wait(self.cfg.sample_every_s):
+            try:
+                self.samples.append(self._probe.sample(self._checkpoints()))
+            except Exception as exc:  # sampling must never end the run
+                log.warning("lag sample failed: %s", exc)
+
+    def lag_now(self) -> LagSample | None:
+        return self.samples[-1] if self.samples else None
+
+    def drain(self, timeout_s: float = 180.0) -> float | None:
+        """Wait for the producer to finish, then for every stage to reach lag 0 (two samples
+        in a row); returns the seconds that took after the producer ended, None on timeout."""
+        producer = self.stages.get("producer")
+        deadline = time.monotonic() + timeout_s
+        if producer is not None:
+            producer.wait(max(1.0, self._producer_end - time.monotonic() + 60))
+        ended = time.monotonic()
+        names = ["checker", *self._checkpoints()]
+        zero = 0
+        while time.monotonic() < deadline:
+            sample = self.lag_now()
+            if sample and sample.t > ended and all(sample.lag(n) == 0 for n in names):
+                zero += 1
+                if zero >= 2:
+                    return time.monotonic() - ended
+            else:
+                zero = 0
+            time.sleep(self.cfg.sample_every_s)
+        return None
+
+    def recovery(self, fault: Fault) -> dict[str, float | None]:
+        threshold = int(self.cfg.rate * self.cfg.caught_up_s)
+        out: dict[str, float | None] = {
+            "producer": producing_again_after(self.samples, fault.cleared)
+        }
+        for name in ["checker", *self._checkpoints()]:
+            out[name] = caught_up_after(self.samples, name, fault.cleared, threshold)
+        return out
+
+    # -- verdict -------------------------------------------------------------------------------
+    def acknowledged(self) -> int | None:
+        producer = self.stages.get("producer")
+        total = self.injected_acks
+        for run in producer.runs if producer else []:
+            found = ACKED.search(run.stdout())
+            if found is None:
+                return None
+            total += int(found.group(1))
+        return total
+
+    def stop_stages(self) -> None:
+        for name in ("producer", "checker", "features"):
+            if name in self.stages:
+                self.stages[name].stop()
+
+    def verify(self, faults: list[Fault] | None = None, drain_s: float | None = None) -> Report:
+        """Stop every stage (SIGTERM), then account for every tick and check the sinks."""
+        recovery = {f.what: self.recovery(f) for f in faults or []}
+        self.stop_stages()
+        self._stop_sampling.set()
+        time.sleep(2.0)  # the observer's last reads
+        assert self._observer is not None
+        ledger = final_ledger(self.settings.kafka, self._observer)
+        ledger.acknowledged = self.acknowledged()
+        sinks = self.check_sinks(ledger.valid) if self.cfg.features else None
+        return Report(
+            accounting=account(ledger),
+            sinks=sinks,
+            stages={n: s.describe() for n, s in self.stages.items()},
+            exit_codes={n: s.exit_codes for n, s in self.stages.items()},
+            restarts={n: s.restarts for n, s in self.stages.items()},
+            recovery=recovery,
+            drain_s=drain_s,
+        )
+
+    def check_sinks(self, valid: object) -> SinkReport:
+        report = SinkReport()
+        start, end = self.first_event_us, time.time_ns() // 1000 + US
+        checked = self.cli(
+            "validate", "--start", str(start), "--end", str(end), "--sink", "postgres"
+        )
+        report.validate_ok, report.validate_lines = parse_validate(
+            checked.stdout + checked.stderr, checked.returncode
+        )
+        hot_duplicates(self.settings, report)
+        cold_duplicates(self.settings, report)
+        archive_once(self.settings, valid, start, end, report)  # type: ignore[arg-type]
+        return report
+
+
+@contextlib.contextmanager
+def pipeline(cfg: PipelineConfig | None = None, keep: bool = False) -> Iterator[Pipeline]:
+    """A Pipeline in a fresh folder, removed afterwards unless ``keep`` or an error."""
+    import shutil
+
+    folder = make_folder()
+    with Pipeline(folder, cfg) as p:
+        yield p
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
