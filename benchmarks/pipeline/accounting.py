@@ -56,8 +56,9 @@ class Ledger:
     raw: Counter[Identity] = field(default_factory=Counter)
     valid: Counter[Identity] = field(default_factory=Counter)
     dlq: Counter[Identity] = field(default_factory=Counter)
-    seen_raw: set[Identity] = field(default_factory=set)
-    seen_out: set[Identity] = field(default_factory=set)
+    #: Copies the observer saw committed (distinct topic positions), in raw and in outputs.
+    seen_raw: Counter[Identity] = field(default_factory=Counter)
+    seen_out: Counter[Identity] = field(default_factory=Counter)
     #: Messages the producers said the broker acknowledged (None: a run died before saying).
     acknowledged: int | None = None
 
@@ -119,7 +120,7 @@ def account(ledger: Ledger) -> Accounting:
     for ident, n in raw.items():
         got = outputs[ident]
         if got < n:
-            (gone_out if ident in ledger.seen_out else lost).append(ident)
+            (gone_out if ledger.seen_out[ident] >= n else lost).append(ident)
         elif got > n:
             reprocessed.append(ident)
     only_out = [i for i in outputs if i not in raw]
@@ -128,7 +129,7 @@ def account(ledger: Ledger) -> Accounting:
         valid=sum(valid.values()),
         dlq=sum(dlq.values()),
         acknowledged=ledger.acknowledged,
-        broker_lost_raw=len(ledger.seen_raw - raw.keys()),
+        broker_lost_raw=sum((ledger.seen_raw - raw).values()),
         broker_lost_out=sorted(gone_out),
         lost=sorted(lost),
         duplicated=sorted(i for i, n in valid.items() if n > 1),
@@ -138,12 +139,14 @@ def account(ledger: Ledger) -> Accounting:
 
 
 class Observer:
-    """Tails topics from their start in a thread; remembers every identity seen committed."""
+    """Tails topics from their start in a thread; remembers every record seen committed, by
+    position and identity (a position the broker reused after losing its record counts
+    again with the new record)."""
 
     def __init__(self, kafka: KafkaSettings, topics: dict[str, str]) -> None:
         self.kafka = kafka
         self.topics = topics  # role -> topic name
-        self.seen: dict[str, set[Identity]] = {role: set() for role in topics}
+        self._seen: set[tuple[str, int, int, Identity]] = set()
         self._roles = {name: role for role, name in topics.items()}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="observer", daemon=True)
@@ -159,7 +162,7 @@ class Observer:
     def _run(self) -> None:
         conf = consumer_config(
             self.kafka, f"marketpipe-observer-{uuid.uuid4().hex[:8]}",
-            **{"enable.auto.commit": False, "reconnect.backoff.max.ms": 1000},
+            **{"enable.auto.commit": False, "reconnect.backoff.max.ms": 1000, "log_level": 3},
         )  # fmt: skip
         consumer = Consumer(conf)
         try:
@@ -169,11 +172,16 @@ class Observer:
             ])  # fmt: skip
             while not self._stop.is_set():
                 for msg in consumer.consume(5_000, 0.5):
-                    if msg.error() is None and msg.topic() in self._roles:
-                        role = self._roles[msg.topic() or ""]
-                        self.seen[role].add(identity(msg.value(), msg.headers()))
+                    role = self._roles.get(msg.topic() or "")
+                    if msg.error() is None and role is not None:
+                        ident = identity(msg.value(), msg.headers())
+                        self._seen.add((role, msg.partition() or 0, msg.offset() or 0, ident))
         finally:
             consumer.close()
+
+    def seen(self, *roles: str) -> Counter[Identity]:
+        """Copies of each identity seen in the topics of ``roles``."""
+        return Counter(ident for role, _, _, ident in list(self._seen) if role in roles)
 
 
 def final_ledger(kafka: KafkaSettings, observer: Observer | None = None) -> Ledger:
@@ -184,6 +192,6 @@ def final_ledger(kafka: KafkaSettings, observer: Observer | None = None) -> Ledg
         dlq=identities(read_to_end(kafka, kafka.topic_dlq, timeout_s=60)),
     )
     if observer is not None:
-        ledger.seen_raw = set(observer.seen.get("raw", ()))
-        ledger.seen_out = observer.seen.get("valid", set()) | observer.seen.get("dlq", set())
+        ledger.seen_raw = observer.seen("raw")
+        ledger.seen_out = observer.seen("valid", "dlq")
     return ledger

@@ -20,8 +20,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from marketpipe.kafka import consumer_config
 from marketpipe.settings import KafkaSettings
 
-#: Position and lag of one stage: (sum of positions, sum of per-partition lag).
-Progress = tuple[int, int]
+#: One stage: (sum of its positions, sum of per-partition lag, sum of its input's end offsets).
+Progress = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -101,28 +101,27 @@ class LagProbe:
 
 
 def progress(ends: dict[int, int], positions: dict[int, int]) -> Progress:
-    """(sum of positions, lag): a position past the end (the broker lost the tail) is no lag."""
+    """(positions, lag, ends): a position past the end (the broker lost the tail) is no lag."""
     return (
         sum(positions.values()),
         sum(max(0, end - positions.get(p, 0)) for p, end in ends.items()),
+        sum(ends.values()),
     )
 
 
-def caught_up_after(
-    samples: list[LagSample], stage: str, since: float, threshold: int
-) -> float | None:
-    """Seconds from ``since`` until ``stage`` had moved on (its position grew past the first
-    sample after ``since``, or it had nothing left at all) with a lag of at most ``threshold``;
-    None if it never did."""
+def caught_up_after(samples: list[LagSample], stage: str, since: float) -> float | None:
+    """Seconds from ``since`` until ``stage`` had worked off the backlog it faced then: its
+    position reached its input's end offsets of the first sample at or after ``since``.
+    Downstream stages pass the time their upstream caught up. None if it never did."""
     later = [s for s in samples if s.t >= since and s.stages.get(stage) is not None]
     if not later:
         return None
-    start = later[0].stages[stage]
-    assert start is not None
-    for s in later[1:]:
+    first = later[0].stages[stage]
+    assert first is not None
+    for s in later:
         got = s.stages[stage]
         assert got is not None
-        if got[1] <= threshold and (got[0] > start[0] or got[1] == 0):
+        if got[0] >= first[2] or got[1] == 0:
             return s.t - since
     return None
 

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
@@ -72,8 +72,6 @@ class PipelineConfig:
     cold_trigger_s: float = 2.0
     restart_delay_s: float = 2.0
     sample_every_s: float = 1.0
-    #: Lag (records) at or below which a stage counts as caught up while ticks keep coming.
-    caught_up_s: float = 3.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -94,6 +92,7 @@ class Report:
     #: fault -> stage -> seconds from the fault clearing until the stage was caught up
     recovery: dict[str, dict[str, float | None]]
     drain_s: float | None
+    folder: Path
 
     @property
     def ok(self) -> bool:
@@ -116,6 +115,7 @@ class Report:
             out.append(f"after {fault}: caught up: {shown}")
         drained = "not within the limit" if self.drain_s is None else f"{self.drain_s:.1f}s"
         out.append(f"drained to lag 0 after the producer ended: {drained}")
+        out.append(f"stage outputs and service logs: {self.folder}")
         return out
 
 
@@ -281,9 +281,11 @@ class Pipeline:
         return Fault(f"{stage} {signal.Signals(sig).name}", now, now)
 
     def produce_raw(self, values: list[bytes], key: bytes | None = None) -> int:
-        """Put records straight into the raw topic (what a misbehaving client might send);
+        """Put records straight into the raw topic (what a misbehaving client might send),
+        uncompressed so their size on the broker is the value's plus 72 bytes of framing;
         returns how many the broker acknowledged (counted with the producers' acks)."""
         conf = producer_config(self.settings.kafka)
+        conf["compression.type"] = "none"
         conf["message.max.bytes"] = max(1_000_000, *(len(v) + 10_000 for v in values))
         failed: list[str] = []
         producer = Producer(conf)
@@ -343,13 +345,30 @@ class Pipeline:
             time.sleep(self.cfg.sample_every_s)
         return None
 
+    def set_topic_config(self, topic: str, config: dict[str, str]) -> None:
+        """Converge one of the run's topics to extra configs (e.g. max.message.bytes)."""
+        specs = [s for s in pipeline_topics(self.settings.kafka) if s.name == topic]
+        ensure_topics(
+            self.settings.kafka, [replace(s, config={**s.config, **config}) for s in specs]
+        )
+
+    def finish(self, faults: list[Fault] | None = None, drain_timeout_s: float = 180.0) -> Report:
+        """Drain (producer done, every stage at lag 0), then stop and verify."""
+        return self.verify(faults, self.drain(drain_timeout_s))
+
     def recovery(self, fault: Fault) -> dict[str, float | None]:
-        threshold = int(self.cfg.rate * self.cfg.caught_up_s)
+        """Per stage, seconds from the fault clearing until the stage had worked off the
+        backlog it faced (for the features job: the one the checker passed on once it had
+        caught up). None: it never did while sampled."""
         out: dict[str, float | None] = {
             "producer": producing_again_after(self.samples, fault.cleared)
         }
-        for name in ["checker", *self._checkpoints()]:
-            out[name] = caught_up_after(self.samples, name, fault.cleared, threshold)
+        checker = out["checker"] = caught_up_after(self.samples, "checker", fault.cleared)
+        for name in self._checkpoints():
+            out[name] = None
+            if checker is not None:
+                after = caught_up_after(self.samples, name, fault.cleared + checker)
+                out[name] = None if after is None else checker + after
         return out
 
     # -- verdict -------------------------------------------------------------------------------
@@ -386,11 +405,15 @@ class Pipeline:
             restarts={n: s.restarts for n, s in self.stages.items()},
             recovery=recovery,
             drain_s=drain_s,
+            folder=self.folder,
         )
 
     def check_sinks(self, valid: object) -> SinkReport:
         report = SinkReport()
-        start, end = self.first_event_us, time.time_ns() // 1000 + US
+        # From a window length before the first tick: the windows that hold the first ticks
+        # are compared too (nothing came before them on the run's own topics).
+        start = self.first_event_us - self.settings.features.window_length_s * US
+        end = time.time_ns() // 1000 + US
         checked = self.cli(
             "validate", "--start", str(start), "--end", str(end), "--sink", "postgres"
         )

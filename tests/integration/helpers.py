@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from benchmarks.pipeline.env import service_env
-
 from marketpipe.settings import Settings
 
 __all__ = ["run_cli", "service_env"]

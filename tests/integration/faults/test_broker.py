@@ -1,0 +1,28 @@
+"""The broker stopped mid-stream (cleanly, or killed) and back about 10 s later.
+
+The local broker (noida-db) itself loses the last acknowledged messages on a restart;
+the report counts that apart from what marketpipe lost, and only the latter fails the test.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.pipeline import Pipeline, PipelineConfig
+from tests.integration.faults.verdict import assert_healed
+
+
+@pytest.mark.faults
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_broker_restart_mid_stream(folder: Path, sig: signal.Signals) -> None:
+    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=60)) as p:
+        p.start()
+        time.sleep(15)
+        fault = p.outage("kafka", 10, sig)
+        report = p.finish([fault])
+    assert_healed(report)

@@ -1,0 +1,45 @@
+"""What every fault test asserts about a run, with the whole report in the message."""
+
+from __future__ import annotations
+
+from benchmarks.pipeline import Report
+
+#: A stage must have worked off the fault's backlog within this many seconds of it clearing.
+RECOVERY_S = 30.0
+
+
+def problems(report: Report, crashed: str | None = None) -> list[str]:
+    """Everything wrong with a run; ``crashed`` is the stage the test killed (the restart
+    policy may restart it once), every other stage must have healed without exiting."""
+    found = []
+    acc = report.accounting
+    if acc.lost:
+        found.append(f"marketpipe lost {len(acc.lost)} ticks")
+    if acc.duplicated:
+        found.append(f"{len(acc.duplicated)} ticks twice in the valid topic")
+    if acc.reprocessed:
+        found.append(f"{len(acc.reprocessed)} ticks processed twice (valid and DLQ)")
+    if report.sinks is not None and not report.sinks.ok:
+        found.append("the sinks do not match (validator, duplicate keys or archive)")
+    for name, restarts in report.restarts.items():
+        allowed = 1 if name == crashed else 0
+        if restarts > allowed:
+            codes = report.exit_codes[name]
+            found.append(f"{name} exited and was restarted {restarts} times (exit codes {codes})")
+    for name, codes in report.exit_codes.items():
+        if codes and codes[-1] != 0:
+            found.append(f"{name}'s last run exited {codes[-1]}, not 0")
+    for fault, stages in report.recovery.items():
+        slow = {s: v for s, v in stages.items() if v is None or v > RECOVERY_S}
+        if slow:
+            found.append(f"not caught up within {RECOVERY_S:g}s of {fault}: {slow}")
+    if report.drain_s is None:
+        found.append("never drained to lag 0 after the producer ended")
+    return found
+
+
+def assert_healed(report: Report, crashed: str | None = None) -> None:
+    text = "\n".join(report.lines())
+    print(text)  # the figures, also for runs that pass (pytest -s, or -rP)
+    found = problems(report, crashed)
+    assert not found, "; ".join(found) + "\n" + text
