@@ -46,6 +46,14 @@ demo: install ## Run the pipeline locally on embedded defaults and print what it
 test: install tools lint typecheck ## Lint, typecheck, run every test (unit, integration, packaging)
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: faults
+faults: install ## Fault tests on stacks of their own: broker/PostgreSQL/S3 down, kill -9 per stage, oversized
+	$(PY) -m pytest -m "faults or not faults" tests/integration/faults $(PYTEST_ARGS)
+
+.PHONY: soak
+soak: install ## Every stage at SOAK_RATE (2000) ticks/s for SOAK_MINUTES (30); JSON + PNG in bench/results
+	$(PY) -m benchmarks.soak
+
 .PHONY: tools
 tools: $(TOOLS_STAMP) ## Install the packaging checkers into .tools (helm, kubernetes-validate, checkov, ...)
 

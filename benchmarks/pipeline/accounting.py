@@ -162,7 +162,7 @@ class Observer:
     def _run(self) -> None:
         conf = consumer_config(
             self.kafka, f"marketpipe-observer-{uuid.uuid4().hex[:8]}",
-            **{"enable.auto.commit": False, "reconnect.backoff.max.ms": 1000, "log_level": 3},
+            **{"enable.auto.commit": False, "reconnect.backoff.max.ms": 1000, "log_level": 0},
         )  # fmt: skip
         consumer = Consumer(conf)
         try:
