@@ -57,11 +57,13 @@ class LagProbe:
         self.kafka = kafka
         self.timeout_s = timeout_s
         self.partitions = kafka.partitions
+        # Never polled, so librdkafka's logs would pile up and pour out at close: none.
+        quiet = {"enable.auto.commit": False, "log_level": 0}
         # Sharing the checker's group id only to read its commits: never subscribes or commits.
-        self._group = Consumer(
-            consumer_config(kafka, checker_group, **{"enable.auto.commit": False})
+        self._group = Consumer(consumer_config(kafka, checker_group, **quiet))
+        self._plain = Consumer(
+            consumer_config(kafka, f"marketpipe-lag-{uuid.uuid4().hex[:8]}", **quiet)
         )
-        self._plain = Consumer(consumer_config(kafka, f"marketpipe-lag-{uuid.uuid4().hex[:8]}"))
 
     def close(self) -> None:
         self._group.close()
