@@ -23,9 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--stack",
         choices=["auto", "local", "docker"],
-        default="auto",
-        help="services for integration tests: local processes, testcontainers with the real "
-        "images, or auto (docker when an engine answers, else local)",
+        default="local",
+        help="services for integration tests: local processes (default), testcontainers with "
+        "the real images (not yet proven: see README), or auto (docker when an engine answers)",
     )
 
 

@@ -105,13 +105,22 @@ def _publish(
     try:
         wait_for_broker(settings.kafka)
         require_topic(settings.kafka, topic)
-        publisher = Publisher(
-            settings.kafka,
-            ProducerInstruments.create(telemetry.meter),
-            {"source": source, "topic": topic},
-        )
         with stop_on_signals(stop_flag(settings)) as stop:
-            return run(publisher, stop)
+            publisher = Publisher(
+                settings.kafka,
+                ProducerInstruments.create(telemetry.meter),
+                {"source": source, "topic": topic},
+                stopping=stop.is_set,
+                give_up=lambda reason: stop.set("give-up"),
+            )
+            summary = run(publisher, stop)
+        if publisher.report.gave_up:
+            print(
+                f"marketpipe {service}: gave up: {publisher.report.gave_up} (is the broker up? "
+                "MARKETPIPE_KAFKA__GIVE_UP_S sets how long to wait)",
+                file=sys.stderr,
+            )
+        return summary
     finally:
         telemetry.shutdown()
 
@@ -199,7 +208,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.kafka import require_topic, wait_for_broker
-    from marketpipe.kafka.transactions import Fenced
+    from marketpipe.kafka.transactions import Fenced, Unavailable
     from marketpipe.quality.service import QualityService
     from marketpipe.runtime import stop_on_signals
     from marketpipe.telemetry import QualityInstruments, setup_telemetry
@@ -221,17 +230,23 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
         "checking %s -> %s / %s (%s, group %s)",
         kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, cfg.delivery, cfg.group_id,
     )  # fmt: skip
+    failure: str | None = None
+    code = EXIT_OK
     try:
         with stop_on_signals(stop_flag(settings)) as stop:
-            report = service.run(stop, idle_exit_s=args.until_idle)
+            service.run(stop, idle_exit_s=args.until_idle)
     except Fenced as exc:
-        print(f"marketpipe quality: fenced by a newer instance, stopping: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        failure, code = f"fenced by another instance with the same id, stopping: {exc}", EXIT_FAILED
+    except Unavailable as exc:
+        failure, code = str(exc), EXIT_UNAVAILABLE
     finally:
         telemetry.shutdown()
-    for line in report.lines():
+    for line in service.report.lines():  # on every way out: what was committed, what is left
         print(line)
-    return EXIT_OK if report.balanced else EXIT_FAILED
+    if failure:
+        print(f"marketpipe quality: {failure}", file=sys.stderr)
+        return code
+    return EXIT_OK if service.report.balanced else EXIT_FAILED
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:

@@ -84,6 +84,20 @@ class KafkaSettings(_Section):
     queue_max_messages: PositiveInt = 1_000_000
     delivery_timeout_ms: PositiveInt = 120_000
     connect_timeout_s: PositiveFloat = 30.0
+    retry_backoff_s: PositiveFloat = Field(
+        0.5, description="first delay before a stage retries a failed Kafka operation (doubles)"
+    )
+    retry_backoff_max_s: PositiveFloat = Field(
+        10.0, description="longest delay between retries of a failed Kafka operation"
+    )
+    give_up_s: PositiveFloat = Field(
+        300.0,
+        description="how long a stage keeps retrying without progress (broker down, nothing "
+        "acknowledged or committed) before it exits with one line",
+    )
+    call_timeout_s: PositiveFloat = Field(
+        30.0, description="timeout of each blocking client call (commit, offsets, metadata)"
+    )
     # How long commands wait for their topics to appear before giving up (0: fail at once).
     # In a Helm install the topics Job runs after the services start, so the chart sets it.
     topic_wait_s: NonNegativeFloat = 0.0
@@ -274,6 +288,12 @@ class QualitySettings(_Section):
     max_poll_interval_ms: int = Field(30_000, ge=1_000, le=3_600_000)
     transaction_timeout_ms: PositiveInt = 30_000
     max_message_bytes: PositiveInt = 65_536
+    dlq_max_value_bytes: PositiveInt = Field(
+        65_536,
+        description="DLQ copies keep at most this many bytes of the value; a larger value is "
+        "cut, with its original size and sha256 in headers (keep well below the broker's "
+        "max.message.bytes)",
+    )
     allow_locked: bool = False
     # Sources whose quotes may be locked (bid == ask): trade-only replays lock them on purpose.
     allow_locked_sources: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["replay"])

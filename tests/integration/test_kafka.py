@@ -44,9 +44,10 @@ class RecordingPublisher(Publisher):
         keys: Sequence[bytes | None],
         values: Sequence[bytes],
         timestamps_ms: Sequence[int] | None = None,
-    ) -> None:
-        self.sent.extend(zip(keys, values, strict=True))
-        super().publish(topic, keys, values, timestamps_ms)
+    ) -> int:
+        sent = super().publish(topic, keys, values, timestamps_ms)
+        self.sent.extend(zip(keys[:sent], values[:sent], strict=True))
+        return sent
 
 
 def by_key(pairs: list[tuple[bytes | None, bytes]]) -> dict[bytes | None, list[bytes]]:

@@ -65,7 +65,7 @@ class LiveSummary:
             f"published to {self.topic}, {self.unchanged} polls without a new trade, "
             f"stopped by {self.stopped_by}",
             f"requests: {self.requests}, retries {self.retries}, rate-limited {self.rate_limited}",
-            f"delivery: {d.delivered} acknowledged, {d.failed} failed, {d.pending} unconfirmed",
+            *d.lines(),
         ]
         if self.locked_quotes:
             out.append(
@@ -158,8 +158,10 @@ class LiveSource:
         if len(batch):
             # Kafka timestamp = publish time, as for replays: a provider's timestamp that lags
             # (a delayed feed, a test) must not send ticks straight to time-based retention.
-            self.publisher.publish(self.topic, batch.keys(), batch.encode())
-            summary.published += len(batch)
+            sent = self.publisher.publish(self.topic, batch.keys(), batch.encode())
+            summary.published += sent
+            if sent < len(batch):
+                log.warning("stopped before %d trades were sent", len(batch) - sent)
         summary.polls += 1
 
     def _add(

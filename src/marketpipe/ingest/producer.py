@@ -31,6 +31,7 @@ class ProduceSummary:
     labels: Counter[str] = field(default_factory=Counter)
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
     stopped_by: str = "done"
+    unsent: int = 0  # generated, never handed to the broker (stopped while it was away)
 
     @property
     def messages(self) -> int:
@@ -43,13 +44,13 @@ class ProduceSummary:
             f"topic {self.topic}: {self.ticks} ticks over {len(self.per_symbol)} symbols, "
             f"{self.messages} messages in {self.elapsed_s:.2f}s ({rate:,.0f} msg/s), "
             f"stopped by {self.stopped_by}",
-            f"delivery: {d.delivered} acknowledged, {d.failed} failed, {d.pending} unconfirmed, "
-            f"{d.delivered_bytes:,} bytes",
+            *d.lines(),
         ]
+        if self.unsent:
+            out.append(f"not sent: {self.unsent} messages of the last batch (stopped first)")
         injected = {k: v for k, v in sorted(self.labels.items()) if k != "good"}
         if injected:
             out.append("injected faults: " + ", ".join(f"{k}={v}" for k, v in injected.items()))
-        out.extend(f"delivery error: {e}" for e in d.first_errors)
         return out
 
 
@@ -115,9 +116,13 @@ class SyntheticProducer:
             limit = cfg.count - summary.ticks if cfg.count is not None else None
             batch = self.market.generate(self.pacer.next_times(limit))
             keys, values, labels, stamps = self.encode(batch)
-            self.publisher.publish(self.topic, keys, values, stamps)
+            sent = self.publisher.publish(self.topic, keys, values, stamps)
             summary.ticks += len(batch)
-            summary.labels.update(labels)
+            summary.labels.update(labels[:sent])
+            if sent < len(values):  # stopped or gave up while the broker was unavailable
+                summary.unsent = len(values) - sent
+                summary.stopped_by = stop.signal_name or self.publisher.report.gave_up or "stop"
+                break
             per_symbol += np.bincount(batch.symbol_index, minlength=len(per_symbol))
             if self.pacer.behind_us() > BEHIND_WARNING_US and time.monotonic() > next_warning:
                 log.warning(

@@ -124,11 +124,8 @@ class ReplaySummary:
                 f"({acc.derived[QUOTE_FROM_TRADE]} rows)"
             )
         out.extend(self.notes)
-        out.append(
-            f"delivery: {d.delivered} acknowledged, {d.failed} failed, {d.pending} unconfirmed"
-        )
+        out.extend(d.lines())
         out.extend(f"file error: {e}" for e in self.file_errors)
-        out.extend(f"delivery error: {e}" for e in d.first_errors)
         return out
 
     @property
@@ -241,10 +238,12 @@ class Replayer:
         values, keys = cols.encode(), cols.keys()
         published = 0
         for start, end in self.pacer.ranges(cols.event_time, stop):
-            self.publisher.publish(self.topic, keys[start:end], values[start:end])
-            published += end - start
+            sent = self.publisher.publish(self.topic, keys[start:end], values[start:end])
+            published += sent
+            if sent < end - start:  # stopped (or gave up) while the broker was unavailable
+                break
         acc.published += published
-        if published < len(values):  # stopped while pacing: read, not sent
+        if published < len(values):  # stopped while pacing or waiting: read, not sent
             acc.skipped[SKIP_STOPPED] += len(values) - published
 
     def _filtered(self, cols: TickColumns, acc: Accounting) -> TickColumns:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 from marketpipe.ingest.faults import GOOD
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.kafka import Publisher, consumer_config, read_to_end
+from marketpipe.kafka.deadletter import H_ORIGINAL_SIZE, H_SHA256
 from marketpipe.quality.service import H_OFFSET, H_PARTITION, H_REASONS, H_TOPIC, QualityService
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import FaultSettings, ProducerSettings, QualitySettings, Settings
@@ -183,8 +185,14 @@ def test_malformed_input_of_any_kind_goes_to_the_dlq(settings: Settings) -> None
     assert report.counts.dlq == len(cases)
     assert report.balanced
     dlq = list(read_to_end(settings.kafka, settings.kafka.topic_dlq))
-    assert sorted(m.value() or b"" for m in dlq) == sorted(v for _, v, _ in cases)
+    cap = QualitySettings().dlq_max_value_bytes  # larger values reach the DLQ cut to this
+    assert sorted(m.value() or b"" for m in dlq) == sorted(v[:cap] for _, v, _ in cases)
     assert all(dict(m.headers() or [])[H_REASONS] for m in dlq)
+    (big,) = [dict(m.headers() or []) for m in dlq if len(m.value() or b"") == cap]
+    original = next(v for _, v, label in cases if label == "1 MB message")
+    assert big[H_SHA256].decode() == hashlib.sha256(original).hexdigest()
+    assert int(big[H_ORIGINAL_SIZE]) == len(original)
+    assert "too_large" in big[H_REASONS].decode().split(",")
     assert list(read_to_end(settings.kafka, settings.kafka.topic_valid)) == []
 
 

@@ -26,9 +26,10 @@ class ListPublisher:
         keys: Sequence[bytes | None],
         values: Sequence[bytes],
         timestamps_ms: Sequence[int] | None = None,
-    ) -> None:
+    ) -> int:
         self.calls += 1
         self.sent.extend(zip(keys, values, timestamps_ms or [0] * len(values), strict=True))
+        return len(values)
 
     def close(self, timeout_s: float = 30.0) -> DeliveryReport:
         return DeliveryReport(queued=len(self.sent), queued_bytes=0)
