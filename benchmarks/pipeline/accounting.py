@@ -25,18 +25,17 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from marketpipe.contracts import ContractError, decode_tick
 from marketpipe.kafka import consumer_config, read_to_end
+from marketpipe.kafka.deadletter import H_SHA256
 from marketpipe.settings import KafkaSettings
 
 Identity = tuple[str, ...]
 Headers = list[tuple[str, bytes | None]] | None
-#: The DLQ header with the sha256 of a value that was cut to fit (kafka/deadletter.py).
-SHA256_HEADER = "mp.sha256"
 EXAMPLES = 5
 
 
 def identity(value: bytes | None, headers: Headers = None) -> Identity:
     for name, raw in headers or ():
-        if name == SHA256_HEADER and raw:
+        if name == H_SHA256 and raw:  # a DLQ copy cut to fit
             return ("bytes", raw.decode())
     try:
         tick = decode_tick(value or b"")

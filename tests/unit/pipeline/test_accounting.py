@@ -9,6 +9,7 @@ from collections import Counter
 from benchmarks.pipeline import Ledger, account
 from benchmarks.pipeline.accounting import identity
 from marketpipe.contracts import Tick
+from marketpipe.kafka.deadletter import H_SHA256
 
 TICKS = [("tick", "SYM000", "synthetic-0", str(seq)) for seq in range(1, 11)]
 
@@ -83,4 +84,4 @@ def test_a_record_is_known_by_its_tick_or_its_sha256_even_cut_short() -> None:
     blob = bytes(range(256)) * 10
     digest = hashlib.sha256(blob).hexdigest()
     assert identity(blob) == ("bytes", digest)
-    assert identity(blob[:100], [("mp.sha256", digest.encode())]) == ("bytes", digest)
+    assert identity(blob[:100], [(H_SHA256, digest.encode())]) == ("bytes", digest)
