@@ -27,16 +27,17 @@ from marketpipe.contracts import ContractError, decode_tick
 from marketpipe.kafka import consumer_config, read_to_end
 from marketpipe.kafka.deadletter import H_SHA256
 from marketpipe.settings import KafkaSettings
+from marketpipe.topicstats import Headers
 
 Identity = tuple[str, ...]
-Headers = list[tuple[str, bytes | None]] | None
 EXAMPLES = 5
 
 
 def identity(value: bytes | None, headers: Headers = None) -> Identity:
-    for name, raw in headers or ():
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for name, raw in pairs:
         if name == H_SHA256 and raw:  # a DLQ copy cut to fit
-            return ("bytes", raw.decode())
+            return ("bytes", raw.decode() if isinstance(raw, bytes) else raw)
     try:
         tick = decode_tick(value or b"")
     except ContractError:
@@ -115,7 +116,9 @@ class Accounting:
 def account(ledger: Ledger) -> Accounting:
     raw, valid, dlq = ledger.raw, ledger.valid, ledger.dlq
     outputs = valid + dlq
-    lost, gone_out, reprocessed = [], [], []
+    lost: list[Identity] = []
+    gone_out: list[Identity] = []
+    reprocessed: list[Identity] = []
     for ident, n in raw.items():
         got = outputs[ident]
         if got < n:

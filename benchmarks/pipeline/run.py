@@ -136,9 +136,8 @@ class Pipeline:
         self.folder = folder
         self.cfg = cfg or PipelineConfig()
         self.run_id = uuid.uuid4().hex[:8]
-        base = Settings(  # type: ignore[call-arg]
-            _env_file=None, local=LocalSettings(data_dir=folder / "stack")
-        )
+        local = LocalSettings(data_dir=folder / "stack")
+        base = Settings(_env_file=None, local=local)
         self.stack = LocalStack(base)
         self.settings = base
         self.stages: dict[str, Stage] = {}

@@ -115,4 +115,4 @@ def archive_once(
 def parse_validate(stdout: str, returncode: int) -> tuple[bool, list[str]]:
     lines = [line for line in stdout.splitlines() if line.strip()]
     match = VERDICT.search(stdout)
-    return returncode == 0 and bool(match) and match.group(1).startswith("OK"), lines
+    return returncode == 0 and match is not None and match.group(1).startswith("OK"), lines

@@ -59,7 +59,9 @@ def dead_letter_copies(p: Pipeline) -> dict[str, tuple[int, dict[str, bytes]]]:
     """DLQ records that are not ticks, by the sha256 of their original value."""
     out = {}
     for msg in read_to_end(p.settings.kafka, p.settings.kafka.topic_dlq):
-        headers = {k: v or b"" for k, v in msg.headers() or []}
+        given = msg.headers() or []
+        pairs = given.items() if isinstance(given, dict) else given
+        headers = {k: v if isinstance(v, bytes) else b"" for k, v in pairs}
         value = msg.value() or b""
         digest = headers.get(H_SHA256, b"").decode() or hashlib.sha256(value).hexdigest()
         out[digest] = (len(value), headers)
