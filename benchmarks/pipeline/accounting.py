@@ -66,6 +66,8 @@ class Ledger:
 @dataclass(frozen=True)
 class Accounting:
     raw: int
+    #: Distinct ticks in raw: a producer that resends after a rebuild can write one twice.
+    raw_distinct: int
     valid: int
     dlq: int
     acknowledged: int | None
@@ -84,8 +86,9 @@ class Accounting:
 
     @property
     def broker_lost_acknowledged(self) -> int | None:
-        """Acknowledged messages the raw topic does not hold (None: acks unknown)."""
-        return None if self.acknowledged is None else self.acknowledged - self.raw
+        """Acknowledged ticks the raw topic does not hold (None: acks unknown). Producers
+        count each tick once however often they send it, so this compares distinct ticks."""
+        return None if self.acknowledged is None else self.acknowledged - self.raw_distinct
 
     @property
     def ok(self) -> bool:
@@ -97,10 +100,10 @@ class Accounting:
             acked = f"{self.acknowledged:,}"
         by_acks = self.broker_lost_acknowledged
         out = [
-            f"raw {self.raw:,} = valid {self.valid:,} + dlq {self.dlq:,} expected; "
-            f"producer acknowledged {acked}",
+            f"raw {self.raw:,} ({self.raw_distinct:,} distinct) = valid {self.valid:,} + "
+            f"dlq {self.dlq:,} expected; producer acknowledged {acked}",
             "broker lost: "
-            + (f"{by_acks:,} acknowledged raw (acked - held), " if by_acks is not None else "")
+            + (f"{by_acks:,} acknowledged ticks not in raw, " if by_acks is not None else "")
             + f"{self.broker_lost_raw:,} raw seen then gone "
             f"({self.raw_lost_after_processing:,} of them already processed), "
             f"{len(self.broker_lost_out):,} outputs seen then gone",
@@ -128,6 +131,7 @@ def account(ledger: Ledger) -> Accounting:
     only_out = [i for i in outputs if i not in raw]
     return Accounting(
         raw=sum(raw.values()),
+        raw_distinct=len(raw),
         valid=sum(valid.values()),
         dlq=sum(dlq.values()),
         acknowledged=ledger.acknowledged,

@@ -71,6 +71,13 @@ def test_what_the_broker_lost_from_raw_is_counted_apart() -> None:
     assert got.raw_lost_after_processing == 1  # the checker had passed it on before
 
 
+def test_a_resent_copy_does_not_hide_a_lost_tick() -> None:
+    raw = Counter(TICKS[:9]) + Counter([TICKS[0]])  # one lost, another written twice
+    got = account(ledger(raw=raw, dlq=Counter(TICKS[8:]) + Counter([TICKS[0]])))
+    assert got.ok
+    assert got.broker_lost_acknowledged == 1
+
+
 def test_unknown_acks_are_said_so() -> None:
     got = account(ledger(acknowledged=None))
     assert got.broker_lost_acknowledged is None
