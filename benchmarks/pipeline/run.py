@@ -358,6 +358,26 @@ class Pipeline:
         """Drain (producer done, every stage at lag 0), then stop and verify."""
         return self.verify(faults, self.drain(drain_timeout_s))
 
+    def settle(self, within_s: float = 5.0, timeout_s: float = 120.0) -> float:
+        """Wait until every stage is within ``within_s`` seconds of input of the end (the
+        features job's first micro-batches are slow while its JVM warms up), so a fault's
+        recovery is not measured against a warm-up; returns the seconds waited."""
+        started = time.monotonic()
+        names = ["checker", *self._checkpoints()]
+        limit = self.cfg.rate * within_s
+        while time.monotonic() - started < timeout_s:
+            sample = self.lag_now()
+            if (
+                sample
+                and sample.t > started
+                and all((lag := sample.lag(n)) is not None and lag <= limit for n in names)
+            ):
+                return time.monotonic() - started
+            time.sleep(self.cfg.sample_every_s)
+        last = self.lag_now()
+        lags = {n: last.lag(n) if last else None for n in names}
+        raise RuntimeError(f"stages not within {within_s:g}s of input after {timeout_s:g}s: {lags}")
+
     def recovery(self, fault: Fault) -> dict[str, float | None]:
         """Per stage, seconds from the fault clearing until the stage had worked off the
         backlog it faced (for the features job: the one the checker passed on once it had

@@ -20,9 +20,10 @@ from tests.integration.faults.verdict import assert_healed
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_broker_restart_mid_stream(folder: Path, sig: signal.Signals) -> None:
-    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=60)) as p:
+    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=75)) as p:
         p.start()
-        time.sleep(15)
+        p.settle()  # past the features job's slow first micro-batches
+        time.sleep(5)
         fault = p.outage("kafka", 10, sig)
         report = p.finish([fault])
     assert_healed(report)

@@ -19,9 +19,10 @@ from tests.integration.faults.verdict import assert_healed
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("stage", ["producer", "checker", "features"])
 def test_kill_9_of_a_stage(folder: Path, stage: str) -> None:
-    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=60)) as p:
+    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=75)) as p:
         p.start()
-        time.sleep(15)
+        p.settle()  # past the features job's slow first micro-batches
+        time.sleep(5)
         fault = p.kill_stage(stage)
         report = p.finish([fault])
     assert_healed(report, crashed=stage)

@@ -16,9 +16,10 @@ from tests.integration.faults.verdict import assert_healed
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("service", ["postgres", "s3"])
 def test_sink_outage_of_20s(folder: Path, service: str) -> None:
-    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=60)) as p:
+    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=75)) as p:
         p.start()
-        time.sleep(15)
+        p.settle()  # past the features job's slow first micro-batches
+        time.sleep(5)
         fault = p.outage(service, 20)
         report = p.finish([fault])
     assert_healed(report)
