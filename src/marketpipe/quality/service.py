@@ -43,7 +43,7 @@ from marketpipe.kafka.deadletter import (
     as_list,
     dead_letter,
 )
-from marketpipe.kafka.publisher import Failure
+from marketpipe.kafka.publisher import CLIENT_ERRORS, Failure, kafka_error
 from marketpipe.kafka.transactions import BatchAborted, TransactionalOutput, Unavailable
 from marketpipe.quality.checker import CheckCounts, Checker
 from marketpipe.quality.rules import TOO_LARGE, Thresholds
@@ -433,8 +433,10 @@ class QualityService:
             state_topic = self.kafka.topic_quality_state
             for partition, state_key, state_value in self.store.take_dirty():
                 self._produce(state_topic, state_key, state_value, None, partition)
-        except KafkaException as exc:
-            output.fail(exc)
+        except CLIENT_ERRORS as exc:
+            if (err := kafka_error(exc) or output.publisher.fatal) is None:
+                raise
+            output.fail(KafkaException(err))
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
         output.commit(self.consumer, offsets)
         self._last_commit = time.monotonic()
