@@ -269,6 +269,11 @@ class TransactionalOutput:
         else:
             log.warning("batch not committed (%s); aborting to redo it", err.str())
             self.abort()
+            if failures and self.exactly_once:
+                # A refused message leaves a hole in the idempotent sequence; librdkafka's
+                # next transaction then fails on "skipped sequence numbers". A fresh
+                # registration starts clean.
+                self._rebuild(f"{len(failures)} messages refused")
         raise BatchAborted(err.str(), failures) from exc
 
     def poll_reports(self) -> None:

@@ -190,6 +190,7 @@ class QualityService:
         self._aborts_in_row = 0
         self._last_commit = time.monotonic()
         self._in_batch = 0  # records of the batch being processed, until it commits
+        self._batch: list[Message] = []
         # Poison isolation: after a batch failed for good, its records one per transaction
         # up to these offsets; records singled out, with the broker's refusal.
         self._isolate_until: dict[TopicPartitionKey, int] = {}
@@ -363,7 +364,8 @@ class QualityService:
                         self._process(msgs)
                     self._aborts_in_row = 0
                 except BatchAborted as exc:
-                    self._aborted(exc, msgs, stop)
+                    self._aborted(exc, stop)
+                    last_input = time.monotonic()  # time spent recovering is not idleness
         finally:
             self._finish()
             self.report.elapsed_s = time.monotonic() - started
@@ -371,7 +373,7 @@ class QualityService:
             self.report.stopped_by = stop.signal_name or "stop"
         return self.report
 
-    def _aborted(self, exc: BatchAborted, msgs: list[Message], stop: StopFlag) -> None:
+    def _aborted(self, exc: BatchAborted, stop: StopFlag) -> None:
         """A batch did not commit: find a record the broker refuses for good, then rewind
         (with backoff when batches keep failing) and redo it."""
         self.report.aborted_batches += 1
@@ -380,7 +382,8 @@ class QualityService:
         if stop.is_set():
             return  # stopping: the next run redoes it from the committed offsets
         refused = exc.permanent
-        data = [m for m in msgs if m.error() is None and m.offset() is not None]
+        # The records of the transaction that failed (one, when isolating), not all consumed.
+        data = [m for m in self._batch if m.error() is None and m.offset() is not None]
         if refused and len(data) == 1:
             m = data[0]
             key = (m.topic() or "", m.partition() or 0, m.offset() or 0)
@@ -426,6 +429,7 @@ class QualityService:
         now_us = self.clock_us()
         counts = CheckCounts()
         next_offsets: dict[TopicPartitionKey, int] = {}
+        self._batch = msgs
         self._in_batch = len(msgs)
         output.begin()
         try:
