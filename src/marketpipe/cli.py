@@ -126,7 +126,8 @@ def _publish(
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpipe.ingest.producer import SyntheticProducer
+    from marketpipe.ingest.producer import ProduceSummary, SyntheticProducer
+    from marketpipe.ingest.resume import resume_points
 
     cfg = with_overrides(
         settings.producer, PRODUCE_OPTIONS, **{k: getattr(args, k) for k in PRODUCE_OPTIONS}
@@ -142,10 +143,16 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
         topic,
         f"{cfg.tps:g} tps" if cfg.tps else "full speed",
     )
-    summary = _publish(
-        settings, topic, "producer", cfg.source,
-        lambda publisher, stop: SyntheticProducer(cfg, publisher, topic).run(stop),
-    )  # fmt: skip
+
+    def produce(publisher: Publisher, stop: StopFlag) -> ProduceSummary:
+        resume = {}
+        if cfg.resume:
+            resume = resume_points(settings.kafka, topic, cfg.source, cfg.symbol_names())
+            if resume:
+                log.info("continuing %d symbols from their newest ticks in %s", len(resume), topic)
+        return SyntheticProducer(cfg, publisher, topic, resume).run(stop)
+
+    summary = _publish(settings, topic, "producer", cfg.source, produce)
     for line in summary.lines():
         print(line)
     return EXIT_OK if summary.delivery.ok else EXIT_FAILED

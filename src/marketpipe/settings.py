@@ -154,6 +154,11 @@ class ProducerSettings(_Section):
     lot_size: PositiveFloat = 1.0
     mean_trade_size: PositiveFloat = 100.0
     source: str = Field("synthetic", min_length=1)
+    resume: bool = Field(
+        True,
+        description="continue each symbol's seq and price from its newest tick in the topic "
+        "(a restarted producer otherwise repeats seq 1.., which the checker drops as duplicates)",
+    )
     batch_size: PositiveInt = 4_096
     faults: FaultSettings = Field(default_factory=FaultSettings)
 
