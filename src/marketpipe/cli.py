@@ -593,8 +593,10 @@ def stop_flag(settings: Settings) -> StopFlag:
 
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
-    """Exit 0 while the service's heartbeat is fresh: the Kubernetes liveness probe."""
-    from marketpipe.runtime import heartbeat_age
+    """Exit 0 while the service's heartbeat is fresh: the Kubernetes liveness probe. With
+    ``--ready``, also while no part of it is in trouble: the readiness probe (a stage retrying
+    through an outage is alive, and not ready)."""
+    from marketpipe.runtime import READY, heartbeat_age, read_readiness
 
     path = args.file or settings.health_file
     if not path:
@@ -607,6 +609,13 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
         limit = f"{args.max_age:g}s"
         print(f"unhealthy: last heartbeat {age:.0f}s ago (limit {limit})", file=sys.stderr)
         return EXIT_FAILED
+    if args.ready:
+        state = read_readiness(path) or READY
+        if state != READY:
+            print(f"not ready: {state}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"ready: last heartbeat {age:.1f}s ago")
+        return EXIT_OK
     print(f"healthy: last heartbeat {age:.1f}s ago")
     return EXIT_OK
 
@@ -824,6 +833,12 @@ def build_parser() -> argparse.ArgumentParser:
         "health", help="exit 0 while a service's heartbeat file is fresh (liveness probe)"
     )
     p.add_argument("--file", help="heartbeat file (default MARKETPIPE_HEALTH_FILE)")
+    p.add_argument(
+        "--ready",
+        action="store_true",
+        help="readiness probe: also exit 1 while the service is not doing useful work "
+        "(e.g. retrying through an outage); prints why",
+    )
     p.add_argument(
         "--max-age", type=float, default=60.0, metavar="S", help="oldest acceptable beat"
     )
