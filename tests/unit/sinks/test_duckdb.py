@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import duckdb
 import pytest
 
 from marketpipe.sinks.duckdb import DuckDBSink
+from marketpipe.sinks.errors import is_transient
 from marketpipe.sinks.tables import BARS, INDICATORS, SchemaMismatch
 from tests.featurerows import T0, bar, check_rows_ending_and_progress
 
@@ -47,8 +50,10 @@ def test_a_file_from_an_older_schema_is_refused_with_the_way_out(tmp_path: Path)
         "CREATE TABLE bars (symbol text, interval_seconds integer, window_start timestamptz)"
     )
     con.close()
+    sink = DuckDBSink(path)  # opened at first use
     with pytest.raises(SchemaMismatch, match=r"table bars lacks columns \['window_end'.*move it"):
-        DuckDBSink(path)
+        sink.progress_before("cp", 1)
+    assert not is_transient(SchemaMismatch("x"))
 
 
 def test_rows_by_window_end_and_export_progress_read_back(tmp_path: Path) -> None:
@@ -57,3 +62,25 @@ def test_rows_by_window_end_and_export_progress_read_back(tmp_path: Path) -> Non
         check_rows_ending_and_progress(sink)
     finally:
         sink.close()
+
+
+def test_a_lock_held_by_another_process_is_transient_and_waits_for_nobody(tmp_path: Path) -> None:
+    """The sink opens its file at first use: a lock another process holds fails that call (a
+    transient error, which the job retries) and the next call after the release succeeds."""
+    path = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+         "print('held', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    sink = DuckDBSink(path)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(duckdb.IOException) as locked:
+            sink.upsert(BARS, [bar("AAPL", 0, 100.0)])
+        assert is_transient(locked.value)
+    finally:
+        holder.communicate("")  # released
+    assert sink.upsert(BARS, [bar("AAPL", 0, 100.0)]) == 1
+    sink.close()
