@@ -253,22 +253,27 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpipe.features.job import FeatureJob, spark_session
+    from marketpipe.features.job import FeatureJob, quiet_query_errors, spark_session
     from marketpipe.kafka import require_topic, wait_for_broker
-    from marketpipe.runtime import stop_on_signals
+    from marketpipe.runtime import Readiness, stop_on_signals
     from marketpipe.sinks.hub import FeatureSinks
 
     wait_for_broker(settings.kafka)
     require_topic(settings.kafka, settings.kafka.topic_valid)
     spark = spark_session(settings.features)
+    if settings.log_level != "DEBUG":
+        quiet_query_errors(spark)
     sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
-    job = FeatureJob(spark, settings.kafka, settings.features, sinks)
+    job = FeatureJob(spark, settings.kafka, settings.features, sinks,
+                     Readiness(settings.health_file))  # fmt: skip
     queries = job.start(available_now=args.available_now)
     log.info("features: %d streaming queries over %s", len(queries), settings.kafka.topic_valid)
     try:
         with stop_on_signals(stop_flag(settings)) as stop:
             # Until stopped, every query done (--available-now), or one failed: the others
             # would run on without it, so the job stops and exits non-zero (a pod restarts).
+            # A query retrying through a sink outage is neither: the loop (and so the
+            # heartbeat) turns on while it waits.
             while not stop.is_set() and any(q.isActive for q in queries):
                 if any(q.exception() is not None for q in queries):
                     break
@@ -280,10 +285,14 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     for line in job.metrics.lines():
         print(line)
     for q in queries:
-        error = q.exception()
-        # The exception's text ends with the query's whole plan: the first lines say it all.
-        state = "failed: " + "\n".join(str(error).splitlines()[:25]) if error else "stopped"
-        print(f"{q.name}: {state}")
+        why = job.failure(q)
+        if why is None:
+            print(f"{q.name}: stopped")
+            continue
+        # One line a person can act on; Spark's exception (with the query's whole plan) is
+        # for DEBUG.
+        print(f"marketpipe features: {why}", file=sys.stderr)
+        log.debug("query %s: %s", q.name, q.exception())
     return EXIT_FAILED if failed else EXIT_OK
 
 
