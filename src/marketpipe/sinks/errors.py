@@ -15,6 +15,7 @@ import duckdb
 import psycopg
 
 from marketpipe.retry import first_line
+from marketpipe.settings import ConfigError
 
 # SQLSTATE classes and codes that go away by themselves (PostgreSQL appendix A): connection
 # exceptions, insufficient resources (too many connections), operator intervention (admin or
@@ -55,13 +56,15 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class SinkError(Exception):
-    """A sink call failed: the message names the sink, its endpoint and the error's first line;
+    """A sink call failed: the message is the sink, its endpoint and the error's first line;
     ``transient`` says whether retrying may help. The library's exception is ``__cause__``."""
 
     def __init__(self, sink: str, endpoint: str, cause: Exception) -> None:
         self.sink, self.endpoint = sink, endpoint
         self.transient = is_transient(cause)
-        super().__init__(f"{sink} at {endpoint}: {first_line(cause)}")
+        why = first_line(cause)
+        # Our own errors (a schema from another version) name the place already.
+        super().__init__(why if isinstance(cause, ConfigError) else f"{sink} at {endpoint}: {why}")
 
 
 def transient_sink_error(exc: Exception) -> bool:

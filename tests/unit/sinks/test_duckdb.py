@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 from marketpipe.sinks.duckdb import DuckDBSink
 from marketpipe.sinks.errors import is_transient
 from marketpipe.sinks.tables import BARS, INDICATORS, SchemaMismatch
+from tests.duckdblock import duckdb_lock_held
 from tests.featurerows import T0, bar, check_rows_ending_and_progress
 
 
@@ -68,19 +67,9 @@ def test_a_lock_held_by_another_process_is_transient_and_waits_for_nobody(tmp_pa
     """The sink opens its file at first use: a lock another process holds fails that call (a
     transient error, which the job retries) and the next call after the release succeeds."""
     path = tmp_path / "locked.duckdb"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
-         "print('held', flush=True); sys.stdin.read()", str(path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
     sink = DuckDBSink(path)
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "held\n"
-        with pytest.raises(duckdb.IOException) as locked:
-            sink.upsert(BARS, [bar("AAPL", 0, 100.0)])
-        assert is_transient(locked.value)
-    finally:
-        holder.communicate("")  # released
+    with duckdb_lock_held(path), pytest.raises(duckdb.IOException) as locked:
+        sink.upsert(BARS, [bar("AAPL", 0, 100.0)])
+    assert is_transient(locked.value)
     assert sink.upsert(BARS, [bar("AAPL", 0, 100.0)]) == 1
     sink.close()
