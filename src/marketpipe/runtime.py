@@ -89,6 +89,7 @@ class Readiness:
         self.path = None if path is None else os.fspath(path)
         self._troubles: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._write()  # a restarted process must not inherit what its predecessor wrote
 
     @property
     def state(self) -> str:

@@ -109,10 +109,11 @@ def test_readiness_is_written_to_the_heartbeat_file_which_the_heartbeat_keeps(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "alive"
-    heartbeat, readiness = Heartbeat(path, every_s=0), Readiness(path)
+    heartbeat = Heartbeat(path, every_s=0)
     assert read_readiness(path) is None
     heartbeat.beat()
     assert read_readiness(path) == "ok"  # a plain heartbeat file: nothing wrong reported
+    readiness = Readiness(path)
     readiness.not_ready("query features", "retrying: postgres at h:1/db: connection refused")
     readiness.not_ready("query archive", "retrying: parquet at s3://b/x: NETWORK_CONNECTION")
     heartbeat.beat()  # touches, keeps the state
@@ -128,6 +129,14 @@ def test_readiness_is_written_to_the_heartbeat_file_which_the_heartbeat_keeps(
     readiness.ready("never in trouble")
     assert read_readiness(path) == readiness.state == "ok"
     assert [p.name for p in tmp_path.iterdir()] == ["alive"]  # no temporary left behind
+
+
+def test_a_new_readiness_clears_what_a_previous_process_left(tmp_path: Path) -> None:
+    path = tmp_path / "alive"
+    Readiness(path).not_ready("query features", "gave up after 300 s of retrying")
+    assert read_readiness(path) == "query features: gave up after 300 s of retrying"
+    Readiness(path)  # the restarted process
+    assert read_readiness(path) == "ok"
 
 
 def test_health_ready_fails_while_not_ready_and_says_why(
