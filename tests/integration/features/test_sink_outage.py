@@ -173,49 +173,36 @@ def retries(caplog: pytest.LogCaptureFixture, sink: str) -> list[str]:
 
 
 @pytest.mark.faults  # about a minute each, more on a busy machine
-def test_postgres_down_20_s_mid_stream_is_waited_out(
+@pytest.mark.parametrize(
+    ("service", "sink", "writers"),
+    [("postgres", "postgres", {"query features"}),
+     ("s3", "parquet", {"query features", "query archive"})],  # both write to cold storage
+)  # fmt: skip
+def test_a_sink_down_20_s_mid_stream_is_waited_out(
     spark: SparkSession,
     outage: tuple[LocalStack, Settings],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    service: str,
+    sink: str,
+    writers: set[str],
 ) -> None:
     stack, services = outage
     first, last = produce_history(services, TICKS, tps=20.0, seed=31)
-    s = on_postgres(services, tmp_path, "pg-down")
+    cold = tmp_path / "archive"
+    root = f"s3://{services.s3.bucket}/cold-{uuid.uuid4().hex[:8]}" if service == "s3" else None
+    s = on_postgres(services, tmp_path, f"{service}-down", archive_root=root or str(cold))
     with caplog.at_level(logging.INFO, logger="marketpipe.retry"):
-        states, behind_s = run_through_outage(spark, s, stack, "postgres")
-    where = f"postgres at {s.postgres.host}:{s.postgres.port}/{s.postgres.database}"
-    assert any(st.startswith(f"query features: retrying: {where}") for st in states), states
-    tried = retries(caplog, "postgres")
+        states, behind_s = run_through_outage(spark, s, stack, service)
+    assert any(f"retrying: {sink} at " in st for st in states), states
+    tried = retries(caplog, sink)
     assert len(tried) >= 3, tried
-    print(f"PostgreSQL down {OUTAGE_S:.0f} s: {len(tried)} retries, caught up {behind_s:.1f} s "
+    assert {m.split(": ")[0] for m in tried} == writers
+    print(f"{service} down {OUTAGE_S:.0f} s: {len(tried)} retries, caught up {behind_s:.1f} s "
           "after the restart")  # fmt: skip
     assert behind_s < 30
-    assert_nothing_lost_or_doubled(s, first, last, tmp_path / "archive")
-
-
-@pytest.mark.faults  # about a minute each, more on a busy machine
-def test_s3_down_20_s_mid_stream_is_waited_out(
-    spark: SparkSession,
-    outage: tuple[LocalStack, Settings],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    stack, services = outage
-    first, last = produce_history(services, TICKS, tps=20.0, seed=32)
-    root = f"s3://{services.s3.bucket}/cold-{uuid.uuid4().hex[:8]}"
-    s = on_postgres(services, tmp_path, "s3-down", archive_root=root)
-    with caplog.at_level(logging.INFO, logger="marketpipe.retry"):
-        states, behind_s = run_through_outage(spark, s, stack, "s3")
-    assert any("retrying: parquet at s3://" in st for st in states), states
-    tried = retries(caplog, "parquet")
-    assert len(tried) >= 3, tried
-    assert any(m.startswith("query archive: ") for m in tried)  # both queries write to S3
-    print(f"S3 down {OUTAGE_S:.0f} s: {len(tried)} retries, caught up {behind_s:.1f} s after "
-          "the restart")  # fmt: skip
-    assert behind_s < 30
-    cold = tmp_path / "cold"
-    download_prefix(s3_client(s.s3), root, cold)
+    if root:
+        download_prefix(s3_client(s.s3), root, cold)
     assert_nothing_lost_or_doubled(s, first, last, cold)
 
 
