@@ -9,6 +9,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+# Moved to marketpipe.retry (every stage's retry loop uses it); still importable from here.
+from marketpipe.retry import Backoff
+
+__all__ = ["Backoff", "RateLimiter", "retry_after_seconds"]
+
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent
