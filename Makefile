@@ -66,6 +66,10 @@ chart-check: install tools ## Only the packaging checks: chart, images, workflow
 test-unit: install ## Only the unit tests (no services needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: faults
+faults: install ## Long fault tests: services stopped mid-stream (make test skips them)
+	$(PY) -m pytest -m faults $(PYTEST_ARGS)
+
 .PHONY: fuzz
 fuzz: install ## Property tests with fresh random examples (make test draws the same ones every run)
 	HYPOTHESIS_PROFILE=explore $(PY) -m pytest tests/unit $(PYTEST_ARGS)

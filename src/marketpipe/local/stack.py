@@ -195,6 +195,18 @@ class LocalStack:
             messages.append(f"removed {self.data_dir}")
         return messages
 
+    def stop_service(self, name: str) -> bool:
+        """Stop one service and keep its state, so that ``up`` starts it again on the same
+        ports (clients keep its address): how fault tests take a server away. Returns whether
+        it was running."""
+        with self._locked():
+            state = self._load_state()
+            for svc in self._services():
+                if svc.name == name and svc.running(state.get(name)):
+                    svc.stop(state[name])
+                    return True
+        return False
+
     def endpoint_env(self) -> dict[str, str]:
         """The settings variables of the running services (what endpoints.env holds)."""
         state = self._load_state()
