@@ -51,10 +51,6 @@ demo: install ## Run the pipeline locally on embedded defaults and print what it
 test: install tools lint typecheck ## Lint, typecheck, run every test (unit, integration, packaging)
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
-.PHONY: faults
-faults: install ## Fault tests on stacks of their own: broker/PostgreSQL/S3 down, kill -9 per stage, oversized
-	$(PY) -m pytest -m "faults or not faults" tests/integration/faults $(PYTEST_ARGS)
-
 .PHONY: soak
 soak: install ## Every stage at SOAK_RATE (2000) ticks/s for SOAK_MINUTES (30); JSON + PNG in bench/results
 	$(PY) -m benchmarks.soak
@@ -73,6 +69,10 @@ chart-check: install tools ## Only the packaging checks: chart, images, workflow
 .PHONY: test-unit
 test-unit: install ## Only the unit tests (no services needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: faults
+faults: install ## Long fault tests: broker/PostgreSQL/S3 down, kill -9 per stage (make test skips them)
+	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
 .PHONY: fuzz
 fuzz: install ## Property tests with fresh random examples (make test draws the same ones every run)

@@ -126,7 +126,8 @@ def _publish(
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpipe.ingest.producer import SyntheticProducer
+    from marketpipe.ingest.producer import ProduceSummary, SyntheticProducer
+    from marketpipe.ingest.resume import resume_points
 
     cfg = with_overrides(
         settings.producer, PRODUCE_OPTIONS, **{k: getattr(args, k) for k in PRODUCE_OPTIONS}
@@ -142,10 +143,16 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
         topic,
         f"{cfg.tps:g} tps" if cfg.tps else "full speed",
     )
-    summary = _publish(
-        settings, topic, "producer", cfg.source,
-        lambda publisher, stop: SyntheticProducer(cfg, publisher, topic).run(stop),
-    )  # fmt: skip
+
+    def produce(publisher: Publisher, stop: StopFlag) -> ProduceSummary:
+        resume = {}
+        if cfg.resume:
+            resume = resume_points(settings.kafka, topic, cfg.source, cfg.symbol_names())
+            if resume:
+                log.info("continuing %d symbols from their newest ticks in %s", len(resume), topic)
+        return SyntheticProducer(cfg, publisher, topic, resume).run(stop)
+
+    summary = _publish(settings, topic, "producer", cfg.source, produce)
     for line in summary.lines():
         print(line)
     return EXIT_OK if summary.delivery.ok else EXIT_FAILED
@@ -268,22 +275,27 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpipe.features.job import FeatureJob, spark_session
+    from marketpipe.features.job import FeatureJob, quiet_query_errors, spark_session
     from marketpipe.kafka import require_topic, wait_for_broker
-    from marketpipe.runtime import stop_on_signals
+    from marketpipe.runtime import Readiness, stop_on_signals
     from marketpipe.sinks.hub import FeatureSinks
 
     wait_for_broker(settings.kafka)
     require_topic(settings.kafka, settings.kafka.topic_valid)
     spark = spark_session(settings.features)
+    if settings.log_level != "DEBUG":
+        quiet_query_errors(spark)
     sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
-    job = FeatureJob(spark, settings.kafka, settings.features, sinks)
+    job = FeatureJob(spark, settings.kafka, settings.features, sinks,
+                     Readiness(settings.health_file))  # fmt: skip
     queries = job.start(available_now=args.available_now)
     log.info("features: %d streaming queries over %s", len(queries), settings.kafka.topic_valid)
     try:
         with stop_on_signals(stop_flag(settings)) as stop:
             # Until stopped, every query done (--available-now), or one failed: the others
             # would run on without it, so the job stops and exits non-zero (a pod restarts).
+            # A query retrying through a sink outage is neither: the loop (and so the
+            # heartbeat) turns on while it waits.
             while not stop.is_set() and any(q.isActive for q in queries):
                 if any(q.exception() is not None for q in queries):
                     break
@@ -295,10 +307,14 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     for line in job.metrics.lines():
         print(line)
     for q in queries:
-        error = q.exception()
-        # The exception's text ends with the query's whole plan: the first lines say it all.
-        state = "failed: " + "\n".join(str(error).splitlines()[:25]) if error else "stopped"
-        print(f"{q.name}: {state}")
+        why = job.failure(q)
+        if why is None:
+            print(f"{q.name}: stopped")
+            continue
+        # One line a person can act on; Spark's exception (with the query's whole plan) is
+        # for DEBUG.
+        print(f"marketpipe features: {why}", file=sys.stderr)
+        log.debug("query %s: %s", q.name, q.exception())
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -608,8 +624,10 @@ def stop_flag(settings: Settings) -> StopFlag:
 
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
-    """Exit 0 while the service's heartbeat is fresh: the Kubernetes liveness probe."""
-    from marketpipe.runtime import heartbeat_age
+    """Exit 0 while the service's heartbeat is fresh: the Kubernetes liveness probe. With
+    ``--ready``, also while no part of it is in trouble: the readiness probe (a stage retrying
+    through an outage is alive, and not ready)."""
+    from marketpipe.runtime import READY, heartbeat_age, read_readiness
 
     path = args.file or settings.health_file
     if not path:
@@ -622,6 +640,13 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
         limit = f"{args.max_age:g}s"
         print(f"unhealthy: last heartbeat {age:.0f}s ago (limit {limit})", file=sys.stderr)
         return EXIT_FAILED
+    if args.ready:
+        state = read_readiness(path) or READY
+        if state != READY:
+            print(f"not ready: {state}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"ready: last heartbeat {age:.1f}s ago")
+        return EXIT_OK
     print(f"healthy: last heartbeat {age:.1f}s ago")
     return EXIT_OK
 
@@ -839,6 +864,12 @@ def build_parser() -> argparse.ArgumentParser:
         "health", help="exit 0 while a service's heartbeat file is fresh (liveness probe)"
     )
     p.add_argument("--file", help="heartbeat file (default MARKETPIPE_HEALTH_FILE)")
+    p.add_argument(
+        "--ready",
+        action="store_true",
+        help="readiness probe: also exit 1 while the service is not doing useful work "
+        "(e.g. retrying through an outage); prints why",
+    )
     p.add_argument(
         "--max-age", type=float, default=60.0, metavar="S", help="oldest acceptable beat"
     )

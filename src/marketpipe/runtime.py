@@ -72,6 +72,69 @@ def heartbeat_age(path: str | os.PathLike[str]) -> float | None:
         return None
 
 
+READY = "ok"
+
+
+class Readiness:
+    """Whether a stage is doing useful work now (the readiness probe), apart from whether it is
+    alive (the heartbeat): a stage waiting out an outage is alive and not ready.
+
+    Parts of a stage (a streaming query, a consumer loop) report trouble under their own name;
+    the stage is ready while none does. With a ``path`` (the heartbeat file), every change of
+    ``state`` is written there whole, so ``marketpipe health --ready`` can read it; the
+    heartbeat only touches the file, which keeps what it holds.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self._troubles: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._write()  # a restarted process must not inherit what its predecessor wrote
+
+    @property
+    def state(self) -> str:
+        """``ok``, or ``who: why`` for each part in trouble, joined by ``; ``."""
+        with self._lock:
+            return self._describe()
+
+    def not_ready(self, who: str, why: str) -> None:
+        """``who`` is not doing useful work, because ``why`` (e.g. ``retrying: <error>``)."""
+        with self._lock:
+            if self._troubles.get(who) != why:
+                self._troubles[who] = why
+                self._write()
+
+    def ready(self, who: str) -> None:
+        """``who`` works again (a no-op when it was not in trouble)."""
+        with self._lock:
+            if self._troubles.pop(who, None) is not None:
+                self._write()
+
+    def _describe(self) -> str:
+        return "; ".join(f"{w}: {y}" for w, y in self._troubles.items()) or READY
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        tmp = f"{self.path}.tmp"
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(self._describe() + "\n")
+            os.replace(tmp, self.path)
+        except OSError as exc:  # like the heartbeat: a full disk must not stop the service
+            log.warning("readiness %s not written: %s", self.path, exc)
+
+
+def read_readiness(path: str | os.PathLike[str]) -> str | None:
+    """The state a ``Readiness`` wrote at ``path`` (``ok`` for a heartbeat file it never
+    wrote), or None if there is no file."""
+    try:
+        with open(path) as fh:
+            return fh.readline().strip() or READY
+    except FileNotFoundError:
+        return None
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM so loops can finish their batch, flush and exit cleanly."""
 

@@ -154,6 +154,11 @@ class ProducerSettings(_Section):
     lot_size: PositiveFloat = 1.0
     mean_trade_size: PositiveFloat = 100.0
     source: str = Field("synthetic", min_length=1)
+    resume: bool = Field(
+        True,
+        description="continue each symbol's seq and price from its newest tick in the topic "
+        "(a restarted producer otherwise repeats seq 1.., which the checker drops as duplicates)",
+    )
     batch_size: PositiveInt = 4_096
     faults: FaultSettings = Field(default_factory=FaultSettings)
 
@@ -434,6 +439,15 @@ class FeaturesSettings(_Section):
     read_from: Literal["topic", "archive"] = "topic"
     # Indicators (SMA, EMA, RSI, MACD) run on closed bars of this length.
     indicator_interval_s: PositiveInt = 60
+    # A sink outage (PostgreSQL down or restarting, S3 unreachable, the DuckDB file locked by
+    # another process) does not fail the job: the micro-batch's writes (idempotent) are redone
+    # after exponential backoff with full jitter, from sink_retry_initial_s up to
+    # sink_retry_max_s between attempts, one log line each. After sink_retry_give_up_s of
+    # failing, the job exits 1 with one line saying which sink failed and why (a restart resumes
+    # from the checkpoint). Permanent errors (SQL, missing tables, credentials) fail at once.
+    sink_retry_give_up_s: PositiveFloat = 300.0
+    sink_retry_initial_s: PositiveFloat = 0.5
+    sink_retry_max_s: PositiveFloat = 10.0
     # Extra Spark properties applied last, as a JSON object, e.g. the driver pod's name in the
     # Helm chart: {"spark.kubernetes.driver.pod.name": "..."}. Static cluster properties belong
     # in spark-defaults.conf ($SPARK_CONF_DIR), which the chart mounts.

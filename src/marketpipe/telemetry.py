@@ -41,6 +41,16 @@ def setup_logging(level: str = "INFO") -> None:
     )
     # py4j logs every callback from the JVM (each foreachBatch call) at INFO.
     logging.getLogger("py4j").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    if level != "DEBUG":
+        logging.getLogger("py4j.clientserver").addFilter(_no_callback_tracebacks)
+
+
+def _no_callback_tracebacks(record: logging.LogRecord) -> bool:
+    """py4j logs the traceback of every exception a foreachBatch function raises; the features
+    job reports a failed query in one line itself (and the traceback at DEBUG)."""
+    return not record.getMessage().startswith(
+        "There was an exception while executing the Python Proxy"
+    )
 
 
 def setup_telemetry(cfg: OtelSettings, service: str) -> Telemetry:

@@ -7,6 +7,7 @@ images through testcontainers instead. If neither works the session errors: neve
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -19,7 +20,7 @@ import pytest
 from marketpipe.kafka import ensure_topics, pipeline_topics
 from marketpipe.local.containers import ContainerStack, docker_available
 from marketpipe.local.stack import LocalStack
-from marketpipe.settings import LocalSettings, Settings, settings_with_env
+from marketpipe.settings import LocalSettings, PostgresSettings, Settings, settings_with_env
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,29 +36,38 @@ def make_stack_dir() -> Path:
     return path
 
 
+@contextlib.contextmanager
+def running_stack(names: list[str] | None = None) -> Iterator[tuple[LocalStack, Settings]]:
+    """A local stack of its own (every service, or ``names``) in a fresh folder, and settings
+    pointing at it; stopped and removed afterwards."""
+    data_dir = make_stack_dir()
+    base = Settings(_env_file=None)  # type: ignore[call-arg]
+    base = base.model_copy(update={"local": LocalSettings(data_dir=data_dir)})
+    stack = LocalStack(base, names)
+    try:
+        stack.up()  # raises with the service's log tail if anything fails to start
+        yield stack, settings_with_env(base, stack.endpoint_env())
+    finally:
+        stack.down()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def services(request: pytest.FixtureRequest) -> Iterator[Settings]:
     """Settings pointing at real, running services."""
     mode = request.config.getoption("--stack")
     if mode == "auto":
         mode = "docker" if docker_available() else "local"
-    base = Settings(_env_file=None)  # type: ignore[call-arg]
     if mode == "docker":
+        base = Settings(_env_file=None)  # type: ignore[call-arg]
         containers = ContainerStack(base)
         try:
             yield settings_with_env(base, containers.up())
         finally:
             containers.down()
         return
-    data_dir = make_stack_dir()
-    base = base.model_copy(update={"local": LocalSettings(data_dir=data_dir)})
-    stack = LocalStack(base)
-    try:
-        stack.up()  # raises with the service's log tail if anything fails to start
-        yield settings_with_env(base, stack.endpoint_env())
-    finally:
-        stack.down()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with running_stack() as (_, settings):
+        yield settings
 
 
 @pytest.fixture
@@ -77,15 +87,22 @@ def settings(services: Settings) -> Settings:
     return services.model_copy(update={"kafka": kafka})
 
 
+@contextlib.contextmanager
+def fresh_database(pg: PostgresSettings) -> Iterator[PostgresSettings]:
+    """A database of its own on ``pg``'s server, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin = pg.conninfo("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield pg.model_copy(update={"database": name})
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def database(services: Settings) -> Iterator[Settings]:
     """A database of its own per test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    admin = services.postgres.conninfo("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield services.model_copy(
-        update={"postgres": services.postgres.model_copy(update={"database": name})}
-    )
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with fresh_database(services.postgres) as pg:
+        yield services.model_copy(update={"postgres": pg})

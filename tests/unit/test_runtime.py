@@ -10,8 +10,10 @@ import pytest
 from marketpipe.runtime import (
     DependencyUnavailable,
     Heartbeat,
+    Readiness,
     StopFlag,
     heartbeat_age,
+    read_readiness,
     stop_on_signals,
     wait_for,
 )
@@ -101,3 +103,58 @@ def test_health_command_without_a_file_is_a_config_error(
     monkeypatch.delenv("MARKETPIPE_HEALTH_FILE", raising=False)
     assert main(["health"]) == 2
     assert "MARKETPIPE_HEALTH_FILE" in capsys.readouterr().err
+
+
+def test_readiness_is_written_to_the_heartbeat_file_which_the_heartbeat_keeps(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "alive"
+    heartbeat = Heartbeat(path, every_s=0)
+    assert read_readiness(path) is None
+    heartbeat.beat()
+    assert read_readiness(path) == "ok"  # a plain heartbeat file: nothing wrong reported
+    readiness = Readiness(path)
+    readiness.not_ready("query features", "retrying: postgres at h:1/db: connection refused")
+    readiness.not_ready("query archive", "retrying: parquet at s3://b/x: NETWORK_CONNECTION")
+    heartbeat.beat()  # touches, keeps the state
+    assert read_readiness(path) == (
+        "query features: retrying: postgres at h:1/db: connection refused; "
+        "query archive: retrying: parquet at s3://b/x: NETWORK_CONNECTION"
+    )
+    readiness.ready("query features")
+    assert read_readiness(path) == (
+        "query archive: retrying: parquet at s3://b/x: NETWORK_CONNECTION"
+    )
+    readiness.ready("query archive")
+    readiness.ready("never in trouble")
+    assert read_readiness(path) == readiness.state == "ok"
+    assert [p.name for p in tmp_path.iterdir()] == ["alive"]  # no temporary left behind
+
+
+def test_a_new_readiness_clears_what_a_previous_process_left(tmp_path: Path) -> None:
+    path = tmp_path / "alive"
+    Readiness(path).not_ready("query features", "gave up after 300 s of retrying")
+    assert read_readiness(path) == "query features: gave up after 300 s of retrying"
+    Readiness(path)  # the restarted process
+    assert read_readiness(path) == "ok"
+
+
+def test_health_ready_fails_while_not_ready_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from marketpipe.cli import main
+
+    path = tmp_path / "alive"
+    readiness = Readiness(path)
+    Heartbeat(path).beat()
+    assert main(["health", "--file", str(path), "--ready"]) == 0
+    assert "ready" in capsys.readouterr().out
+    readiness.not_ready("query features", "retrying: postgres at h:1/db: connection refused")
+    assert main(["health", "--file", str(path)]) == 0  # alive: liveness must not kill it
+    assert main(["health", "--file", str(path), "--ready"]) == 1
+    err = capsys.readouterr().err
+    assert err == "not ready: query features: retrying: postgres at h:1/db: connection refused\n"
+    readiness.ready("query features")
+    assert main(["health", "--file", str(path), "--ready"]) == 0
+    os.utime(path, (time.time() - 120, time.time() - 120))
+    assert main(["health", "--file", str(path), "--ready", "--max-age", "30"]) == 1  # not alive

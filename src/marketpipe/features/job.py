@@ -19,6 +19,12 @@ Two streaming queries over the same source, each with its own checkpoint under
   job's work.
 - ``archive`` writes the valid ticks to ``raw/`` in the cold store and counts late ticks.
 
+A sink outage does not fail a query: each micro-batch's writes are retried through it (see
+``FeatureJob._retrying``). That is safe because they are idempotent: upserts by key, cold files
+named by query and batch id and overwritten whole, indicator state read from before the batch,
+export progress per checkpoint and batch id; a retry redoes them all from the batch Spark
+computed once, and a restart after giving up redoes the batch from the checkpoint.
+
 Every row carries ``written_at`` (taken just before the write) and bars and window features
 carry ``last_event_time``; their difference is the end-to-end latency of the newest tick in the
 row, which the job tracks per output (``bars_<n>s``, ``window_features``, and ``..._closed`` for
@@ -34,8 +40,9 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,11 +68,17 @@ from marketpipe.features.transforms import (
     parse_ticks,
 )
 from marketpipe.features.windows import combine, span
+from marketpipe.retry import Abandoned, Backoff, GaveUp, first_line, retry
+from marketpipe.runtime import Readiness
 from marketpipe.settings import FeaturesSettings, KafkaSettings
+from marketpipe.sinks.errors import transient_sink_error
 from marketpipe.sinks.hub import FeatureSinks
 from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_BUCKETS, WINDOW_FEATURES, TableSpec
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Outputs = list[tuple[str, pa.Table]]  # (output, rows written), for JobMetrics.wrote
 
 LATENCY_SAMPLES = 100_000  # per output, the most recent
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -94,6 +107,24 @@ def spark_session(cfg: FeaturesSettings, app: str = "marketpipe-features") -> Sp
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+# The classes that log a failed query at ERROR with every stack trace (Spark 4 and 3 packages).
+_QUERY_ERROR_LOGGERS = (
+    "org.apache.spark.sql.execution.streaming.runtime.MicroBatchExecution",
+    "org.apache.spark.sql.execution.streaming.MicroBatchExecution",
+)
+
+
+def quiet_query_errors(spark: SparkSession) -> None:
+    """Keep Spark from logging a failed query's stack traces: ``marketpipe features`` reports
+    each failed query in one line (and its whole error at DEBUG, where this is not called)."""
+    jvm = spark._jvm  # log4j is reachable only through the gateway
+    if jvm is None:  # Spark Connect: the server logs
+        return
+    configurator = jvm.org.apache.logging.log4j.core.config.Configurator
+    for name in _QUERY_ERROR_LOGGERS:
+        configurator.setLevel(name, jvm.org.apache.logging.log4j.Level.FATAL)
 
 
 def kafka_reader(
@@ -323,15 +354,23 @@ def _extreme_us(column: pa.ChunkedArray, largest: bool) -> int | None:
 
 
 class FeatureJob:
-    """The streaming queries of one ``marketpipe features`` run, writing through ``sinks``."""
+    """The streaming queries of one ``marketpipe features`` run, writing through ``sinks``.
+
+    ``readiness`` hears of each query retrying through a sink outage; ``failures`` holds, per
+    query that failed, one line naming it and saying why (the full error is logged at DEBUG)."""
 
     def __init__(
         self, spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings,
-        sinks: FeatureSinks,
+        sinks: FeatureSinks, readiness: Readiness | None = None,
     ) -> None:  # fmt: skip
         self.spark, self.kafka, self.cfg, self.sinks = spark, kafka, cfg, sinks
+        self.readiness = readiness or Readiness()
         self.metrics = JobMetrics()
         self.queries: list[StreamingQuery] = []
+        self.failures: dict[str, str] = {}
+        self._abandoned: set[str] = set()  # queries whose retrying batch a stop cut short
+        self._stopping = threading.Event()
+        self._backoff = Backoff(cfg.sink_retry_initial_s, cfg.sink_retry_max_s)
 
     def start(self, available_now: bool = False) -> list[StreamingQuery]:
         """Start every query. Reading from the archive, the archive query starts first, and in
@@ -342,7 +381,8 @@ class FeatureJob:
         from_archive = self.cfg.read_from == "archive"
         if self.sinks.cold is not None:
             archive = self._start(
-                ticks.select(*TICK_FIELDS), "archive", "append", self._archive, available_now,
+                ticks.select(*TICK_FIELDS), "archive", "append",
+                self._handler("archive", self._archive), available_now,
                 every_s=self.cfg.trigger_s if from_archive else self.cfg.cold_trigger_s,
             )  # fmt: skip
             self.queries.append(archive)
@@ -352,7 +392,7 @@ class FeatureJob:
         # A checkpoint holds its source's offsets: reading the archive, the query keeps a
         # checkpoint of its own, so switching read_from never misreads the other kind.
         name = "features-from-archive" if from_archive else "features"
-        handler = self._features(name)
+        handler = self._handler("features", self._features(name))
         self.queries.append(
             self._start(plan(features_input, self.cfg), "features", "update", handler,
                         available_now, self.cfg.trigger_s, name)
@@ -379,33 +419,75 @@ class FeatureJob:
     def _checkpoint(self, name: str) -> str:
         return f"{self.cfg.checkpoint_dir}/{name}"
 
+    def _handler(
+        self, query: str, body: Callable[[DataFrame, int], None]
+    ) -> Callable[[DataFrame, int], None]:
+        """``body`` as query ``query``'s foreachBatch function, its failure kept in one line."""
+
+        def handle(batch: DataFrame, batch_id: int) -> None:
+            try:
+                body(batch, batch_id)
+            except Abandoned:
+                self._abandoned.add(query)
+                raise  # the batch is not done: Spark must not commit it
+            except Exception as exc:
+                # GaveUp's line names the query already.
+                why = (
+                    str(exc)
+                    if isinstance(exc, GaveUp)
+                    else f"query {query} failed: {first_line(exc)}"
+                )
+                self.failures.setdefault(query, why)
+                log.debug("query %s failed in batch %d", query, batch_id, exc_info=True)
+                raise
+
+        return handle
+
+    def _retrying(self, query: str, write: Callable[[], T]) -> T:
+        """``write()``, a micro-batch's (idempotent) writes, redone through sink outages with
+        backoff until ``sink_retry_give_up_s``; a permanent sink error fails at once."""
+        return retry(
+            write, transient_sink_error, self._backoff, self.cfg.sink_retry_give_up_s,
+            f"query {query}", self.readiness, self._stopping.wait,
+        )  # fmt: skip
+
     def _features(self, name: str) -> Callable[[DataFrame, int], None]:
         checkpoint = self._checkpoint(name)
 
         def write(batch: DataFrame, batch_id: int) -> None:
-            now = datetime.now(UTC)
-            rows = batch.toArrow()
-            by_table: dict[TableSpec, list[tuple[str, pa.Table]]] = {}
-            for output, table, part in split(rows):
-                by_table.setdefault(table, []).append((output, with_written_at(part, table, now)))
-            for table, parts in by_table.items():
-                self.sinks.upsert(table, as_rows(pa.concat_tables(p for _, p in parts)))
-                for output, part in parts:
-                    if table is not WINDOW_BUCKETS:
-                        self.metrics.wrote(output, part)
-            for _, touched in by_table.get(WINDOW_BUCKETS, []):
-                windows = sliding_windows(touched, self.cfg, self.sinks, now)
-                self.sinks.upsert(WINDOW_FEATURES, as_rows(windows))
-                self.metrics.wrote("window_features", windows)
-            self._close_windows(checkpoint, f"{name}-{batch_id}", batch_id, rows)
+            rows = batch.toArrow()  # computed once; a retry only redoes the writes
+            written = self._retrying(
+                "features", partial(self._write_features, rows, checkpoint, name, batch_id)
+            )
+            for output, part in written:
+                self.metrics.wrote(output, part)
 
         return write
 
+    def _write_features(self, rows: pa.Table, checkpoint: str, name: str, batch_id: int) -> Outputs:
+        """A ``features`` batch into the sinks: its bars and buckets, the sliding windows they
+        touch, and the windows it closes."""
+        now = datetime.now(UTC)
+        written: Outputs = []
+        by_table: dict[TableSpec, Outputs] = {}
+        for output, table, part in split(rows):
+            by_table.setdefault(table, []).append((output, with_written_at(part, table, now)))
+        for table, parts in by_table.items():
+            self.sinks.upsert(table, as_rows(pa.concat_tables(p for _, p in parts)))
+            if table is not WINDOW_BUCKETS:
+                written += parts
+        for _, touched in by_table.get(WINDOW_BUCKETS, []):
+            windows = sliding_windows(touched, self.cfg, self.sinks, now)
+            self.sinks.upsert(WINDOW_FEATURES, as_rows(windows))
+            written.append(("window_features", windows))
+        return written + self._close_windows(checkpoint, f"{name}-{batch_id}", batch_id, rows)
+
     def _close_windows(
         self, checkpoint: str, file_name: str, batch_id: int, rows: pa.Table
-    ) -> None:
+    ) -> Outputs:
         """Export the windows this batch closes (see ``progress``): read back from the hot
         store, to cold Parquet and into the indicators."""
+        written: Outputs = []
         before = self.sinks.progress_before(checkpoint, batch_id)
         closing, after = advance(
             None if before is None else Progress(*before),
@@ -431,15 +513,16 @@ class FeatureJob:
                 self.sinks.closed(table.name, file_name, stamped)
                 if table is BARS:
                     for output, part in bar_outputs(stamped):
-                        self.metrics.wrote(f"{output}_closed", part)
+                        written.append((f"{output}_closed", part))
                         if output == f"bars_{self.cfg.indicator_interval_s}s":
                             self._indicators(part, file_name, now)
                 else:
-                    self.metrics.wrote("window_features_closed", stamped)
+                    written.append(("window_features_closed", stamped))
         if after is not None:
             self.sinks.record_progress(
                 checkpoint, batch_id, after.max_event_us, after.exported_to_us
             )
+        return written
 
     def _indicators(self, closed_bars: pa.Table, file_name: str, now: datetime) -> None:
         """Indicators on closed bars: upserted hot, and to cold Parquet beside the bars."""
@@ -453,17 +536,26 @@ class FeatureJob:
     def _archive(self, batch: DataFrame, batch_id: int) -> None:
         ticks = batch.toArrow()
         if ticks.num_rows:
+            self._retrying("archive", partial(self.sinks.archive, str(batch_id), ticks))
             self.metrics.count_late(ticks.column("event_time"), int(self.cfg.watermark_s * 1e6))
-            self.sinks.archive(str(batch_id), ticks)
             self.metrics.wrote("archive", ticks)
 
     def await_all(self, timeout_s: int | None = None) -> None:
         for query in self.queries:
             query.awaitTermination(timeout_s)
 
+    def failure(self, query: StreamingQuery) -> str | None:
+        """One line saying why ``query`` failed, or None if it did not."""
+        error = query.exception()
+        if error is None or query.name in self._abandoned:
+            return None
+        return self.failures.get(query.name) or f"query {query.name} failed: {first_line(error)}"
+
     def stop(self) -> list[str]:
-        """Stop every query; returns the names of those that failed."""
+        """Stop every query; returns the names of those that failed. A batch retrying through
+        an outage is abandoned, not failed: Spark did not commit it, a restart redoes it."""
+        self._stopping.set()
         for query in self.queries:
             query.stop()
         self.spark.streams.removeListener(self.metrics)
-        return [q.name for q in self.queries if q.exception() is not None]
+        return [q.name for q in self.queries if self.failure(q) is not None]

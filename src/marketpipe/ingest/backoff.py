@@ -1,34 +1,18 @@
-"""Retry timing for remote APIs: exponential backoff with full jitter, Retry-After, rate caps."""
+"""Pacing for remote APIs: Retry-After and client-side rate caps (the backoff itself is
+``marketpipe.retry.Backoff``, shared by every stage)."""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+# Moved to marketpipe.retry (every stage's retry loop uses it); still importable from here.
+from marketpipe.retry import Backoff
 
-class Backoff:
-    """Delay before retry ``attempt`` (1-based): uniform in [0, min(cap, initial * 2**(attempt-1))].
-
-    Full jitter (AWS architecture blog, "Exponential Backoff And Jitter") spreads clients that
-    failed together, so they do not hammer a recovering server in lockstep.
-    """
-
-    def __init__(
-        self, initial_s: float, max_s: float, rng: Callable[[], float] = random.random
-    ) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self._rng = rng
-
-    def ceiling(self, attempt: int) -> float:
-        return float(min(self.max_s, self.initial_s * 2.0 ** max(0, attempt - 1)))
-
-    def delay(self, attempt: int) -> float:
-        return self._rng() * self.ceiling(attempt)
+__all__ = ["Backoff", "RateLimiter", "retry_after_seconds"]
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

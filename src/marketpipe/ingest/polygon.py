@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from marketpipe.ingest.backoff import Backoff, RateLimiter, retry_after_seconds
+from marketpipe.ingest.backoff import RateLimiter, retry_after_seconds
+from marketpipe.retry import Backoff
 from marketpipe.settings import LiveSettings
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,12 @@ import numpy as np
 from marketpipe.contracts import TickColumns
 from marketpipe.ingest.faults import corrupt_columns, interleave
 from marketpipe.ingest.pacing import Pacer
-from marketpipe.ingest.synthetic import SyntheticMarket, TickBatch, specs_from_settings
+from marketpipe.ingest.synthetic import (
+    ResumePoint,
+    SyntheticMarket,
+    TickBatch,
+    specs_from_settings,
+)
 from marketpipe.kafka import DeliveryReport, Publisher
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import ProducerSettings
@@ -57,7 +62,13 @@ class ProduceSummary:
 class SyntheticProducer:
     """Runs until ``count`` ticks, ``duration_s`` seconds or a stop signal, whichever is first."""
 
-    def __init__(self, cfg: ProducerSettings, publisher: Publisher, topic: str) -> None:
+    def __init__(
+        self,
+        cfg: ProducerSettings,
+        publisher: Publisher,
+        topic: str,
+        resume_from: dict[str, ResumePoint] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.publisher = publisher
         self.topic = topic
@@ -71,6 +82,7 @@ class SyntheticProducer:
             cfg.tps, cfg.jitter_ms, cfg.batch_size, rng=np.random.default_rng(jitter_seed)
         )
         self._keys = [name.encode() for name in self.market.names]
+        self.resumed = self.market.resume(resume_from or {})
 
     def encode(self, batch: TickBatch) -> tuple[list[bytes], list[bytes], list[str], list[int]]:
         """Corrupt, encode and interleave one batch into (keys, values, labels, timestamps_ms)."""

@@ -83,6 +83,15 @@ class TickBatch:
         return len(self.event_time)
 
 
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where a symbol's series stood in the topic: its newest seq, with that tick's price."""
+
+    seq: int
+    price: float
+    event_time: int
+
+
 class SyntheticMarket:
     """Deterministic for a given seed and sequence of event times."""
 
@@ -107,6 +116,21 @@ class SyntheticMarket:
     @property
     def last_seq(self) -> dict[str, int]:
         return dict(zip(self.names, self._last_seq.tolist(), strict=True))
+
+    def resume(self, last: dict[str, ResumePoint]) -> int:
+        """Continue symbols from their last published tick (seq, price, event time), so a
+        restarted producer neither repeats sequence numbers nor jumps in price. Returns how
+        many symbols resumed."""
+        resumed = 0
+        for i, name in enumerate(self.names):
+            point = last.get(name)
+            if point is None:
+                continue
+            self._last_seq[i] = point.seq
+            self._log_mid[i] = np.log(point.price)
+            self._last_time[i] = point.event_time
+            resumed += 1
+        return resumed
 
     def generate(self, event_time_us: IntArray, symbol_index: IntArray | None = None) -> TickBatch:
         """Next ticks at the given event times (ascending); symbols drawn uniformly if not given."""

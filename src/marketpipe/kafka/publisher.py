@@ -70,6 +70,22 @@ FENCED = frozenset(
 ProducerFactory = Callable[[dict[str, Any]], Producer]
 
 
+#: What a client call can raise for a Kafka error (see ``kafka_error``).
+CLIENT_ERRORS = (KafkaException, SystemError)
+
+
+def kafka_error(exc: BaseException | None) -> KafkaError | None:
+    """The KafkaError behind an exception out of a client call. confluent-kafka can raise a
+    fatal error from poll/flush and run a delivery callback with it still pending; it then
+    comes out as a SystemError caused by the KafkaException."""
+    while exc is not None:
+        if isinstance(exc, KafkaException):
+            error: KafkaError = exc.args[0]
+            return error
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def is_permanent(err: KafkaError) -> bool:
     return err.code() in PERMANENT
 
@@ -217,6 +233,11 @@ class Publisher:
         return self._factory(conf)
 
     @property
+    def fatal(self) -> KafkaError | None:
+        """The fatal error this client met, until it is rebuilt."""
+        return self._fatal
+
+    @property
     def fatal_error(self) -> str | None:
         return self._fatal.str() if self._fatal is not None else None
 
@@ -232,12 +253,16 @@ class Publisher:
             log.debug("purge after a fatal error: %s", exc)
         deadline = time.monotonic() + DRAIN_S
         while len(old) and time.monotonic() < deadline:
-            with contextlib.suppress(KafkaException):  # the fatal error again; reports follow
+            with contextlib.suppress(*CLIENT_ERRORS):  # the fatal error again; reports follow
                 old.poll(0.1)
         lost = len(old)
         self._fatal = None
         self.producer = self._build()
         handed_back, self.failures = self.failures, []
+        # Reports of purged messages still in the queue come at once, those of requests in
+        # flight (older: sent first) when their request ends: put the older ones first again,
+        # or every key's messages would be written out of order.
+        handed_back.sort(key=lambda f: f.error.code() == KafkaError._PURGE_QUEUE)
         log.warning(
             "producer rebuilt (%s; rebuild %d): %d messages were queued, %d came back to send "
             "again%s",
@@ -249,10 +274,31 @@ class Publisher:
             self.report.errors["_LOST_IN_REBUILD"] += lost
         return handed_back
 
+    def abandon(self, why: str) -> None:
+        """Replace a client that hangs in a call, without touching it again (another thread
+        is inside it). Its queue is not handed back: the caller redoes its batch."""
+        self.report.rebuilds += 1
+        self._fatal = None
+        self.failures = []
+        self.producer = self._build()
+        log.warning("producer abandoned and rebuilt (%s; rebuild %d)", why, self.report.rebuilds)
+
     # -- callbacks (run inside poll/flush on this thread) ------------------------------------
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:  # not sent with delivery.report.only.error; kept for safety
             return
+        try:
+            self._record(err, msg)
+        except SystemError as exc:
+            # confluent-kafka raised a fatal error inside poll/flush and went on to run this
+            # callback with it pending: the first call into the message surfaced it (and
+            # cleared it). Note the fatal error and record the report, which must not be lost.
+            fatal = kafka_error(exc)
+            if fatal is not None and is_fatal(fatal):
+                self._fatal = self._fatal or fatal
+            self._record(err, msg)
+
+    def _record(self, err: KafkaError, msg: Message) -> None:
         ts_type, ts = msg.timestamp()
         failure = Failure(
             topic=msg.topic() or "",
@@ -274,13 +320,17 @@ class Publisher:
             log.error("fatal producer error: %s", err.str())
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:
             log.warning("no broker reachable at %s: %s", self._bootstrap, err.str())
+        elif err.code() == KafkaError._TRANSPORT:
+            log.debug("producer: %s", err.str())  # librdkafka's own log line says it already
         else:
             log.warning("producer: %s", err.str())
 
-    def _note(self, exc: KafkaException) -> None:
-        """A KafkaException out of a client call: remember a fatal one, re-raise the rest."""
-        err: KafkaError = exc.args[0]
-        if not is_fatal(err):
+    def _note(self, exc: Exception) -> None:
+        """An exception out of a client call: remember a fatal Kafka error, re-raise the rest."""
+        err = kafka_error(exc)
+        if err is None and isinstance(exc, SystemError) and self._fatal is not None:
+            return  # the call failed on the fatal error its callback already noted
+        if err is None or not is_fatal(err):
             raise exc
         self._fatal = self._fatal or err
 
@@ -300,7 +350,7 @@ class Publisher:
     def poll(self, timeout_s: float = 0.0) -> None:
         try:
             self.producer.poll(timeout_s)
-        except KafkaException as exc:
+        except CLIENT_ERRORS as exc:
             self._note(exc)
 
     def _send(
@@ -442,8 +492,8 @@ class Publisher:
                 else:
                     self.producer.produce(f.topic, f.value, f.key, timestamp=f.timestamp_ms)
                 self.report.resent += 1
-            except (BufferError, KafkaException) as exc:
-                if isinstance(exc, KafkaException):
+            except (BufferError, *CLIENT_ERRORS) as exc:
+                if not isinstance(exc, BufferError):
                     self._note(exc)
                 self.failures.extend(todo[i:])  # the rest next time
                 return
@@ -505,7 +555,7 @@ class Publisher:
             remaining = deadline - time.monotonic()
             try:
                 self.producer.flush(max(0.0, min(remaining, 1.0)))
-            except KafkaException as exc:
+            except CLIENT_ERRORS as exc:
                 self._note(exc)
             before = len(self.failures)
             self.heal()

@@ -16,18 +16,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from functools import partial
+from typing import Any, Literal, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from marketpipe.kafka.publisher import FENCED, Failure, ProducerFactory, Publisher, is_fatal
+from marketpipe.kafka.publisher import (
+    FENCED,
+    Failure,
+    ProducerFactory,
+    Publisher,
+    is_fatal,
+    kafka_error,
+)
 from marketpipe.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 Delivery = Literal["exactly_once", "at_least_once"]
+#: How long past its own timeout a client call may take before it is abandoned.
+CALL_GRACE_S = 5.0
 
 
 class BatchAborted(Exception):
@@ -49,6 +60,44 @@ class Fenced(Exception):
 
 class Unavailable(Exception):
     """The broker did not answer a transactional call within the give-up time."""
+
+
+class _Wedged(Exception):
+    """A client call did not return within its timeout plus grace (the client is abandoned)."""
+
+
+T = TypeVar("T")
+
+
+def bounded(call: Callable[[], T], timeout_s: float, stopping: Callable[[], bool]) -> T:
+    """Run a blocking client call in a worker thread and wait at most ``timeout_s``.
+
+    librdkafka's transactional calls take a timeout, but after a broker restart
+    ``send_offsets_to_transaction`` was seen blocking for minutes past it, in C, where no
+    signal reaches Python: the checker then ignored SIGTERM. Waiting here instead keeps the
+    process answering; a call that does not return raises ``_Wedged`` and its client is
+    abandoned (the worker is a daemon thread) and replaced.
+    """
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="kafka-call", daemon=True).start()
+    deadline = time.monotonic() + timeout_s + CALL_GRACE_S
+    while not done.wait(0.2):
+        if time.monotonic() >= deadline or stopping():
+            raise _Wedged(f"no answer within {timeout_s:g}s")
+    ok, result = outcome[0]
+    if not ok:
+        raise result
+    return cast(T, result)
 
 
 class TransactionalOutput:
@@ -101,8 +150,13 @@ class TransactionalOutput:
         while True:
             attempt += 1
             try:
-                self.producer.init_transactions(self.cfg.call_timeout_s)
+                self._call(partial(self.producer.init_transactions, self.cfg.call_timeout_s))
                 return
+            except _Wedged as exc:
+                if self.stopping():
+                    return  # the caller's loop sees the stop
+                self.publisher.abandon(f"init_transactions: {exc}")
+                continue
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 if err.code() in FENCED:
@@ -134,12 +188,14 @@ class TransactionalOutput:
     def commit(self, consumer: Consumer, offsets: Sequence[TopicPartition]) -> None:
         """Make the batch's output visible and its input consumed, together."""
         timeout = self.cfg.call_timeout_s
+        producer = self.producer
         try:
             if self.exactly_once:
-                self.producer.send_offsets_to_transaction(
-                    list(offsets), consumer.consumer_group_metadata(), timeout
+                metadata = consumer.consumer_group_metadata()
+                self._call(
+                    lambda: producer.send_offsets_to_transaction(list(offsets), metadata, timeout)
                 )
-                self.producer.commit_transaction(timeout)
+                self._call(lambda: producer.commit_transaction(timeout))
                 self._in_transaction = False
                 return
             remaining = self.producer.flush(timeout)
@@ -153,14 +209,38 @@ class TransactionalOutput:
             consumer.commit(offsets=list(offsets), asynchronous=False)
         except KafkaException as exc:
             self.fail(exc)
+        except SystemError as exc:  # a fatal error surfaced in a delivery callback
+            if (err := kafka_error(exc) or self.publisher.fatal) is None:
+                raise
+            self.fail(KafkaException(err))
+        except _Wedged as exc:
+            self._abandon(f"commit: {exc}")
+
+    def _call(self, call: Callable[[], object]) -> None:
+        bounded(call, self.cfg.call_timeout_s, self.stopping)
+
+    def _abandon(self, why: str) -> None:
+        """The client hangs in a call: leave it to its thread, register a new one (which fences
+        the old epoch and aborts its open transaction on the broker), redo the batch."""
+        log.warning("producer wedged (%s); replacing it", why)
+        self.rebuilds += 1
+        self.publisher.abandon(why)
+        self._in_transaction = False
+        if not self.stopping():
+            self.start()
+        raise BatchAborted(f"producer wedged: {why}")
 
     def abort(self) -> None:
         """Abort the open transaction; a client that cannot abort is rebuilt (which aborts it
         on the broker when the new one registers)."""
         if not (self.exactly_once and self._in_transaction):
             return
+        producer = self.producer
         try:
-            self.producer.abort_transaction(self.cfg.call_timeout_s)
+            self._call(lambda: producer.abort_transaction(self.cfg.call_timeout_s))
+        except _Wedged as exc:
+            self._in_transaction = False
+            self._abandon(f"abort: {exc}")
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
             if err.code() in FENCED:
@@ -169,7 +249,7 @@ class TransactionalOutput:
         self._in_transaction = False
 
     def close(self) -> None:
-        with contextlib.suppress(Fenced):
+        with contextlib.suppress(Fenced, BatchAborted):
             self.abort()
         try:
             self.producer.flush(min(self.cfg.call_timeout_s, 10.0))
@@ -189,14 +269,20 @@ class TransactionalOutput:
         else:
             log.warning("batch not committed (%s); aborting to redo it", err.str())
             self.abort()
+            if failures and self.exactly_once:
+                # A refused message leaves a hole in the idempotent sequence; librdkafka's
+                # next transaction then fails on "skipped sequence numbers". A fresh
+                # registration starts clean.
+                self._rebuild(f"{len(failures)} messages refused")
         raise BatchAborted(err.str(), failures) from exc
 
     def poll_reports(self) -> None:
         """Serve delivery reports so failed messages are known."""
         try:
             self.producer.poll(0)
-        except KafkaException as exc:
-            if not is_fatal(exc.args[0]):
+        except (KafkaException, SystemError) as exc:
+            err = kafka_error(exc) or self.publisher.fatal
+            if err is None or not is_fatal(err):
                 raise
 
     def _rebuild(self, why: str) -> None:

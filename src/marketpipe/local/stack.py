@@ -197,10 +197,10 @@ class LocalStack:
         return messages
 
     def stop_service(self, name: str, sig: int = signal.SIGTERM) -> bool:
-        """Stop one running service, cleanly (SIGTERM: its own shutdown, ``pg_ctl stop -m fast``
-        for PostgreSQL) or as a crash (SIGKILL to its process group); its ports and data stay,
-        so ``up`` brings it back where it was. The fault tests take services away with it.
-        Returns False if it was not running."""
+        """Stop one service and keep its state, so that ``up`` starts it again on the same
+        ports (clients keep its address): how fault tests take a server away. Cleanly with
+        SIGTERM (its own shutdown, ``pg_ctl stop -m fast`` for PostgreSQL), as a crash with
+        SIGKILL (to its process group). Returns whether it was running."""
         if name not in self.names:
             raise ServiceError(f"{name} is not part of this stack ({', '.join(self.names)})")
         with self._locked():

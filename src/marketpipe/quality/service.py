@@ -43,7 +43,7 @@ from marketpipe.kafka.deadletter import (
     as_list,
     dead_letter,
 )
-from marketpipe.kafka.publisher import Failure
+from marketpipe.kafka.publisher import CLIENT_ERRORS, Failure, kafka_error
 from marketpipe.kafka.transactions import BatchAborted, TransactionalOutput, Unavailable
 from marketpipe.quality.checker import CheckCounts, Checker
 from marketpipe.quality.rules import TOO_LARGE, Thresholds
@@ -190,6 +190,7 @@ class QualityService:
         self._aborts_in_row = 0
         self._last_commit = time.monotonic()
         self._in_batch = 0  # records of the batch being processed, until it commits
+        self._batch: list[Message] = []
         # Poison isolation: after a batch failed for good, its records one per transaction
         # up to these offsets; records singled out, with the broker's refusal.
         self._isolate_until: dict[TopicPartitionKey, int] = {}
@@ -363,7 +364,8 @@ class QualityService:
                         self._process(msgs)
                     self._aborts_in_row = 0
                 except BatchAborted as exc:
-                    self._aborted(exc, msgs, stop)
+                    self._aborted(exc, stop)
+                    last_input = time.monotonic()  # time spent recovering is not idleness
         finally:
             self._finish()
             self.report.elapsed_s = time.monotonic() - started
@@ -371,7 +373,7 @@ class QualityService:
             self.report.stopped_by = stop.signal_name or "stop"
         return self.report
 
-    def _aborted(self, exc: BatchAborted, msgs: list[Message], stop: StopFlag) -> None:
+    def _aborted(self, exc: BatchAborted, stop: StopFlag) -> None:
         """A batch did not commit: find a record the broker refuses for good, then rewind
         (with backoff when batches keep failing) and redo it."""
         self.report.aborted_batches += 1
@@ -380,7 +382,8 @@ class QualityService:
         if stop.is_set():
             return  # stopping: the next run redoes it from the committed offsets
         refused = exc.permanent
-        data = [m for m in msgs if m.error() is None and m.offset() is not None]
+        # The records of the transaction that failed (one, when isolating), not all consumed.
+        data = [m for m in self._batch if m.error() is None and m.offset() is not None]
         if refused and len(data) == 1:
             m = data[0]
             key = (m.topic() or "", m.partition() or 0, m.offset() or 0)
@@ -426,6 +429,7 @@ class QualityService:
         now_us = self.clock_us()
         counts = CheckCounts()
         next_offsets: dict[TopicPartitionKey, int] = {}
+        self._batch = msgs
         self._in_batch = len(msgs)
         output.begin()
         try:
@@ -433,8 +437,10 @@ class QualityService:
             state_topic = self.kafka.topic_quality_state
             for partition, state_key, state_value in self.store.take_dirty():
                 self._produce(state_topic, state_key, state_value, None, partition)
-        except KafkaException as exc:
-            output.fail(exc)
+        except CLIENT_ERRORS as exc:
+            if (err := kafka_error(exc) or output.publisher.fatal) is None:
+                raise
+            output.fail(KafkaException(err))
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
         output.commit(self.consumer, offsets)
         self._last_commit = time.monotonic()

@@ -24,27 +24,49 @@ from marketpipe.sinks.tables import (
 
 
 class DuckDBSink:
+    """One connection, opened at first use: only one process may hold a DuckDB file for
+    writing, and a lock held by another one (a notebook, `marketpipe latest`) then fails the
+    micro-batch that needs it, which the job retries, rather than the job's start."""
+
+    name = "duckdb"
+
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(str(self.path))
+        self.endpoint = str(self.path)
+        self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()  # one DuckDB connection is not for concurrent writers
         self._progress = progress_sql("?")
-        for statement in [*table_ddl(), progress_ddl()]:
-            self._con.execute(statement)
-        for table in FEATURE_TABLES:
-            present = self._con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
-                [table.name],
-            ).fetchall()
-            check_columns(
-                str(self.path), table, (c for (c,) in present),
-                "the file was written by an older marketpipe; move it away (the hot store is "
-                "rebuilt from the archive with `marketpipe backfill`)",
-            )  # fmt: skip
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection (callers hold ``_lock``), the tables created or checked on opening."""
+        if self._con is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(self.path))
+            try:
+                for statement in [*table_ddl(), progress_ddl()]:
+                    con.execute(statement)
+                for table in FEATURE_TABLES:
+                    present = con.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                        [table.name],
+                    ).fetchall()
+                    check_columns(
+                        str(self.path), table, (c for (c,) in present),
+                        "the file was written by an older marketpipe; move it away (the hot store "
+                        "is rebuilt from the archive with `marketpipe backfill`)",
+                    )  # fmt: skip
+            except BaseException:
+                con.close()
+                raise
+            self._con = con
+        return self._con
 
     def close(self) -> None:
-        self._con.close()
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
 
     def upsert(self, table: TableSpec, rows: Sequence[Sequence[object]]) -> int:
         """Merge ``rows`` (tuples in ``table.columns`` order) by key; the latest
@@ -59,21 +81,21 @@ class DuckDBSink:
         key = ", ".join(table.key)
         updates = ", ".join(f"{c} = excluded.{c}" for c in table.columns if c not in table.key)
         with self._lock:
-            self._con.register("mp_batch", batch)
+            self.con.register("mp_batch", batch)
             try:
-                self._con.execute("BEGIN")
-                merged = self._con.execute(
+                self.con.execute("BEGIN")
+                merged = self.con.execute(
                     f"INSERT INTO {table.name} ({cols}) "
                     f"SELECT DISTINCT ON ({key}) {cols} FROM mp_batch "
                     f"ORDER BY {key}, {table.version_column} DESC "
                     f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
                 ).fetchone()
-                self._con.execute("COMMIT")
+                self.con.execute("COMMIT")
             except Exception:
-                self._con.execute("ROLLBACK")
+                self.con.execute("ROLLBACK")
                 raise
             finally:
-                self._con.unregister("mp_batch")
+                self.con.unregister("mp_batch")
         return int(merged[0]) if merged else len(rows)
 
     def states_before(self, firsts: Mapping[str, datetime]) -> dict[str, str]:
@@ -82,15 +104,15 @@ class DuckDBSink:
             return {}
         probe = pa.table({"symbol": list(firsts), "first_start": list(firsts.values())})
         with self._lock:
-            self._con.register("mp_probe", probe)
+            self.con.register("mp_probe", probe)
             try:
-                rows = self._con.execute(
+                rows = self.con.execute(
                     "SELECT i.symbol, arg_max(i.state, i.window_start) FROM indicators i "
                     "JOIN mp_probe p ON i.symbol = p.symbol AND i.window_start < p.first_start "
                     "GROUP BY i.symbol"
                 ).fetchall()
             finally:
-                self._con.unregister("mp_probe")
+                self.con.unregister("mp_probe")
         return {str(symbol): str(state) for symbol, state in rows}
 
     def rows_ending(
@@ -99,12 +121,12 @@ class DuckDBSink:
         """Rows of ``table`` whose window ends in ``(after, upto]`` (windows at most ``longest``
         long), in key order."""
         with self._lock:
-            got = self._con.sql(rows_ending_sql(table, "?"), params=[after, upto, after - longest])
+            got = self.con.sql(rows_ending_sql(table, "?"), params=[after, upto, after - longest])
             return got.to_arrow_table().cast(arrow_schema(table))
 
     def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
         with self._lock:
-            rows = self._con.execute(
+            rows = self.con.execute(
                 self._progress.before, [checkpoint, batch_id]
             ).fetchall()  # all: DuckDB keeps an unread result open and refuses the next query
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
@@ -113,16 +135,16 @@ class DuckDBSink:
         self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int
     ) -> None:
         with self._lock:
-            self._con.execute("BEGIN")
+            self.con.execute("BEGIN")
             try:
-                self._con.execute(
+                self.con.execute(
                     self._progress.record,
                     [checkpoint, batch_id, max_event_us, exported_to_us],
                 ).fetchall()
-                self._con.execute(
+                self.con.execute(
                     self._progress.prune, [checkpoint, batch_id - PROGRESS_KEPT]
                 ).fetchall()
-                self._con.execute("COMMIT")
+                self.con.execute("COMMIT")
             except Exception:
-                self._con.execute("ROLLBACK")
+                self.con.execute("ROLLBACK")
                 raise

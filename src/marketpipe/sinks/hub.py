@@ -5,20 +5,39 @@ Hot sinks (DuckDB, PostgreSQL) take upserts by key as windows change; the cold s
 under ``archive_root``) takes raw ticks always and closed feature windows with the ``parquet``
 sink. Indicator state, the features query's export progress and the closed windows it
 exports to cold storage are read back from the first hot sink.
+
+Every failure leaves as a ``SinkError`` naming the sink and its endpoint, and saying whether it
+is transient (worth retrying the micro-batch) or permanent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
+from typing import TypeVar
 
 import pyarrow as pa
 
 from marketpipe.settings import FeaturesSettings, PostgresSettings, S3Settings
 from marketpipe.sinks.duckdb import DuckDBSink
+from marketpipe.sinks.errors import SinkError
 from marketpipe.sinks.parquet import ParquetSink, Written
 from marketpipe.sinks.postgres import PostgresSink
 from marketpipe.sinks.tables import TableSpec
+
+T = TypeVar("T")
+Sink = DuckDBSink | PostgresSink | ParquetSink
+
+
+def calling(sink: Sink, call: Callable[[], T]) -> T:
+    """``call()`` on ``sink``; any failure raised as a ``SinkError`` naming it."""
+    try:
+        return call()
+    except SinkError:
+        raise
+    except Exception as exc:
+        raise SinkError(sink.name, sink.endpoint, exc) from exc
 
 
 class FeatureSinks:
@@ -40,36 +59,47 @@ class FeatureSinks:
 
     def upsert(self, table: TableSpec, rows: Sequence[Sequence[object]]) -> int:
         """Merge rows into every hot sink; returns the rows merged (the largest count)."""
-        return max((sink.upsert(table, rows) for sink in self.hot), default=0) if rows else 0
+        if not rows:
+            return 0
+        return max(calling(sink, partial(sink.upsert, table, rows)) for sink in self.hot)
 
     def archive(self, name: str, ticks: pa.Table) -> list[Written]:
         """Valid ticks to ``raw/`` (no-op without cold storage)."""
-        return self.cold.write("raw", name, ticks, "event_time") if self.cold else []
+        cold = self.cold
+        if cold is None:
+            return []
+        return calling(cold, partial(cold.write, "raw", name, ticks, "event_time"))
 
     def closed(self, dataset: str, name: str, rows: pa.Table) -> list[Written]:
         """Closed feature windows to ``<dataset>/`` (no-op without the parquet sink)."""
-        if not self.cold or not self.cold_features:
+        cold = self.cold
+        if cold is None or not self.cold_features:
             return []
-        return self.cold.write(dataset, name, rows, "window_start")
+        return calling(cold, partial(cold.write, dataset, name, rows, "window_start"))
 
     def states_before(self, firsts: Mapping[str, datetime]) -> dict[str, str]:
-        return self.hot[0].states_before(firsts)
+        first = self.hot[0]
+        return calling(first, partial(first.states_before, firsts))
 
     def rows_ending(
         self, table: TableSpec, after: datetime, upto: datetime, longest: timedelta
     ) -> pa.Table:
         """The first hot sink's rows of windows (at most ``longest`` long) that end in
         ``(after, upto]``."""
-        return self.hot[0].rows_ending(table, after, upto, longest)
+        first = self.hot[0]
+        return calling(first, partial(first.rows_ending, table, after, upto, longest))
 
     def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
         """(max_event_us, exported_to_us) recorded by the latest batch before ``batch_id``."""
-        return self.hot[0].progress_before(checkpoint, batch_id)
+        first = self.hot[0]
+        return calling(first, partial(first.progress_before, checkpoint, batch_id))
 
     def record_progress(
         self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int
     ) -> None:
-        self.hot[0].record_progress(checkpoint, batch_id, max_event_us, exported_to_us)
+        first = self.hot[0]
+        record = partial(first.record_progress, checkpoint, batch_id, max_event_us, exported_to_us)
+        calling(first, record)
 
     def close(self) -> None:
         for sink in self.hot:

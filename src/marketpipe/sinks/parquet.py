@@ -57,8 +57,12 @@ def partition_value(value: str) -> str:
 
 
 class ParquetSink:
+    name = "parquet"
+
     def __init__(self, root: str, s3: S3Settings | None = None) -> None:
         self.fs, self.base = filesystem(s3, root)
+        server = (s3.endpoint_url or "AWS") if s3 is not None else None
+        self.endpoint = f"{root} ({server})" if server else root
         self._local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def write(

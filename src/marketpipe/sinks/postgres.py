@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import psycopg
 import pyarrow as pa
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from marketpipe.settings import PostgresSettings
 from marketpipe.sinks.tables import (
@@ -29,18 +30,32 @@ from marketpipe.sinks.tables import (
 log = logging.getLogger(__name__)
 
 
+# A server that vanishes without a word (a node gone, a network split) must surface as an error
+# within seconds, not hang a micro-batch for the kernel's two hours: bounded connect, and TCP
+# keepalives that give up on a silent peer after about 30 s.
+CONNECT_OPTIONS: dict[str, int] = {
+    "connect_timeout": 10, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 4,
+}  # fmt: skip
+
+
 class PostgresSink:
+    name = "postgres"
+
     def __init__(self, cfg: PostgresSettings) -> None:
         self.cfg = cfg
+        self.endpoint = f"{cfg.host}:{cfg.port}/{cfg.database}"
         self._conn: psycopg.Connection | None = None
         self._types: dict[str, list[str]] = {}
         self._progress = progress_sql("%s")
 
     @property
     def conn(self) -> psycopg.Connection:
+        """The connection, opened again if the last one died (a server restart or shutdown
+        closes it): the next micro-batch, or its retry, reconnects."""
         if self._conn is None or self._conn.closed:
             # autocommit: each upsert's conn.transaction() is then a real, committed transaction.
-            self._conn = psycopg.connect(self.cfg.conninfo(), autocommit=True)
+            conninfo = make_conninfo(self.cfg.conninfo(), **CONNECT_OPTIONS)
+            self._conn = psycopg.connect(conninfo, autocommit=True)
         return self._conn
 
     def close(self) -> None:
@@ -48,16 +63,18 @@ class PostgresSink:
             self._conn.close()
 
     def _column_types(self, table: TableSpec) -> list[str]:
-        """The table's column types, for binary COPY (asked once per table)."""
+        """The table's column types, for binary COPY (asked once per table). A missing table
+        has no columns: the error says to migrate."""
         if table.name not in self._types:
             rows = self.conn.execute(
                 "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
-                "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
                 (table.name,),
             ).fetchall()
             types: dict[str, str] = dict(rows)
-            where = f"PostgreSQL {self.cfg.host}:{self.cfg.port}/{self.cfg.database}"
-            check_columns(where, table, types, "run `marketpipe db migrate`")
+            check_columns(
+                f"PostgreSQL {self.endpoint}", table, types, "run `marketpipe db migrate`"
+            )
             self._types[table.name] = [types[c] for c in table.columns]
         return self._types[table.name]
 

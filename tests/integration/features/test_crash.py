@@ -26,35 +26,30 @@ def committed(checkpoint: Path) -> int:
     return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.exists() else 0
 
 
-def assert_closed_windows_exported_once(root: Path, hot: Path) -> None:
+def assert_closed_windows_exported_once(root: Path, hot: duckdb.DuckDBPyConnection) -> None:
     """Cold Parquet holds every window the job closed exactly once, with the hot row's values:
-    the exports of batches replayed after the crash rewrote their files."""
-    con = duckdb.connect(str(hot), read_only=True)
-    try:
-        (exported_to,) = con.execute("SELECT max(exported_to_us) FROM feature_progress").fetchone()  # type: ignore[misc]
-        assert exported_to is not None
-        upto = f"window_end <= make_timestamp({exported_to})"
-        for table, key in (
-            ("bars", "symbol, interval_seconds, window_start"),
-            ("window_features", "symbol, window_start, window_end"),
-        ):
-            cold = f"read_parquet('{root}/{table}/*/*/*.parquet', hive_partitioning = true)"
-            n, distinct = con.execute(
-                f"SELECT count(*), count(DISTINCT ({key})) FROM {cold}"
-            ).fetchone()  # type: ignore[misc]
-            assert n == distinct > 0, table  # once each
-            cols = [c for (c,) in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                "AND column_name <> 'written_at' ORDER BY ordinal_position", [table]
-            ).fetchall()]  # fmt: skip
-            select = ", ".join(cols)
-            hot_rows = con.execute(
-                f"SELECT {select} FROM {table} WHERE {upto} ORDER BY ALL"
-            ).fetchall()
-            cold_rows = con.execute(f"SELECT {select} FROM {cold} ORDER BY ALL").fetchall()
-            assert cold_rows == hot_rows, table  # every closed window, as the hot store has it
-    finally:
-        con.close()
+    the exports of batches replayed after the crash rewrote their files. ``hot`` holds the hot
+    store's tables (the DuckDB sink's file, or a copy of PostgreSQL's)."""
+    (exported_to,) = hot.execute("SELECT max(exported_to_us) FROM feature_progress").fetchone()  # type: ignore[misc]
+    assert exported_to is not None
+    upto = f"window_end <= make_timestamp({exported_to})"
+    for table, key in (
+        ("bars", "symbol, interval_seconds, window_start"),
+        ("window_features", "symbol, window_start, window_end"),
+    ):
+        cold = f"read_parquet('{root}/{table}/*/*/*.parquet', hive_partitioning = true)"
+        n, distinct = hot.execute(
+            f"SELECT count(*), count(DISTINCT ({key})) FROM {cold}"
+        ).fetchone()  # type: ignore[misc]
+        assert n == distinct > 0, table  # once each
+        cols = [c for (c,) in hot.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND column_name <> 'written_at' ORDER BY ordinal_position", [table]
+        ).fetchall()]  # fmt: skip
+        select = ", ".join(cols)
+        hot_rows = hot.execute(f"SELECT {select} FROM {table} WHERE {upto} ORDER BY ALL").fetchall()
+        cold_rows = hot.execute(f"SELECT {select} FROM {cold} ORDER BY ALL").fetchall()
+        assert cold_rows == hot_rows, table  # every closed window, as the hot store has it
 
 
 def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
@@ -104,7 +99,11 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
     checked = run_cli(crashing, "validate", "--start", str(first), "--end", str(last + US))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "verdict: OK" in checked.stdout
-    assert_closed_windows_exported_once(tmp_path / "archive", Path(cfg.duckdb_path))
+    hot = duckdb.connect(cfg.duckdb_path, read_only=True)
+    try:
+        assert_closed_windows_exported_once(tmp_path / "archive", hot)
+    finally:
+        hot.close()
 
     # Switching the read path keeps checkpoints apart: the archive path starts its own, re-reads
     # every archived tick, and the upserts leave the same rows.

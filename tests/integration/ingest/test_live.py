@@ -8,10 +8,10 @@ import pytest
 from pydantic import SecretStr
 
 from marketpipe.contracts import decode_tick
-from marketpipe.ingest.backoff import Backoff
 from marketpipe.ingest.live import LiveSource, LiveSummary
 from marketpipe.ingest.polygon import PolygonClient
 from marketpipe.kafka import Publisher, read_to_end
+from marketpipe.retry import Backoff
 from marketpipe.settings import LiveSettings, Settings
 from tests.apisim import FakeMarketApi, Scripted
 from tests.integration.helpers import run_cli

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from marketpipe.contracts import decode_tick
 from marketpipe.kafka import read_to_end
 from marketpipe.settings import Settings
 from tests.integration.helpers import run_cli, service_env
@@ -84,3 +85,23 @@ def test_unreachable_broker_is_one_clear_line(settings: Settings) -> None:
     assert "Kafka broker at 127.0.0.1:" in result.stderr
     assert "did not answer within 2s" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_restarted_producer_continues_every_series(settings: Settings) -> None:
+    """Seq numbers go on from the topic's newest tick per symbol, with no repeat and no hole,
+    and prices go on from the last one (no jump back to the start price)."""
+    args = ("produce", "--symbols", "AAPL,MSFT,ETH-USD", "--count", "3000", "--tps", "0")
+    for seed in ("1", "2"):
+        result = run_cli(settings, *args, "--seed", seed)
+        assert result.returncode == 0, result.stderr
+    series: dict[str, list[tuple[int, float]]] = {}
+    for msg in read_to_end(settings.kafka, settings.kafka.topic_raw):
+        tick = decode_tick(msg.value() or b"")
+        series.setdefault(tick.symbol, []).append((tick.seq, tick.price))
+    assert sum(len(s) for s in series.values()) == 6000
+    for symbol, points in series.items():
+        seqs = sorted(seq for seq, _ in points)
+        assert seqs == list(range(1, len(points) + 1)), symbol
+        by_seq = dict(points)
+        for seq in range(2, len(points) + 1):  # no step anywhere near a restart-size jump
+            assert abs(by_seq[seq] / by_seq[seq - 1] - 1) < 0.02, (symbol, seq)

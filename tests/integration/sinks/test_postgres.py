@@ -10,7 +10,7 @@ import pytest
 from marketpipe.settings import Settings
 from marketpipe.sinks.migrations import MIGRATIONS_TABLE, STEPS, migrate
 from marketpipe.sinks.postgres import PostgresSink
-from marketpipe.sinks.tables import BARS, WINDOW_FEATURES
+from marketpipe.sinks.tables import BARS, WINDOW_FEATURES, SchemaMismatch
 from tests.featurerows import T0, bar, check_rows_ending_and_progress
 from tests.integration.helpers import run_cli
 
@@ -53,7 +53,7 @@ def test_the_same_batch_twice_leaves_the_same_rows(database: Settings) -> None:
 
 def test_missing_schema_says_to_migrate(database: Settings) -> None:
     sink = PostgresSink(database.postgres)
-    with pytest.raises(psycopg.errors.UndefinedTable):
+    with pytest.raises(SchemaMismatch, match=r"table window_features lacks columns .*db migrate"):
         sink.upsert(WINDOW_FEATURES, [])
     sink.close()
 

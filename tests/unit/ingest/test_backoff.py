@@ -4,18 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from marketpipe.ingest.backoff import Backoff, RateLimiter, retry_after_seconds
-
-
-def test_backoff_grows_exponentially_up_to_the_cap() -> None:
-    b = Backoff(0.5, 8.0, rng=lambda: 1.0)
-    assert [b.delay(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
-
-
-def test_backoff_is_fully_jittered() -> None:
-    draws = iter([0.0, 0.5, 0.25])
-    b = Backoff(1.0, 100.0, rng=lambda: next(draws))
-    assert [b.delay(3), b.delay(3), b.delay(3)] == [0.0, 2.0, 1.0]
+from marketpipe.ingest.backoff import RateLimiter, retry_after_seconds
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from marketpipe.ingest.backoff import Backoff
 from marketpipe.ingest.polygon import ApiUnavailable, AuthError, NotFound, PolygonClient
+from marketpipe.retry import Backoff
 from marketpipe.settings import LiveSettings
 from tests.apisim import FakeMarketApi, Scripted
 

@@ -9,7 +9,9 @@ import duckdb
 import pytest
 
 from marketpipe.sinks.duckdb import DuckDBSink
+from marketpipe.sinks.errors import is_transient
 from marketpipe.sinks.tables import BARS, INDICATORS, SchemaMismatch
+from tests.duckdblock import duckdb_lock_held
 from tests.featurerows import T0, bar, check_rows_ending_and_progress
 
 
@@ -47,8 +49,10 @@ def test_a_file_from_an_older_schema_is_refused_with_the_way_out(tmp_path: Path)
         "CREATE TABLE bars (symbol text, interval_seconds integer, window_start timestamptz)"
     )
     con.close()
+    sink = DuckDBSink(path)  # opened at first use
     with pytest.raises(SchemaMismatch, match=r"table bars lacks columns \['window_end'.*move it"):
-        DuckDBSink(path)
+        sink.progress_before("cp", 1)
+    assert not is_transient(SchemaMismatch("x"))
 
 
 def test_rows_by_window_end_and_export_progress_read_back(tmp_path: Path) -> None:
@@ -57,3 +61,15 @@ def test_rows_by_window_end_and_export_progress_read_back(tmp_path: Path) -> Non
         check_rows_ending_and_progress(sink)
     finally:
         sink.close()
+
+
+def test_a_lock_held_by_another_process_is_transient_and_waits_for_nobody(tmp_path: Path) -> None:
+    """The sink opens its file at first use: a lock another process holds fails that call (a
+    transient error, which the job retries) and the next call after the release succeeds."""
+    path = tmp_path / "locked.duckdb"
+    sink = DuckDBSink(path)
+    with duckdb_lock_held(path), pytest.raises(duckdb.IOException) as locked:
+        sink.upsert(BARS, [bar("AAPL", 0, 100.0)])
+    assert is_transient(locked.value)
+    assert sink.upsert(BARS, [bar("AAPL", 0, 100.0)]) == 1
+    sink.close()
