@@ -1,10 +1,10 @@
 """The whole pipeline on a local stack of its own, run as a user runs it, with faults on call.
 
-    with Pipeline(folder, PipelineConfig(rate=2000, seconds=60)) as p:
-        p.start()                                  # checker, features job, then the producer
-        fault = p.outage("kafka", 10, signal.SIGKILL)  # or p.kill_stage("checker")
-        p.drain()                                  # producer done, every stage at lag 0
-        report = p.verify([fault])                 # accounting, validator, sinks, recovery
+    with Pipeline(make_folder(), PipelineConfig(rate=2000, seconds=75)) as p:
+        p.start()                   # checker, features job (ready), then the producer
+        p.settle()                  # every stage within 5 s of input: past the JVM's warm-up
+        fault = p.outage("kafka", 10, signal.SIGKILL)  # or p.kill_stage("checker"), ...
+        report = p.finish([fault])  # drain to lag 0, SIGTERM the stages, account, check sinks
         assert report.ok, "\n".join(report.lines())
 
 Services (the noida-db broker, PostgreSQL, SeaweedFS) are ``LocalStack``'s, in ``folder``;
@@ -24,7 +24,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from benchmarks.pipeline.sinkcheck import (
     hot_duplicates,
     parse_validate,
 )
-from benchmarks.pipeline.stages import Stage
+from benchmarks.pipeline.stages import Argv, Stage
 from marketpipe.kafka import ensure_topics, pipeline_topics, producer_config
 from marketpipe.local.stack import LocalStack
 from marketpipe.settings import LocalSettings, Settings, settings_with_env
@@ -100,11 +99,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return self.accounting.ok and (self.sinks is None or self.sinks.ok)
-
-    def recovered_within(self, seconds: float) -> bool:
-        return all(
-            s is not None and s <= seconds for r in self.recovery.values() for s in r.values()
-        )
 
     def lines(self) -> list[str]:
         out = [*self.accounting.lines()]
@@ -217,21 +211,17 @@ class Pipeline:
         )  # fmt: skip
 
     # -- stages --------------------------------------------------------------------------------
-    def _stage(self, name: str, argv: list[str] | None = None, **kw: object) -> Stage:
-        def args(n: int) -> list[str]:
-            assert argv is not None
-            return argv
-
-        stage = Stage(name, kw.pop("argv_of", args), self.env, self.folder,  # type: ignore[arg-type]
-                      restart_delay_s=self.cfg.restart_delay_s)  # fmt: skip
+    def start_stage(self, name: str, argv: Argv) -> Stage:
+        """Any ``marketpipe`` command as a supervised stage (``argv(n)``: run n's arguments)."""
+        stage = Stage(name, argv, self.env, self.folder, self.cfg.restart_delay_s)
         self.stages[name] = stage
         return stage.start()
 
     def start_checker(self) -> Stage:
-        return self._stage("checker", ["quality"])
+        return self.start_stage("checker", lambda n: ["quality"])
 
     def start_features(self, ready_timeout_s: float = 120.0) -> Stage:
-        stage = self._stage("features", ["features"])
+        stage = self.start_stage("features", lambda n: ["features"])
         deadline = time.monotonic() + ready_timeout_s
         while FEATURES_READY not in (stage.current.stderr() if stage.current else ""):
             if stage.done or time.monotonic() > deadline:
@@ -254,7 +244,7 @@ class Pipeline:
                     "--symbol-count", str(cfg.symbols), "--seed", str(cfg.seed + n),
                     "--source", f"synthetic-{n}"]  # fmt: skip
 
-        return self._stage("producer", argv_of=argv)
+        return self.start_stage("producer", argv)
 
     def start(self, seconds: float | None = None) -> None:
         """Checker and features job first (Spark takes its 10-20 s), then the producer; lag
@@ -446,15 +436,3 @@ class Pipeline:
         cold_duplicates(self.settings, report)
         archive_once(self.settings, valid, start, end, report)  # type: ignore[arg-type]
         return report
-
-
-@contextlib.contextmanager
-def pipeline(cfg: PipelineConfig | None = None, keep: bool = False) -> Iterator[Pipeline]:
-    """A Pipeline in a fresh folder, removed afterwards unless ``keep`` or an error."""
-    import shutil
-
-    folder = make_folder()
-    with Pipeline(folder, cfg) as p:
-        yield p
-    if not keep:
-        shutil.rmtree(folder, ignore_errors=True)
