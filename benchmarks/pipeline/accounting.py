@@ -59,6 +59,8 @@ class Ledger:
     #: Copies the observer saw committed (distinct topic positions), in raw and in outputs.
     seen_raw: Counter[Identity] = field(default_factory=Counter)
     seen_out: Counter[Identity] = field(default_factory=Counter)
+    #: The valid topic read uncommitted too: records an open (hanging) transaction holds back.
+    valid_uncommitted: Counter[Identity] = field(default_factory=Counter)
     #: Messages the producers said the broker acknowledged (None: a run died before saying).
     acknowledged: int | None = None
 
@@ -77,6 +79,8 @@ class Accounting:
     broker_lost_out: list[Identity]
     #: Raw ticks with no output, never seen in one either: lost by marketpipe.
     lost: list[Identity]
+    #: Of ``lost``: in the valid topic's log, but not committed (a transaction never ended).
+    uncommitted: int
     #: More than one copy in the valid topic.
     duplicated: list[Identity]
     #: More outputs than raw copies (e.g. valid and DLQ for one raw tick): processed twice.
@@ -107,8 +111,10 @@ class Accounting:
             + f"{self.broker_lost_raw:,} raw seen then gone "
             f"({self.raw_lost_after_processing:,} of them already processed), "
             f"{len(self.broker_lost_out):,} outputs seen then gone",
-            f"marketpipe lost {len(self.lost):,}, duplicated in valid {len(self.duplicated):,}, "
-            f"processed twice {len(self.reprocessed):,}",
+            f"marketpipe lost {len(self.lost):,} ({self.uncommitted:,} of them written to the "
+            "valid topic in a transaction that never committed nor aborted), "
+            f"duplicated in valid {len(self.duplicated):,}, processed twice "
+            f"{len(self.reprocessed):,}",
         ]
         for name, ids in (("lost", self.lost), ("duplicated", self.duplicated),
                           ("processed twice", self.reprocessed)):  # fmt: skip
@@ -138,6 +144,7 @@ def account(ledger: Ledger) -> Accounting:
         broker_lost_raw=sum((ledger.seen_raw - raw).values()),
         broker_lost_out=sorted(gone_out),
         lost=sorted(lost),
+        uncommitted=sum(1 for i in lost if ledger.valid_uncommitted[i] > valid[i]),
         duplicated=sorted(i for i, n in valid.items() if n > 1),
         reprocessed=sorted(reprocessed),
         raw_lost_after_processing=len(only_out),
@@ -197,6 +204,10 @@ def final_ledger(kafka: KafkaSettings, observer: Observer | None = None) -> Ledg
         valid=identities(read_to_end(kafka, kafka.topic_valid, timeout_s=60)),
         dlq=identities(read_to_end(kafka, kafka.topic_dlq, timeout_s=60)),
     )
+    dirty = kafka.model_copy(
+        update={"extra_config": {**kafka.extra_config, "isolation.level": "read_uncommitted"}}
+    )
+    ledger.valid_uncommitted = identities(read_to_end(dirty, kafka.topic_valid, timeout_s=60))
     if observer is not None:
         ledger.seen_raw = observer.seen("raw")
         ledger.seen_out = observer.seen("valid", "dlq")

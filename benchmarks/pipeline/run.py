@@ -357,10 +357,14 @@ class Pipeline:
         limit = self.cfg.rate * within_s
         while time.monotonic() - started < timeout_s:
             sample = self.lag_now()
+            # Each has committed work (the job's slow first batch is done) and keeps up.
             if (
                 sample
                 and sample.t > started
-                and all((lag := sample.lag(n)) is not None and lag <= limit for n in names)
+                and all(
+                    (got := sample.stages.get(n)) is not None and got[0] > 0 and got[1] <= limit
+                    for n in names
+                )
             ):
                 return time.monotonic() - started
             time.sleep(self.cfg.sample_every_s)

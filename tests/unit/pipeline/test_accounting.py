@@ -36,6 +36,13 @@ def test_a_missing_output_is_marketpipes_loss() -> None:
     assert got.lost == [TICKS[7]]
 
 
+def test_a_loss_behind_a_transaction_that_never_ended_is_said_so() -> None:
+    got = account(ledger(valid=Counter(TICKS[:7]), valid_uncommitted=Counter(TICKS[:8]),
+                         seen_out=Counter(TICKS) - Counter([TICKS[7]])))  # fmt: skip
+    assert not got.ok
+    assert (got.lost, got.uncommitted) == ([TICKS[7]], 1)
+
+
 def test_an_output_seen_then_gone_is_the_brokers_loss() -> None:
     got = account(ledger(valid=Counter(TICKS[:7])))  # TICKS[7] was seen in an output before
     assert got.ok
