@@ -93,6 +93,8 @@ class Report:
     restarts: dict[str, int]
     #: fault -> stage -> seconds from the fault clearing until the stage was caught up
     recovery: dict[str, dict[str, float | None]]
+    #: fault -> stage -> its lag just before the fault, in seconds of input
+    lag_before: dict[str, dict[str, float]]
     drain_s: float | None
     folder: Path
 
@@ -110,6 +112,8 @@ class Report:
                 f"{s} {'never' if v is None else f'{v:.1f}s'}" for s, v in stages.items()
             )
             out.append(f"after {fault}: caught up: {shown}")
+            behind = ", ".join(f"{s} {v:g}s" for s, v in self.lag_before.get(fault, {}).items())
+            out.append(f"  lag just before it, in seconds of input: {behind}")
         drained = "not within the limit" if self.drain_s is None else f"{self.drain_s:.1f}s"
         out.append(f"drained to lag 0 after the producer ended: {drained}")
         out.append(f"stage outputs and service logs: {self.folder}")
@@ -348,9 +352,10 @@ class Pipeline:
         """Drain (producer done, every stage at lag 0), then stop and verify."""
         return self.verify(faults, self.drain(drain_timeout_s))
 
-    def settle(self, within_s: float = 5.0, timeout_s: float = 120.0) -> float:
-        """Wait until every stage is within ``within_s`` seconds of input of the end (the
-        features job's first micro-batches are slow while its JVM warms up), so a fault's
+    def settle(self, within_s: float = 30.0, timeout_s: float = 120.0) -> float:
+        """Wait until every stage has committed work and is within ``within_s`` seconds of
+        input of the end (the features job's first micro-batches are slow while its JVM warms
+        up; on a busy 2-core machine it runs 10-30 s behind even when warm), so a fault's
         recovery is not measured against a warm-up; returns the seconds waited."""
         started = time.monotonic()
         names = ["checker", *self._checkpoints()]
@@ -371,6 +376,14 @@ class Pipeline:
         last = self.lag_now()
         lags = {n: last.lag(n) if last else None for n in names}
         raise RuntimeError(f"stages not within {within_s:g}s of input after {timeout_s:g}s: {lags}")
+
+    def lag_before(self, fault: Fault) -> dict[str, float]:
+        """Each stage's lag just before the fault, in seconds of input: what it ran behind
+        anyway, to read recovery times against."""
+        before = [s for s in self.samples if s.t <= fault.started and s.stages]
+        if not before:
+            return {}
+        return {n: round(v[1] / self.cfg.rate, 1) for n, v in before[-1].stages.items() if v}
 
     def recovery(self, fault: Fault) -> dict[str, float | None]:
         """Per stage, seconds from the fault clearing until the stage had worked off the
@@ -406,6 +419,7 @@ class Pipeline:
     def verify(self, faults: list[Fault] | None = None, drain_s: float | None = None) -> Report:
         """Stop every stage (SIGTERM), then account for every tick and check the sinks."""
         recovery = {f.what: self.recovery(f) for f in faults or []}
+        behind = {f.what: self.lag_before(f) for f in faults or []}
         self.stop_stages()
         self._stop_sampling.set()
         if self._observer is not None:
@@ -420,6 +434,7 @@ class Pipeline:
             exit_codes={n: s.exit_codes for n, s in self.stages.items()},
             restarts={n: s.restarts for n, s in self.stages.items()},
             recovery=recovery,
+            lag_before=behind,
             drain_s=drain_s,
             folder=self.folder,
         )
