@@ -32,9 +32,10 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from marketpipe.ingest.backoff import Backoff
 from marketpipe.kafka.config import producer_config
 from marketpipe.kafka.deadletter import Header, MessageHeaders, Source, as_list, dead_letter
+from marketpipe.retry import Backoff
+from marketpipe.runtime import Readiness
 from marketpipe.settings import KafkaSettings
 from marketpipe.telemetry import ProducerInstruments
 
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 MAX_KEPT_ERRORS = 5
 #: How long a rebuild waits for the old client to hand back its queue.
 DRAIN_S = 10.0
+#: Messages waiting this long with none acknowledged make the stage not ready.
+NOT_READY_AFTER_S = 10.0
+READINESS_NAME = "producer"
 
 #: Delivery errors after which the same record can never be written as it is.
 PERMANENT = frozenset(
@@ -198,6 +202,7 @@ class Publisher:
         factory: ProducerFactory = Producer,
         stopping: Callable[[], bool] = lambda: False,
         give_up: Callable[[str], None] | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         conf = producer_config(cfg, transactional_id)
         conf.update(extra_config or {})
@@ -219,6 +224,7 @@ class Publisher:
         self.give_up_s = cfg.give_up_s
         self.stopping = stopping
         self._give_up = give_up
+        self._readiness = readiness
         self._last_progress = time.monotonic()
         self._delivered_seen = 0
         self.producer = self._build()
@@ -506,8 +512,15 @@ class Publisher:
         if delivered > self._delivered_seen or not self.report.in_flight:
             self._delivered_seen = delivered
             self._last_progress = now
+            if self._readiness is not None:
+                self._readiness.ready(READINESS_NAME)
             return
         stalled = now - self._last_progress
+        if stalled >= NOT_READY_AFTER_S and self._readiness is not None:
+            self._readiness.not_ready(
+                READINESS_NAME,
+                f"nothing acknowledged by {self._bootstrap} for {stalled:.0f}s+, retrying",
+            )
         if stalled >= self.give_up_s and not self.report.gave_up:
             reason = (
                 f"nothing acknowledged by the broker at {self._bootstrap} for {stalled:.0f}s "

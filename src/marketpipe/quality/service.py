@@ -30,7 +30,6 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from marketpipe.ingest.backoff import Backoff
 from marketpipe.kafka import consumer_config, read_to_end
 from marketpipe.kafka.deadletter import (
     H_DETAIL,
@@ -48,7 +47,8 @@ from marketpipe.kafka.transactions import BatchAborted, TransactionalOutput, Una
 from marketpipe.quality.checker import CheckCounts, Checker
 from marketpipe.quality.rules import TOO_LARGE, Thresholds
 from marketpipe.quality.state import StateStore
-from marketpipe.runtime import StopFlag
+from marketpipe.retry import Backoff
+from marketpipe.runtime import Readiness, StopFlag
 from marketpipe.settings import KafkaSettings, QualitySettings
 from marketpipe.telemetry import QualityInstruments
 
@@ -170,6 +170,7 @@ class QualityService:
         clock_us: Callable[[], int] = wall_clock_us,
         consumer_factory: ConsumerFactory = Consumer,
         output_factory: OutputFactory = default_output,
+        readiness: Readiness | None = None,
     ) -> None:
         self.kafka = kafka
         self.cfg = cfg
@@ -182,6 +183,7 @@ class QualityService:
         self._stop: StopFlag | None = None
         self.output = output_factory(kafka, cfg, f"{cfg.group_id}-{instance}", self._stopping)
         self._consumer_factory = consumer_factory
+        self.readiness = readiness or Readiness()
         self.consumer = self._new_consumer()
         self.report = QualityReport()
         self._assigned_at: float | None = None
@@ -274,6 +276,7 @@ class QualityService:
         while not stop.is_set():
             attempt += 1
             self._check_give_up(why)
+            self.readiness.not_ready("checker", f"retrying: {why}"[:300])
             delay = self._backoff.ceiling(attempt - 1) if attempt > 1 else 0.0
             if delay:
                 log.warning("quality: %s; retrying in %.1fs (attempt %d)", why, delay, attempt)
@@ -443,6 +446,7 @@ class QualityService:
             output.fail(KafkaException(err))
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
         output.commit(self.consumer, offsets)
+        self.readiness.ready("checker")
         self._last_commit = time.monotonic()
         self._in_batch = 0
         for key in refused:
