@@ -98,7 +98,7 @@ def _publish(
     """What every source command shares: telemetry, a reachable broker and topic, a counting
     publisher, and a clean stop on SIGINT/SIGTERM."""
     from marketpipe.kafka import Publisher, require_topic, wait_for_broker
-    from marketpipe.runtime import stop_on_signals
+    from marketpipe.runtime import Readiness, stop_on_signals
     from marketpipe.telemetry import ProducerInstruments, setup_telemetry
 
     telemetry = setup_telemetry(settings.otel, service)
@@ -112,6 +112,7 @@ def _publish(
                 {"source": source, "topic": topic},
                 stopping=stop.is_set,
                 give_up=lambda reason: stop.set("give-up"),
+                readiness=Readiness(settings.health_file),
             )
             summary = run(publisher, stop)
         if publisher.report.gave_up:
@@ -217,7 +218,7 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.kafka import require_topic, wait_for_broker
     from marketpipe.kafka.transactions import Fenced, Unavailable
     from marketpipe.quality.service import QualityService
-    from marketpipe.runtime import stop_on_signals
+    from marketpipe.runtime import Readiness, stop_on_signals
     from marketpipe.telemetry import QualityInstruments, setup_telemetry
 
     cfg = with_overrides(
@@ -232,7 +233,10 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     kafka = settings.kafka
     for topic in (kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, kafka.topic_quality_state):
         require_topic(kafka, topic)
-    service = QualityService(kafka, cfg, QualityInstruments.create(telemetry.meter))
+    service = QualityService(
+        kafka, cfg, QualityInstruments.create(telemetry.meter),
+        readiness=Readiness(settings.health_file),
+    )  # fmt: skip
     log.info(
         "checking %s -> %s / %s (%s, group %s)",
         kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, cfg.delivery, cfg.group_id,

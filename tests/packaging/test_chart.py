@@ -144,6 +144,23 @@ def test_long_running_containers_have_probes(scenario: str) -> None:
             assert "readinessProbe" in c or "startupProbe" in c, where
 
 
+def test_stages_are_alive_while_healing_and_not_ready_while_retrying(scenario: str) -> None:
+    """Every marketpipe stage: liveness on the heartbeat (which beats on while the stage waits
+    out an outage), readiness on `health --ready` (false while it retries)."""
+    stages = 0
+    for doc, spec in pod_specs(render(scenario)):
+        for c in spec["containers"]:
+            live = c.get("livenessProbe", {}).get("exec", {}).get("command", [])
+            if live[:2] != ["marketpipe", "health"]:
+                continue
+            stages += 1
+            where = f"{doc['metadata']['name']}/{c['name']}"
+            ready = c.get("readinessProbe", {}).get("exec", {}).get("command", [])
+            assert ready[:3] == ["marketpipe", "health", "--ready"], where
+            assert "--ready" not in live, where  # liveness must not fail on a retrying stage
+    assert stages >= 2  # producer and quality at least
+
+
 def test_every_container_has_resources(scenario: str) -> None:
     for doc, spec in pod_specs(render(scenario)):
         for c in containers(spec):

@@ -56,7 +56,9 @@ def test_oversized_headers_are_dropped_and_counted_so_the_copy_still_fits() -> N
 
 def test_delivery_errors_are_told_apart() -> None:
     assert is_permanent(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
-    assert is_permanent(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    assert is_permanent(KafkaError(KafkaError.INVALID_TIMESTAMP))
+    # about a topic, not a record: retried until give-up, never pinned on one record
+    assert not is_permanent(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
     assert not is_permanent(KafkaError(KafkaError._MSG_TIMED_OUT))
     assert not is_permanent(KafkaError(KafkaError._PURGE_QUEUE))
     assert is_fatal(KafkaError(KafkaError._FATAL))

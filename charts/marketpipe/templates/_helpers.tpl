@@ -147,9 +147,13 @@ secretKey: {{ .Values.minio.auth.rootPasswordKey }}
     name: {{ include "marketpipe.componentName" (list $root (index . 1)) }}
 {{- end }}
 
-{{/* Liveness on the heartbeat the main loop beats (MARKETPIPE_HEALTH_FILE). These services
-serve no traffic, so they have no readiness probe; the startup probe allows for the wait for
-the topics Job (MARKETPIPE_KAFKA__TOPIC_WAIT_S), during which the heartbeat is beaten too. */}}
+{{/* Liveness on the heartbeat the main loop beats (MARKETPIPE_HEALTH_FILE), which goes on
+beating while a stage waits out an outage within its give-up time (MARKETPIPE_KAFKA__GIVE_UP_S,
+MARKETPIPE_FEATURES__SINK_RETRY_GIVE_UP_S), so liveness never kills a stage that is healing.
+Readiness (`health --ready`) says whether it is doing useful work: not ready while it retries
+(broker unreachable, a sink down), so `kubectl get pods` and `marketpipe cluster` show who is
+waiting. The startup probe allows for the wait for the topics Job
+(MARKETPIPE_KAFKA__TOPIC_WAIT_S), during which the heartbeat is beaten too. */}}
 {{- define "marketpipe.heartbeatProbes" -}}
 startupProbe:
   exec:
@@ -163,6 +167,12 @@ livenessProbe:
   periodSeconds: 20
   timeoutSeconds: 10
   failureThreshold: 3
+readinessProbe:
+  exec:
+    command: ["marketpipe", "health", "--ready", "--max-age", "{{ .Values.livenessMaxAgeSeconds }}"]
+  periodSeconds: 10
+  timeoutSeconds: 10
+  failureThreshold: 2
 {{- end }}
 
 {{/* Writable scratch space under a read-only root filesystem. */}}

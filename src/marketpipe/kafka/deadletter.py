@@ -59,16 +59,18 @@ def dead_letter(
     detail: str,
     source: Source,
     max_value_bytes: int,
+    keep_headers: bool = True,
 ) -> tuple[bytes | None, list[Header]]:
     """The DLQ copy of a record: (value, headers), the value cut to ``max_value_bytes``.
 
     Original headers come first (a reader takes the last of a name, so ours win); when they
-    alone exceed ``max_value_bytes`` they are dropped and counted instead.
+    alone exceed ``max_value_bytes`` (or ``keep_headers`` is false) they are dropped and
+    counted instead. ``max_value_bytes=0`` keeps no value at all, only its size and digest.
     """
     out_reasons = list(reasons)
     extra: list[Header] = []
     kept = as_list(headers)
-    if header_bytes(kept) > max_value_bytes:
+    if kept and (not keep_headers or header_bytes(kept) > max_value_bytes):
         extra.append((H_HEADERS_DROPPED, str(len(kept)).encode()))
         kept = []
         if TOO_LARGE not in out_reasons:

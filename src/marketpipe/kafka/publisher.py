@@ -26,15 +26,16 @@ import logging
 import time
 from collections import Counter as TallyCounter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from marketpipe.ingest.backoff import Backoff
 from marketpipe.kafka.config import producer_config
 from marketpipe.kafka.deadletter import Header, MessageHeaders, Source, as_list, dead_letter
+from marketpipe.retry import Backoff
+from marketpipe.runtime import Readiness
 from marketpipe.settings import KafkaSettings
 from marketpipe.telemetry import ProducerInstruments
 
@@ -44,6 +45,11 @@ log = logging.getLogger(__name__)
 MAX_KEPT_ERRORS = 5
 #: How long a rebuild waits for the old client to hand back its queue.
 DRAIN_S = 10.0
+#: How long a stopping stage waits for acknowledgements before it purges and counts them.
+STOP_FLUSH_S = 8.0
+#: Messages waiting this long with none acknowledged make the stage not ready.
+NOT_READY_AFTER_S = 10.0
+READINESS_NAME = "producer"
 
 #: Delivery errors after which the same record can never be written as it is.
 PERMANENT = frozenset(
@@ -51,19 +57,20 @@ PERMANENT = frozenset(
         KafkaError.MSG_SIZE_TOO_LARGE,
         KafkaError.RECORD_LIST_TOO_LARGE,
         KafkaError.INVALID_RECORD,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.INVALID_TIMESTAMP,
+        KafkaError.POLICY_VIOLATION,
         KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
         KafkaError._INVALID_ARG,
     }
 )
+# Authorisation errors are not in PERMANENT: they are about a topic, not a record (every
+# record would fail), so they are retried until give-up, whose line names the error.
 #: Errors that mean another producer with our transactional id took over.
 FENCED = frozenset(
     {
         KafkaError._FENCED,
         KafkaError.PRODUCER_FENCED,
         KafkaError.INVALID_PRODUCER_EPOCH,
-        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
     }
 )
 
@@ -198,6 +205,7 @@ class Publisher:
         factory: ProducerFactory = Producer,
         stopping: Callable[[], bool] = lambda: False,
         give_up: Callable[[str], None] | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         conf = producer_config(cfg, transactional_id)
         conf.update(extra_config or {})
@@ -219,6 +227,7 @@ class Publisher:
         self.give_up_s = cfg.give_up_s
         self.stopping = stopping
         self._give_up = give_up
+        self._readiness = readiness
         self._last_progress = time.monotonic()
         self._delivered_seen = 0
         self.producer = self._build()
@@ -296,7 +305,11 @@ class Publisher:
             fatal = kafka_error(exc)
             if fatal is not None and is_fatal(fatal):
                 self._fatal = self._fatal or fatal
-            self._record(err, msg)
+            try:
+                self._record(err, msg)
+            except SystemError:  # unreadable twice: still counted, never "acknowledged"
+                self.report.failed += 1
+                self.report.errors["_REPORT_UNREADABLE"] += 1
 
     def _record(self, err: KafkaError, msg: Message) -> None:
         ts_type, ts = msg.timestamp()
@@ -326,13 +339,17 @@ class Publisher:
             log.warning("producer: %s", err.str())
 
     def _note(self, exc: Exception) -> None:
-        """An exception out of a client call: remember a fatal Kafka error, re-raise the rest."""
+        """An exception out of a client call: remember a fatal Kafka error, log a transient
+        one (retried by the caller), re-raise anything that is not a Kafka error."""
         err = kafka_error(exc)
         if err is None and isinstance(exc, SystemError) and self._fatal is not None:
             return  # the call failed on the fatal error its callback already noted
-        if err is None or not is_fatal(err):
+        if err is None:
             raise exc
-        self._fatal = self._fatal or err
+        if is_fatal(err):
+            self._fatal = self._fatal or err
+        else:  # the call is retried by the caller's next round; give-up decides when to stop
+            log.warning("producer: %s", err.str())
 
     def _on_stats(self, stats_json: str) -> None:
         """Per broker: average time queued in the client plus the produce round trip (ms)."""
@@ -492,10 +509,17 @@ class Publisher:
                 else:
                     self.producer.produce(f.topic, f.value, f.key, timestamp=f.timestamp_ms)
                 self.report.resent += 1
-            except (BufferError, *CLIENT_ERRORS) as exc:
-                if not isinstance(exc, BufferError):
-                    self._note(exc)
-                self.failures.extend(todo[i:])  # the rest next time
+            except BufferError:
+                self.failures.extend(todo[i:])  # the rest next round
+                return
+            except CLIENT_ERRORS as exc:
+                err = kafka_error(exc)
+                if err is not None and is_permanent(err):
+                    self.report.count_failed(replace(f, error=err))
+                    continue
+                # Fatal (rebuilt next round) or transient (retried until give-up): keep all.
+                self.failures.extend(todo[i:])
+                self._note(exc)
                 return
 
     def _check_progress(self) -> None:
@@ -506,12 +530,20 @@ class Publisher:
         if delivered > self._delivered_seen or not self.report.in_flight:
             self._delivered_seen = delivered
             self._last_progress = now
+            if self._readiness is not None:
+                self._readiness.ready(READINESS_NAME)
             return
         stalled = now - self._last_progress
+        if stalled >= NOT_READY_AFTER_S and self._readiness is not None:
+            self._readiness.not_ready(
+                READINESS_NAME,
+                f"nothing acknowledged by {self._bootstrap} for {stalled:.0f}s+, retrying",
+            )
         if stalled >= self.give_up_s and not self.report.gave_up:
+            last = self.failures[-1].error.str() if self.failures else "no answer"
             reason = (
                 f"nothing acknowledged by the broker at {self._bootstrap} for {stalled:.0f}s "
-                f"with {self.report.in_flight} messages waiting"
+                f"with {self.report.in_flight} messages waiting (last error: {last})"
             )
             self.report.gave_up = reason
             log.error("giving up: %s", reason)
@@ -569,7 +601,10 @@ class Publisher:
     def close(self, timeout_s: float = 30.0) -> DeliveryReport:
         """Flush, then release the client. Anything unconfirmed by ``timeout_s`` is purged and
         so reported as failed: every queued message ends up either delivered or failed."""
-        remaining = self.flush(timeout_s if not self.report.gave_up else min(timeout_s, 5.0))
+        if self.report.gave_up or self.stopping():
+            # Stopping (SIGTERM): the summary must print well inside the pod's grace period.
+            timeout_s = min(timeout_s, STOP_FLUSH_S)
+        remaining = self.flush(timeout_s)
         if remaining:
             log.error(
                 "%d messages unacknowledged after %.0fs; purging them (counted as failed)",
@@ -580,7 +615,7 @@ class Publisher:
             try:
                 self.producer.purge()
                 self.producer.flush(5.0)
-            except KafkaException as exc:
+            except CLIENT_ERRORS as exc:
                 log.debug("purge at close: %s", exc)
             for f in self.take_failures():
                 self.report.count_failed(f)

@@ -32,6 +32,7 @@ from marketpipe.kafka.publisher import (
     is_fatal,
     kafka_error,
 )
+from marketpipe.retry import Backoff
 from marketpipe.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 Delivery = Literal["exactly_once", "at_least_once"]
 #: How long past its own timeout a client call may take before it is abandoned.
 CALL_GRACE_S = 5.0
+#: How long a call in progress may go on once the stage is stopping.
+STOP_GRACE_S = 5.0
 
 
 class BatchAborted(Exception):
@@ -91,9 +94,16 @@ def bounded(call: Callable[[], T], timeout_s: float, stopping: Callable[[], bool
 
     threading.Thread(target=work, name="kafka-call", daemon=True).start()
     deadline = time.monotonic() + timeout_s + CALL_GRACE_S
+    stop_deadline: float | None = None
     while not done.wait(0.2):
-        if time.monotonic() >= deadline or stopping():
+        now = time.monotonic()
+        if now >= deadline:
             raise _Wedged(f"no answer within {timeout_s:g}s")
+        if stop_deadline is None and stopping():
+            # A healthy call ends in milliseconds: give it a moment before walking away.
+            stop_deadline = now + min(timeout_s, STOP_GRACE_S)
+        if stop_deadline is not None and now >= stop_deadline:
+            raise _Wedged("stopped while waiting for the broker; the outcome is unknown")
     ok, result = outcome[0]
     if not ok:
         raise result
@@ -141,39 +151,49 @@ class TransactionalOutput:
 
     def start(self) -> None:
         """Register the transactional id; fences (and aborts) a previous incarnation's open
-        transaction, so its uncommitted output never becomes visible. Retries while the broker
-        is unreachable, up to ``give_up_s``."""
+        transaction, so its uncommitted output never becomes visible. Retries with backoff
+        while the broker is unreachable, up to ``give_up_s``; returns early when stopping."""
         if not self.exactly_once:
             return
         deadline = time.monotonic() + self.cfg.give_up_s
+        backoff = Backoff(self.cfg.retry_backoff_s, self.cfg.retry_backoff_max_s)
         attempt = 0
-        while True:
+        while not self.stopping():
             attempt += 1
             try:
                 self._call(partial(self.producer.init_transactions, self.cfg.call_timeout_s))
                 return
             except _Wedged as exc:
-                if self.stopping():
-                    return  # the caller's loop sees the stop
-                self.publisher.abandon(f"init_transactions: {exc}")
-                continue
+                why = f"init_transactions: {exc}"
+                if not self.stopping():
+                    self.publisher.abandon(why)
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 if err.code() in FENCED:
                     raise Fenced(err.str()) from exc
-                if time.monotonic() >= deadline or self.stopping():
-                    raise Unavailable(
-                        f"could not register transactional id {self.transactional_id} with the "
-                        f"broker at {self.cfg.bootstrap_servers} within "
-                        f"{self.cfg.give_up_s:g}s: {err.str()}"
-                    ) from exc
+                why = err.str()
                 if is_fatal(err):
-                    self._rebuild(err.str())
-                log.warning(
-                    "registering transactional id %s failed (attempt %d): %s; retrying",
-                    self.transactional_id, attempt, err.str(),
-                )  # fmt: skip
-                time.sleep(min(self.cfg.retry_backoff_max_s, self.cfg.retry_backoff_s * attempt))
+                    self.publisher.rebuild(why)
+            if self.stopping():
+                return
+            if time.monotonic() >= deadline:
+                raise Unavailable(
+                    f"could not register transactional id {self.transactional_id} with the "
+                    f"broker at {self.cfg.bootstrap_servers} within {self.cfg.give_up_s:g}s "
+                    f"(MARKETPIPE_KAFKA__GIVE_UP_S): {why}"
+                )
+            delay = backoff.ceiling(attempt)
+            log.warning(
+                "registering transactional id %s failed (attempt %d): %s; retrying in %.1fs",
+                self.transactional_id, attempt, why, delay,
+            )  # fmt: skip
+            self._sleep(delay)
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early when the stage is stopping."""
+        end = time.monotonic() + seconds
+        while not self.stopping() and time.monotonic() < end:
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
 
     def begin(self) -> None:
         self.publisher.take_failures()
@@ -195,7 +215,7 @@ class TransactionalOutput:
                 self._call(
                     lambda: producer.send_offsets_to_transaction(list(offsets), metadata, timeout)
                 )
-                self._call(lambda: producer.commit_transaction(timeout))
+                self._commit_transaction(producer)
                 self._in_transaction = False
                 return
             remaining = self.producer.flush(timeout)
@@ -206,7 +226,14 @@ class TransactionalOutput:
                     f"{[f.describe() for f in failures[:3]]}",
                     failures,
                 )
-            consumer.commit(offsets=list(offsets), asynchronous=False)
+            # A synchronous commit has no timeout of its own: bound it like the others.
+            done = bounded(
+                lambda: consumer.commit(offsets=list(offsets), asynchronous=False),
+                timeout, self.stopping,
+            )  # fmt: skip
+            failed = [tp for tp in done or [] if tp.error is not None]
+            if failed:
+                raise BatchAborted(f"offsets not committed: {failed[0].error}")
         except KafkaException as exc:
             self.fail(exc)
         except SystemError as exc:  # a fatal error surfaced in a delivery callback
@@ -219,15 +246,33 @@ class TransactionalOutput:
     def _call(self, call: Callable[[], object]) -> None:
         bounded(call, self.cfg.call_timeout_s, self.stopping)
 
+    def _commit_transaction(self, producer: Producer) -> None:
+        """commit_transaction, called again after a retriable error (librdkafka: on a timeout
+        "the operation may continue in the background ... it is okay to call this function
+        again"); aborting instead could undo a commit that was about to succeed."""
+        deadline = time.monotonic() + self.cfg.call_timeout_s
+        while True:
+            remaining = max(1.0, deadline - time.monotonic())
+            try:
+                self._call(partial(producer.commit_transaction, remaining))
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                again = err.retriable() and not err.txn_requires_abort()
+                if not again or time.monotonic() >= deadline or self.stopping():
+                    raise
+                log.warning("commit not confirmed yet (%s); asking again", err.str())
+
     def _abandon(self, why: str) -> None:
         """The client hangs in a call: leave it to its thread, register a new one (which fences
         the old epoch and aborts its open transaction on the broker), redo the batch."""
+        self._in_transaction = False
+        if self.stopping():  # no new client on the way out; the next run resolves it
+            raise BatchAborted(f"commit outcome unknown: {why}")
         log.warning("producer wedged (%s); replacing it", why)
         self.rebuilds += 1
         self.publisher.abandon(why)
-        self._in_transaction = False
-        if not self.stopping():
-            self.start()
+        self.start()
         raise BatchAborted(f"producer wedged: {why}")
 
     def abort(self) -> None:
@@ -268,8 +313,9 @@ class TransactionalOutput:
             self._rebuild(err.str())
         else:
             log.warning("batch not committed (%s); aborting to redo it", err.str())
+            rebuilds = self.rebuilds
             self.abort()
-            if failures and self.exactly_once:
+            if failures and self.exactly_once and self.rebuilds == rebuilds:
                 # A refused message leaves a hole in the idempotent sequence; librdkafka's
                 # next transaction then fails on "skipped sequence numbers". A fresh
                 # registration starts clean.

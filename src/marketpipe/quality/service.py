@@ -30,8 +30,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from marketpipe.ingest.backoff import Backoff
-from marketpipe.kafka import consumer_config, read_to_end
+from marketpipe.kafka import TopicMissing, consumer_config, read_to_end
 from marketpipe.kafka.deadletter import (
     H_DETAIL,
     H_OFFSET,
@@ -44,11 +43,12 @@ from marketpipe.kafka.deadletter import (
     dead_letter,
 )
 from marketpipe.kafka.publisher import CLIENT_ERRORS, Failure, kafka_error
-from marketpipe.kafka.transactions import BatchAborted, TransactionalOutput, Unavailable
+from marketpipe.kafka.transactions import BatchAborted, Fenced, TransactionalOutput, Unavailable
 from marketpipe.quality.checker import CheckCounts, Checker
 from marketpipe.quality.rules import TOO_LARGE, Thresholds
 from marketpipe.quality.state import StateStore
-from marketpipe.runtime import StopFlag
+from marketpipe.retry import Backoff
+from marketpipe.runtime import Readiness, StopFlag
 from marketpipe.settings import KafkaSettings, QualitySettings
 from marketpipe.telemetry import QualityInstruments
 
@@ -170,6 +170,7 @@ class QualityService:
         clock_us: Callable[[], int] = wall_clock_us,
         consumer_factory: ConsumerFactory = Consumer,
         output_factory: OutputFactory = default_output,
+        readiness: Readiness | None = None,
     ) -> None:
         self.kafka = kafka
         self.cfg = cfg
@@ -182,6 +183,7 @@ class QualityService:
         self._stop: StopFlag | None = None
         self.output = output_factory(kafka, cfg, f"{cfg.group_id}-{instance}", self._stopping)
         self._consumer_factory = consumer_factory
+        self.readiness = readiness or Readiness()
         self.consumer = self._new_consumer()
         self.report = QualityReport()
         self._assigned_at: float | None = None
@@ -195,6 +197,7 @@ class QualityService:
         # up to these offsets; records singled out, with the broker's refusal.
         self._isolate_until: dict[TopicPartitionKey, int] = {}
         self._refused: dict[tuple[str, int, int], Failure] = {}
+        self._bare: set[tuple[str, int, int]] = set()  # refused even cut: headers alone
 
     def _stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()
@@ -247,7 +250,7 @@ class QualityService:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
             self._restore([tp.partition for tp in partitions])
-        except (KafkaException, TimeoutError, OSError) as exc:
+        except (KafkaException, TopicMissing, TimeoutError, OSError) as exc:
             # Raised out of consume() this would leave partitions without state: the main
             # loop rewinds (offsets and state) with backoff before it processes anything.
             log.warning("state restore on assignment failed (%s); will retry", exc)
@@ -274,6 +277,7 @@ class QualityService:
         while not stop.is_set():
             attempt += 1
             self._check_give_up(why)
+            self.readiness.not_ready("checker", f"retrying: {why}"[:300])
             delay = self._backoff.ceiling(attempt - 1) if attempt > 1 else 0.0
             if delay:
                 log.warning("quality: %s; retrying in %.1fs (attempt %d)", why, delay, attempt)
@@ -285,7 +289,7 @@ class QualityService:
                 self._rewind()
                 self._needs_rewind = False
                 return
-            except (KafkaException, TimeoutError, OSError) as exc:
+            except (KafkaException, TopicMissing, TimeoutError, OSError) as exc:
                 why = f"rewind failed: {first_line(exc)}"
 
     def _rebuild_consumer(self) -> None:
@@ -366,6 +370,12 @@ class QualityService:
                 except BatchAborted as exc:
                     self._aborted(exc, stop)
                     last_input = time.monotonic()  # time spent recovering is not idleness
+        except Unavailable:
+            self.report.stopped_by = "give-up"
+            raise
+        except Fenced:
+            self.report.stopped_by = "fenced"
+            raise
         finally:
             self._finish()
             self.report.elapsed_s = time.monotonic() - started
@@ -381,16 +391,26 @@ class QualityService:
         self.report.rebuilt_producers = getattr(self.output, "rebuilds", 0)
         if stop.is_set():
             return  # stopping: the next run redoes it from the committed offsets
-        refused = exc.permanent
+        # Only a refusal of a record's own output (not of the state changelog) is the record's.
+        outputs = (self.kafka.topic_valid, self.kafka.topic_dlq)
+        refused = [f for f in exc.permanent if f.topic in outputs]
         # The records of the transaction that failed (one, when isolating), not all consumed.
         data = [m for m in self._batch if m.error() is None and m.offset() is not None]
         if refused and len(data) == 1:
             m = data[0]
             key = (m.topic() or "", m.partition() or 0, m.offset() or 0)
+            if key in self._bare:
+                raise Unavailable(
+                    f"{self.kafka.topic_dlq} refuses even a value-less dead letter "
+                    f"({refused[0].error.str()}): check the topic's max.message.bytes and ACLs"
+                )
+            if key in self._refused:  # refused again, cut to 1 KiB: send headers alone
+                self._bare.add(key)
             self._refused[key] = refused[0]
             log.warning(
-                "%s[%d] offset %d: refused by the broker for good (%s); it goes to %s cut down",
+                "%s[%d] offset %d: refused by the broker for good (%s); it goes to %s %s",
                 key[0], key[1], key[2], refused[0].error.str(), self.kafka.topic_dlq,
+                "without its value" if key in self._bare else "cut down",
             )  # fmt: skip
         elif refused:
             for m in data:
@@ -443,10 +463,12 @@ class QualityService:
             output.fail(KafkaException(err))
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
         output.commit(self.consumer, offsets)
+        self.readiness.ready("checker")
         self._last_commit = time.monotonic()
         self._in_batch = 0
         for key in refused:
             self._refused.pop(key, None)
+            self._bare.discard(key)
         self.report.isolated += len(refused)
         self._account(consumed, counts)
 
@@ -515,11 +537,12 @@ class QualityService:
                 counts.dlq += 1
                 counts.reasons[reason] += 1
                 refused_sent.append((topic, partition, offset))
+                bare = (topic, partition, offset) in self._bare
                 dl_value, dl_headers = dead_letter(
-                    value, headers, [reason], failure.error.str(), source,
-                    min(dlq_cap, REFUSED_KEEP_BYTES),
+                    value, headers, [reason], failure.error.str()[: 120 if bare else None],
+                    source, 0 if bare else min(dlq_cap, REFUSED_KEEP_BYTES), keep_headers=not bare,
                 )  # fmt: skip
-                self._produce(dlq_topic, key, dl_value, dl_headers)
+                self._produce(dlq_topic, key, dl_value or None, dl_headers)
                 continue
             verdict = check(partition, key, value, now_us, counts)
             try:
