@@ -8,7 +8,7 @@ bounded read of the same topic through the same source (count only) for the rati
 the features query's steady rate: its ticks over the time of its micro-batches after the first
 (which compiles and warms up), with the archive query running beside it.
 
-    python benchmarks/bench_features.py [--runs 3] [--count 300000]
+    python benchmarks/bench_features.py [--runs 3] [--count 300000] [--smoke] [--running-services]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from harness import arguments, own_broker, report
+from harness import arguments, report, stack, unique
 from marketpipe.features.job import FeatureJob, spark_session
 from marketpipe.features.kafka_source import KafkaSource
 from marketpipe.ingest.pacing import Pacer, wall_clock_us
@@ -94,8 +94,8 @@ def plain_read(spark: SparkSession, kafka: KafkaSettings) -> float:
 
 def main() -> int:
     args = arguments(__doc__.split("\n", 1)[0])
-    with own_broker(pin_self=False) as bench:
-        kafka = bench.kafka.model_copy(update={"topic_valid": "bench-valid"})
+    with stack(args, ["kafka"], pin_self=False) as bench:
+        kafka = bench.kafka.model_copy(update={"topic_valid": unique("bench-valid")})
         ensure_topics(kafka, pipeline_topics(kafka)[1:2])
         preload(kafka, args.count)
         spark = spark_session(FeaturesSettings())

@@ -2,7 +2,7 @@
 plain binary COPY into a table of the same shape and primary key, on the benchmark's own
 PostgreSQL, same run.
 
-    python benchmarks/bench_sinks.py [--runs 5] [--count 300000]
+    python benchmarks/bench_sinks.py [--runs 5] [--count 300000] [--smoke] [--running-services]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pyarrow as pa
 
-from harness import arguments, own_stack, report
+from harness import arguments, report, scratch_database, stack
 from marketpipe.settings import PostgresSettings
 from marketpipe.sinks.migrations import migrate
 from marketpipe.sinks.postgres import PostgresSink
@@ -81,8 +81,7 @@ def upsert(cfg: PostgresSettings, rows: list[tuple[object, ...]], truncate: bool
 
 def main() -> int:
     args = arguments(__doc__.split("\n", 1)[0])
-    with own_stack(["postgres"]) as bench:
-        cfg = bench.settings.postgres
+    with stack(args, ["postgres"]) as bench, scratch_database(bench.settings.postgres) as cfg:
         migrate(cfg.conninfo())
         rows = bar_rows(args.count)
         plain, fresh, again = [], [], []
