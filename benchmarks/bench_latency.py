@@ -16,7 +16,16 @@ import threading
 import time
 from pathlib import Path
 
-from harness import parse, parser, report, scratch_database, stack, unique
+from harness import (
+    add_spark_conf,
+    parse,
+    parser,
+    report,
+    scratch_database,
+    spark_conf,
+    stack,
+    unique,
+)
 from marketpipe.features.job import FeatureJob, spark_session
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.kafka import Publisher, ensure_topics, pipeline_topics
@@ -33,13 +42,9 @@ def main() -> int:
     options.add_argument(
         "--warmup", type=float, default=20, help="seconds of latency not counted at the start"
     )
-    options.add_argument(
-        "--spark-conf", action="append", default=[], metavar="KEY=VALUE",
-        help="extra Spark property for the job (repeatable), e.g. a state store provider",
-    )  # fmt: skip
+    add_spark_conf(options)
     # Smoke: long enough for a few 1 s micro-batches to write rows after the warm-up.
     args = parse(options, tps=500, seconds=4, warmup=2)
-    spark_conf = dict(item.split("=", 1) for item in args.spark_conf)
     p50s: dict[str, list[float]] = {}
     p99s: dict[str, list[float]] = {}
     with (
@@ -47,7 +52,7 @@ def main() -> int:
         scratch_database(bench.settings.postgres) as postgres,
     ):
         migrate(postgres.conninfo())
-        spark = spark_session(FeaturesSettings(spark_conf=spark_conf))
+        spark = spark_session(FeaturesSettings(spark_conf=spark_conf(args)))
         for run in range(args.runs):
             kafka = bench.kafka.model_copy(update={"topic_valid": unique("latency")})
             ensure_topics(kafka, pipeline_topics(kafka)[1:2])
