@@ -1,0 +1,38 @@
+"""Every benchmark script runs: a tiny ``--smoke`` run of each against the suite's services, so
+`make bench` cannot rot unnoticed. No figure is checked: they mean nothing at this size."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from marketpipe.settings import Settings
+from tests.conftest import REPO_ROOT
+from tests.integration.helpers import service_env
+
+BENCHMARKS = REPO_ROOT / "benchmarks"
+#: Every script with a command line: a new benchmark is smoke-tested without being listed here.
+SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if 'if __name__ == "__main__"' in p.read_text())
+
+
+def test_every_benchmark_is_found() -> None:
+    assert {p.name for p in SCRIPTS} >= {"bench_sinks.py", "bench_latency.py", "naive.py"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_benchmark_smoke_run(script: Path, services: Settings, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--running-services"],
+        env=service_env(services),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    )
