@@ -173,12 +173,12 @@ def _run(
         )  # fmt: skip
         producer.start()
         to_parent_p.close()
-        produced: dict[str, Any] = from_producer.recv()
+        produced = _receive(from_producer, producer)
         producer.join()
         total.value = produced["ticks"]
         from_consumer.poll(drain_s)  # until the consumer is done, or drain_s
         stop.set()
-        consumed: dict[str, Any] = from_consumer.recv()
+        consumed = _receive(from_consumer, consumer)
         consumer.join()
     finally:
         stop.set()
@@ -204,6 +204,15 @@ def _run(
         peak_rss_bytes=sum(u.peak_rss_bytes for u in usage.values()),
         processes=usage,
     )
+
+
+def _receive(conn: Connection, process: BaseProcess) -> dict[str, Any]:
+    try:
+        received: dict[str, Any] = conn.recv()
+        return received
+    except EOFError:
+        process.join(10)
+        raise RuntimeError(f"naive {process.name} died (exit code {process.exitcode})") from None
 
 
 def _wait_ready(ready: Event, consumer: BaseProcess) -> None:

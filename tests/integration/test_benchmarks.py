@@ -36,3 +36,18 @@ def test_benchmark_smoke_run(script: Path, services: Settings, tmp_path: Path) -
     assert proc.returncode == 0, (
         f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     )
+
+
+def test_naive_baseline_api(services: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `make bench-e2e` will call: every tick lands, and the result has its figures."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from naive import run_naive
+
+    result = run_naive(services, 300, count=150)
+    assert (result.ticks, result.rows, result.rate_offered) == (150, 150, 300)
+    assert result.kept_up
+    assert 0 <= result.latency_p50_s <= result.latency_p95_s <= result.latency_p99_s
+    assert result.sustained_tps > 0
+    assert set(result.processes) == {"producer", "consumer"}
+    assert result.cpu_s > 0
+    assert result.peak_rss_bytes > 0
