@@ -89,12 +89,13 @@ typecheck: install ## mypy (strict) over src/
 	$(VENV)/bin/mypy
 
 .PHONY: bench
-bench: install ## Throughput benchmarks; prints medians and ratios to plain client loops
+bench: install ## Throughput benchmarks; prints medians and ratios to plain client loops and a naive pipeline
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_quality.py
 	$(PY) benchmarks/bench_sinks.py
 	$(PY) benchmarks/bench_features.py --runs 3
 	$(PY) benchmarks/bench_latency.py --runs 3 --seconds 60
+	$(PY) benchmarks/naive.py --runs 3 --seconds 20 --tps 2000
 
 ##@ Local stack
 

@@ -8,7 +8,8 @@ bounded read of the same topic through the same source (count only) for the rati
 the features query's steady rate: its ticks over the time of its micro-batches after the first
 (which compiles and warms up), with the archive query running beside it.
 
-    python benchmarks/bench_features.py [--runs 3] [--count 300000]
+    python benchmarks/bench_features.py [--runs 3] [--count 300000] [--spark-conf K=V]
+        [--smoke] [--running-services]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from harness import arguments, own_broker, report
+from harness import add_spark_conf, parse, parser, report, spark_conf, stack, unique
 from marketpipe.features.job import FeatureJob, spark_session
 from marketpipe.features.kafka_source import KafkaSource
 from marketpipe.ingest.pacing import Pacer, wall_clock_us
@@ -93,12 +94,14 @@ def plain_read(spark: SparkSession, kafka: KafkaSettings) -> float:
 
 
 def main() -> int:
-    args = arguments(__doc__.split("\n", 1)[0])
-    with own_broker(pin_self=False) as bench:
-        kafka = bench.kafka.model_copy(update={"topic_valid": "bench-valid"})
+    options = parser(__doc__.split("\n", 1)[0])
+    add_spark_conf(options)
+    args = parse(options)
+    with stack(args, ["kafka"], pin_self=False) as bench:
+        kafka = bench.kafka.model_copy(update={"topic_valid": unique("bench-valid")})
         ensure_topics(kafka, pipeline_topics(kafka)[1:2])
         preload(kafka, args.count)
-        spark = spark_session(FeaturesSettings())
+        spark = spark_session(FeaturesSettings(spark_conf=spark_conf(args)))
         job, steady, archive, reads = [], [], [], []
         for i in range(args.runs):
             reads.append(plain_read(spark, kafka))

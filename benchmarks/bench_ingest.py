@@ -5,7 +5,7 @@ means one core for the producing process. Runs the plain loop, the synthetic pro
 replay loader (kibot CSV at --speed 0) alternately, ``--runs`` times each, and prints medians and
 ratios: absolute figures move with the machine, the ratios much less.
 
-    python benchmarks/bench_ingest.py [--runs 5] [--count 300000]
+    python benchmarks/bench_ingest.py [--runs 5] [--count 300000] [--smoke] [--running-services]
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Producer
 
-from harness import arguments, own_broker, report
+from harness import arguments, report, stack, unique
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.ingest.replay import Replayer
 from marketpipe.kafka import Publisher, ensure_topics, producer_config
@@ -34,7 +33,7 @@ from marketpipe.settings import (
 
 
 def fresh_topic(kafka: KafkaSettings) -> str:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
+    name = unique("bench")
     ensure_topics(kafka, [TopicSpec(name, 6, 1, {"retention.ms": "600000"})])
     return name
 
@@ -120,7 +119,7 @@ def generate_only(count: int) -> float:
 
 def main() -> int:
     args = arguments(__doc__.split("\n", 1)[0])
-    with own_broker() as bench:
+    with stack(args, ["kafka"]) as bench:
         kafka = bench.kafka
         messages = prebuilt_messages(args.count)
         kibot = kibot_file(bench.folder, args.count)

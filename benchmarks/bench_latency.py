@@ -3,12 +3,12 @@ publishes to ticks.valid at a steady rate while the job runs with a 1 s trigger;
 written records ``written_at - last_event_time`` (the newest tick in the row, from its event
 time to the moment its micro-batch is written). Prints p50/p99 per output after a warm-up.
 
-    python benchmarks/bench_latency.py [--runs 3] [--tps 10000] [--seconds 60] [--spark-conf K=V]
+    python benchmarks/bench_latency.py [--runs 3] [--tps 10000] [--seconds 60] [--warmup 20]
+        [--spark-conf K=V] [--smoke] [--running-services]
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -16,7 +16,16 @@ import threading
 import time
 from pathlib import Path
 
-from harness import own_stack, report
+from harness import (
+    add_spark_conf,
+    parse,
+    parser,
+    report,
+    scratch_database,
+    spark_conf,
+    stack,
+    unique,
+)
 from marketpipe.features.job import FeatureJob, spark_session
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.kafka import Publisher, ensure_topics, pipeline_topics
@@ -25,34 +34,34 @@ from marketpipe.settings import FeaturesSettings, ProducerSettings
 from marketpipe.sinks.hub import FeatureSinks
 from marketpipe.sinks.migrations import migrate
 
-WARMUP_S = 20.0
-
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tps", type=float, default=10_000)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument(
-        "--spark-conf", action="append", default=[], metavar="KEY=VALUE",
-        help="extra Spark property for the job (repeatable), e.g. a state store provider",
-    )  # fmt: skip
-    args = parser.parse_args()
-    spark_conf = dict(item.split("=", 1) for item in args.spark_conf)
+    options = parser(__doc__.split("\n", 1)[0], runs=3, count=None)
+    options.add_argument("--tps", type=float, default=10_000)
+    options.add_argument("--seconds", type=float, default=60)
+    options.add_argument(
+        "--warmup", type=float, default=20, help="seconds of latency not counted at the start"
+    )
+    add_spark_conf(options)
+    # Smoke: long enough for a few 1 s micro-batches to write rows after the warm-up.
+    args = parse(options, tps=500, seconds=4, warmup=2)
     p50s: dict[str, list[float]] = {}
     p99s: dict[str, list[float]] = {}
-    with own_stack(["kafka", "postgres"], pin_self=False) as bench:
-        migrate(bench.settings.postgres.conninfo())
-        spark = spark_session(FeaturesSettings(spark_conf=spark_conf))
+    with (
+        stack(args, ["kafka", "postgres"], pin_self=False) as bench,
+        scratch_database(bench.settings.postgres) as postgres,
+    ):
+        migrate(postgres.conninfo())
+        spark = spark_session(FeaturesSettings(spark_conf=spark_conf(args)))
         for run in range(args.runs):
-            kafka = bench.kafka.model_copy(update={"topic_valid": f"latency-{run}"})
+            kafka = bench.kafka.model_copy(update={"topic_valid": unique("latency")})
             ensure_topics(kafka, pipeline_topics(kafka)[1:2])
             with tempfile.TemporaryDirectory(dir=bench.folder) as folder:
                 cfg = FeaturesSettings(
                     checkpoint_dir=str(Path(folder) / "cp"), sinks=["postgres"],  # type: ignore[list-item]
                     archive_root=str(Path(folder) / "archive"), trigger_s=1.0,
                 )  # fmt: skip
-                sinks = FeatureSinks(cfg, bench.settings.postgres)
+                sinks = FeatureSinks(cfg, postgres)
                 job = FeatureJob(spark, kafka, cfg, sinks)
                 job.start()
                 producer = SyntheticProducer(
@@ -63,7 +72,7 @@ def main() -> int:
                 stop = StopFlag()
                 thread = threading.Thread(target=producer.run, args=(stop,))
                 thread.start()
-                time.sleep(WARMUP_S)
+                time.sleep(args.warmup)
                 for samples in job.metrics.latency_s.values():
                     samples.clear()  # Spark's first micro-batches compile and warm up
                 thread.join()
@@ -87,7 +96,7 @@ def main() -> int:
     rows.append(("target: p99 into PostgreSQL at 10k ticks/s", "<= 3 s"))
     report(
         f"medians of {args.runs} runs, {args.tps:,.0f} ticks/s for {args.seconds:.0f} s "
-        f"(first {WARMUP_S:.0f} s not counted), 1 s trigger, PostgreSQL sink",
+        f"(first {args.warmup:.0f} s not counted), 1 s trigger, PostgreSQL sink",
         rows,
     )
     return 0

@@ -6,7 +6,7 @@ the batch in a transaction: no validation) and the quality checker in both deliv
 Each run reads the same input with a fresh consumer group and writes fresh output topics.
 The stale-time rule is off so that later runs see the same verdicts as the first.
 
-    python benchmarks/bench_quality.py [--runs 5] [--count 300000]
+    python benchmarks/bench_quality.py [--runs 5] [--count 300000] [--smoke] [--running-services]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
-from harness import arguments, own_broker, report
+from harness import arguments, report, stack, unique
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.kafka import Publisher, consumer_config, ensure_topics, pipeline_topics
 from marketpipe.kafka.transactions import TransactionalOutput
@@ -116,8 +116,8 @@ def preload(kafka: KafkaSettings, count: int) -> None:
 
 def main() -> int:
     args = arguments(__doc__.split("\n", 1)[0])
-    with own_broker() as bench:
-        kafka = bench.kafka.model_copy(update={"topic_raw": "bench-raw"})
+    with stack(args, ["kafka"]) as bench:
+        kafka = bench.kafka.model_copy(update={"topic_raw": unique("bench-raw")})
         ensure_topics(kafka, pipeline_topics(kafka)[:1])
         preload(kafka, args.count)
         # The faults add messages: count what is really on the topic.

@@ -1,5 +1,10 @@
 """What every benchmark shares: an own broker on its own core, this process on another, and
-the medians-and-ratios report. Figures are medians of several runs; ratios travel better."""
+the medians-and-ratios report. Figures are medians of several runs; ratios travel better.
+
+Every benchmark also takes ``--smoke`` (one tiny run: its code paths work, its figures mean
+nothing; ``make test`` runs each so) and ``--running-services`` (use the services that
+``marketpipe local up`` started, or that the MARKETPIPE_* variables name, instead of starting
+its own: nothing is pinned, and everything it creates has a name of its own)."""
 
 from __future__ import annotations
 
@@ -8,12 +13,30 @@ import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
 
 from marketpipe.local.stack import LocalStack
-from marketpipe.settings import KafkaSettings, LocalSettings, Settings, settings_with_env
+from marketpipe.settings import (
+    KafkaSettings,
+    LocalSettings,
+    PostgresSettings,
+    Settings,
+    load_settings,
+    settings_with_env,
+)
+
+#: What ``--smoke`` sets unless a script asks for other values.
+SMOKE = {"runs": 1, "count": 2_000}
+#: Spark properties of smoke runs: a driver JVM that lives seconds spends about half the CPU
+#: with the C1 compiler alone (measured here: ~8 s instead of ~14 s for start-up and a query).
+SMOKE_SPARK_CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
 
 
 @dataclass(frozen=True)
@@ -26,11 +49,74 @@ class Bench:
         return self.settings.kafka
 
 
+def unique(prefix: str) -> str:
+    """A topic, group or table name no earlier run (or other benchmark) has used."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def parser(description: str, runs: int = 5, count: int | None = 300_000) -> argparse.ArgumentParser:
+    """The options every benchmark takes; a script adds its own before ``parse``."""
+    out = argparse.ArgumentParser(description=description)
+    out.add_argument("--runs", type=int, default=runs)
+    if count is not None:
+        out.add_argument("--count", type=int, default=count)
+    out.add_argument(
+        "--smoke", action="store_true",
+        help="one tiny run checking the code paths (make test runs it); figures mean nothing",
+    )  # fmt: skip
+    out.add_argument(
+        "--running-services", action="store_true",
+        help="use the running services (marketpipe local up, or MARKETPIPE_* variables) "
+        "instead of starting own ones; nothing is pinned",
+    )  # fmt: skip
+    return out
+
+
+def add_spark_conf(options: argparse.ArgumentParser) -> None:
+    options.add_argument(
+        "--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+        help="extra Spark property for the job (repeatable), e.g. a state store provider",
+    )  # fmt: skip
+
+
+def spark_conf(args: argparse.Namespace) -> dict[str, str]:
+    """The ``--spark-conf`` properties, on top of ``SMOKE_SPARK_CONF`` in a smoke run."""
+    given = dict(item.split("=", 1) for item in args.spark_conf)
+    return {**SMOKE_SPARK_CONF, **given} if args.smoke else given
+
+
+def parse(options: argparse.ArgumentParser, **smoke: Any) -> argparse.Namespace:
+    """Parsed options; with ``--smoke``, ``SMOKE`` and then ``smoke`` override what was given."""
+    args = options.parse_args()
+    if args.smoke:
+        for name, value in {**SMOKE, **smoke}.items():
+            if hasattr(args, name):
+                setattr(args, name, value)
+    return args
+
+
 def arguments(description: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--count", type=int, default=300_000)
-    return parser.parse_args()
+    return parse(parser(description))
+
+
+def stack(
+    args: argparse.Namespace, services: list[str], pin_self: bool = True
+) -> contextlib.AbstractContextManager[Bench]:
+    """The services the options ask for: the running ones, or a fresh stack of ``services``."""
+    if args.running_services:
+        return running_services()
+    return own_stack(services, pin_self)
+
+
+@contextlib.contextmanager
+def running_services() -> Iterator[Bench]:
+    """Settings as ``marketpipe`` commands load them (so the running local stack, or the
+    services the MARKETPIPE_* variables name) and a scratch folder."""
+    folder = Path(tempfile.mkdtemp(prefix="marketpipe-bench-"))
+    try:
+        yield Bench(load_settings(env_file=None), folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -57,8 +143,18 @@ def own_stack(services: list[str], pin_self: bool = True) -> Iterator[Bench]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def own_broker(pin_self: bool = True) -> contextlib.AbstractContextManager[Bench]:
-    return own_stack(["kafka"], pin_self)
+@contextlib.contextmanager
+def scratch_database(cfg: PostgresSettings) -> Iterator[PostgresSettings]:
+    """A database of its own on ``cfg``'s server, dropped afterwards: a benchmark never
+    truncates or migrates the tables of a stack someone uses."""
+    name = unique("bench").replace("-", "_")
+    with psycopg.connect(cfg.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield cfg.model_copy(update={"database": name})
+    finally:
+        with psycopg.connect(cfg.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def report(title: str, rows: list[tuple[str, str]]) -> None:
