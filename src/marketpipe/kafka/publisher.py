@@ -177,7 +177,8 @@ class DeliveryReport:
         if self.rebuilds or self.resent or self.gave_up:
             out.append(
                 f"healing: producer rebuilt {self.rebuilds} times, {self.resent} messages sent "
-                "again (a copy the broker already had reaches the DLQ as a duplicate)"
+                "again (a copy the broker already had reaches the DLQ as a duplicate, one it "
+                "wrote after newer ones as out_of_order)"
                 + (f"; gave up: {self.gave_up}" if self.gave_up else "")
             )
         out.extend(f"delivery error: {e}" for e in self.first_errors)
