@@ -14,8 +14,15 @@ from tests.conftest import REPO_ROOT
 from tests.integration.helpers import service_env
 
 BENCHMARKS = REPO_ROOT / "benchmarks"
+#: Modules of the ``benchmarks`` package run with ``python -m`` on a stack of their own, and
+#: smoke-tested by their own test (soak: ``test_soak_smoke.py``), not as scripts here.
+OWN_SMOKE = {"soak.py"}
 #: Every script with a command line: a new benchmark is smoke-tested without being listed here.
-SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if 'if __name__ == "__main__"' in p.read_text())
+SCRIPTS = sorted(
+    p
+    for p in BENCHMARKS.glob("*.py")
+    if 'if __name__ == "__main__"' in p.read_text() and p.name not in OWN_SMOKE
+)
 
 
 def test_every_benchmark_is_found() -> None:
