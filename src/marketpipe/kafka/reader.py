@@ -19,11 +19,13 @@ def read_to_end(
     since_ms: int | None = None,
     timeout_s: float = 30.0,
     partitions: list[int] | None = None,
+    tail: int | None = None,
 ) -> Iterator[Message]:
     """Yield every committed message ``topic`` holds when called, in order within each partition.
 
     ``since_ms`` starts each partition at its first message with a timestamp at or after it
-    (marketpipe stamps messages with their event time). Uses a throwaway group with no commits,
+    (marketpipe stamps messages with their event time); ``tail`` reads only each partition's
+    last ``tail`` messages. Uses a throwaway group with no commits,
     so it never disturbs services' offsets.
     """
     require_topic(cfg, topic)
@@ -51,6 +53,8 @@ def read_to_end(
                 TopicPartition(topic, pid), timeout=timeout_s
             )
             start = starts.get(pid, low) if since_ms is not None else low
+            if tail is not None:
+                start = max(start, high - tail)
             if 0 <= start < high:
                 assignments.append(TopicPartition(topic, pid, max(start, low)))
                 remaining[pid] = high
@@ -101,48 +105,6 @@ class _Deadline:
 def read_tail(
     cfg: KafkaSettings, topic: str, per_partition: int, timeout_s: float = 30.0
 ) -> Iterator[Message]:
-    """Yield the last ``per_partition`` committed messages of every partition of ``topic``
-    (fewer where a partition holds fewer), in order within each partition."""
-    require_topic(cfg, topic)
-    consumer = Consumer(
-        consumer_config(
-            cfg,
-            f"marketpipe-inspect-{uuid.uuid4().hex[:12]}",
-            **{"enable.auto.commit": False, "enable.partition.eof": True},
-        )
-    )
-    try:
-        meta = consumer.list_topics(topic=topic, timeout=timeout_s).topics[topic]
-        assignments, remaining = [], {}
-        for pid in meta.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, pid), timeout=timeout_s
-            )
-            if high > low:
-                assignments.append(TopicPartition(topic, pid, max(low, high - per_partition)))
-                remaining[pid] = high
-        if not assignments:
-            return
-        consumer.assign(assignments)
-        idle_deadline = _Deadline(timeout_s)
-        while remaining:
-            batch = consumer.consume(10_000, 0.5)
-            if not batch:
-                if idle_deadline.passed():
-                    raise TimeoutError(f"{topic}: no progress reading the tail for {timeout_s:g}s")
-                continue
-            idle_deadline.reset()
-            for msg in batch:
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        remaining.pop(msg.partition(), None)
-                    continue
-                pid, offset = msg.partition(), msg.offset()
-                if pid not in remaining or offset is None:
-                    continue
-                yield msg
-                if offset >= remaining[pid] - 1:
-                    del remaining[pid]
-    finally:
-        consumer.close()
+    """The last ``per_partition`` committed messages of every partition of ``topic`` (fewer
+    where a partition holds fewer), in order within each partition."""
+    return read_to_end(cfg, topic, timeout_s=timeout_s, tail=per_partition)
