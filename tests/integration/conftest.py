@@ -21,6 +21,7 @@ from marketpipe.kafka import ensure_topics, pipeline_topics
 from marketpipe.local.containers import ContainerStack, docker_available
 from marketpipe.local.stack import LocalStack
 from marketpipe.settings import LocalSettings, PostgresSettings, Settings, settings_with_env
+from tests.integration.helpers import fresh_topic_names
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -73,16 +74,7 @@ def services(request: pytest.FixtureRequest) -> Iterator[Settings]:
 @pytest.fixture
 def settings(services: Settings) -> Settings:
     """Per-test settings with topics of its own, already created."""
-    suffix = uuid.uuid4().hex[:10]
-    kafka = services.kafka.model_copy(
-        update={
-            "topic_raw": f"raw-{suffix}",
-            "topic_valid": f"valid-{suffix}",
-            "topic_dlq": f"dlq-{suffix}",
-            "topic_quality_state": f"state-{suffix}",
-            "partitions": 3,
-        }
-    )
+    kafka = fresh_topic_names(services.kafka, partitions=3)
     ensure_topics(kafka, pipeline_topics(kafka))
     return services.model_copy(update={"kafka": kafka})
 

@@ -82,7 +82,7 @@ class SyntheticProducer:
             cfg.tps, cfg.jitter_ms, cfg.batch_size, rng=np.random.default_rng(jitter_seed)
         )
         self._keys = [name.encode() for name in self.market.names]
-        self.resumed = self.market.resume(resume_from or {})
+        self.market.resume(resume_from or {})
 
     def encode(self, batch: TickBatch) -> tuple[list[bytes], list[bytes], list[str], list[int]]:
         """Corrupt, encode and interleave one batch into (keys, values, labels, timestamps_ms)."""

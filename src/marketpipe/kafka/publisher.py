@@ -33,7 +33,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from marketpipe.kafka.config import producer_config
-from marketpipe.kafka.deadletter import Header, MessageHeaders, Source, as_list, dead_letter
+from marketpipe.kafka.deadletter import Header, as_list
 from marketpipe.retry import Backoff
 from marketpipe.runtime import Readiness
 from marketpipe.settings import KafkaSettings
@@ -247,10 +247,6 @@ class Publisher:
         """The fatal error this client met, until it is rebuilt."""
         return self._fatal
 
-    @property
-    def fatal_error(self) -> str | None:
-        return self._fatal.str() if self._fatal is not None else None
-
     def rebuild(self, why: str) -> list[Failure]:
         """Replace the client: the old one's queue comes back through delivery reports (its
         unacknowledged messages); returns them and every failure not yet handled."""
@@ -323,6 +319,11 @@ class Publisher:
             timestamp_ms=ts if ts_type and ts > 0 else 0,
             error=err,
         )
+        self._file(failure)
+
+    def _file(self, failure: Failure) -> None:
+        """A source counts a permanent failure at once; everything else waits in
+        ``failures`` (sent again by a source, redone in its batch by a transactional stage)."""
         if self.resend and failure.permanent:
             self.report.count_failed(failure)
         else:
@@ -383,12 +384,9 @@ class Publisher:
         the client turned fatal) before it was queued."""
         while True:
             try:
-                if headers:
-                    self.producer.produce(
-                        topic, value, key, headers=list(headers), timestamp=timestamp_ms
-                    )
-                else:
-                    self.producer.produce(topic, value, key, timestamp=timestamp_ms)
+                self.producer.produce(
+                    topic, value, key, headers=list(headers or ()), timestamp=timestamp_ms
+                )
                 return True
             except BufferError:
                 if not self._wait_for_room():
@@ -399,23 +397,8 @@ class Publisher:
                     self._fatal = self._fatal or err
                     return False
                 # Refused before it was queued (e.g. larger than message.max.bytes).
-                self._on_delivery_now(topic, key, value, headers, timestamp_ms, err)
+                self._file(Failure(topic, -1, key, value, list(headers or ()), timestamp_ms, err))
                 return True
-
-    def _on_delivery_now(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[Header] | None,
-        timestamp_ms: int,
-        err: KafkaError,
-    ) -> None:
-        failure = Failure(topic, -1, key, value, list(headers or ()), timestamp_ms, err)
-        if self.resend and failure.permanent:
-            self.report.count_failed(failure)
-        else:
-            self.failures.append(failure)
 
     def _wait_for_room(self) -> bool:
         """The queue is full: serve reports, heal, check for stop and give-up."""
@@ -470,21 +453,6 @@ class Publisher:
         self.report.queued_bytes += len(value or b"")
         return True
 
-    def dead_letter(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: MessageHeaders,
-        reasons: Sequence[str],
-        detail: str,
-        source: Source,
-        max_value_bytes: int,
-    ) -> bool:
-        """Queue the DLQ copy of a record (see ``deadletter``): it always fits."""
-        dl_value, dl_headers = dead_letter(value, headers, reasons, detail, source, max_value_bytes)
-        return self.produce(topic, key, dl_value, dl_headers)
-
     # -- healing ------------------------------------------------------------------------------
     def heal(self) -> None:
         """Sources (``resend``): rebuild after a fatal error, send failed messages again, and
@@ -504,11 +472,9 @@ class Publisher:
                 self.report.count_failed(f)
                 continue
             try:
-                if f.headers:
-                    self.producer.produce(f.topic, f.value, f.key, headers=f.headers,
-                                          timestamp=f.timestamp_ms)  # fmt: skip
-                else:
-                    self.producer.produce(f.topic, f.value, f.key, timestamp=f.timestamp_ms)
+                self.producer.produce(
+                    f.topic, f.value, f.key, headers=f.headers, timestamp=f.timestamp_ms
+                )
                 self.report.resent += 1
             except BufferError:
                 self.failures.extend(todo[i:])  # the rest next round

@@ -138,7 +138,11 @@ class TransactionalOutput:
             stopping=stopping,
         )
         self._in_transaction = False
-        self.rebuilds = 0
+
+    @property
+    def rebuilds(self) -> int:
+        """How often the client was replaced (rebuilt after a fatal error, or abandoned)."""
+        return self.publisher.report.rebuilds
 
     @property
     def producer(self) -> Producer:
@@ -270,7 +274,6 @@ class TransactionalOutput:
         if self.stopping():  # no new client on the way out; the next run resolves it
             raise BatchAborted(f"commit outcome unknown: {why}")
         log.warning("producer wedged (%s); replacing it", why)
-        self.rebuilds += 1
         self.publisher.abandon(why)
         self.start()
         raise BatchAborted(f"producer wedged: {why}")
@@ -334,8 +337,6 @@ class TransactionalOutput:
     def _rebuild(self, why: str) -> None:
         """A new client under the same transactional id (its registration fences the old
         epoch, whose open transaction the broker aborts)."""
-        self.rebuilds += 1
         self.publisher.rebuild(why)  # what the old client held is redone by the caller
-        self.publisher.take_failures()
         self._in_transaction = False
         self.start()

@@ -42,7 +42,7 @@ from marketpipe.kafka.deadletter import (
     as_list,
     dead_letter,
 )
-from marketpipe.kafka.publisher import CLIENT_ERRORS, Failure, kafka_error
+from marketpipe.kafka.publisher import CLIENT_ERRORS, Failure, is_fatal, kafka_error
 from marketpipe.kafka.transactions import BatchAborted, Fenced, TransactionalOutput, Unavailable
 from marketpipe.quality.checker import CheckCounts, Checker
 from marketpipe.quality.rules import TOO_LARGE, Thresholds
@@ -388,7 +388,7 @@ class QualityService:
         (with backoff when batches keep failing) and redo it."""
         self.report.aborted_batches += 1
         self._aborts_in_row += 1
-        self.report.rebuilt_producers = getattr(self.output, "rebuilds", 0)
+        self.report.rebuilt_producers = self.output.rebuilds
         if stop.is_set():
             return  # stopping: the next run redoes it from the committed offsets
         # Only a refusal of a record's own output (not of the state changelog) is the record's.
@@ -485,10 +485,7 @@ class QualityService:
         producer = self.output.producer
         while True:
             try:
-                if headers:
-                    producer.produce(topic, value, key, partition=partition, headers=headers)
-                else:
-                    producer.produce(topic, value, key, partition=partition)
+                producer.produce(topic, value, key, partition=partition, headers=headers)
                 return
             except BufferError:
                 if self._stopping():
@@ -496,7 +493,7 @@ class QualityService:
                 producer.poll(0.05)
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
-                if err.fatal() or err.code() == KafkaError._FATAL:
+                if is_fatal(err):
                     raise
                 failure = Failure(topic, partition, key, value, as_list(headers), 0, err)
                 self.output.abort()
@@ -609,7 +606,7 @@ class QualityService:
     def _finish(self) -> None:
         """On every way out: the honest lag, what was left uncommitted, clients closed."""
         self.report.uncommitted = self._in_batch
-        self.report.rebuilt_producers = getattr(self.output, "rebuilds", 0)
+        self.report.rebuilt_producers = self.output.rebuilds
         self._sample_lag()
         try:
             self.output.close()

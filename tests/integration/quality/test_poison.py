@@ -22,6 +22,7 @@ from marketpipe.kafka.topics import TopicSpec
 from marketpipe.quality.service import REFUSED_KEEP_BYTES, QualityService
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import KafkaSettings, QualitySettings, Settings
+from tests.integration.helpers import fresh_topic_names
 
 BROKER_LIMIT = 1_048_588  # Kafka's default max.message.bytes, the local broker's too
 PRODUCER_LIMIT = 1_000_000  # librdkafka's default message.max.bytes
@@ -29,16 +30,7 @@ PRODUCER_LIMIT = 1_000_000  # librdkafka's default message.max.bytes
 
 def topics_with_limits(settings: Settings, limits: dict[str, int]) -> KafkaSettings:
     """Fresh pipeline topics, some with their own max.message.bytes."""
-    suffix = uuid.uuid4().hex[:8]
-    kafka = settings.kafka.model_copy(
-        update={
-            "topic_raw": f"raw-{suffix}",
-            "topic_valid": f"valid-{suffix}",
-            "topic_dlq": f"dlq-{suffix}",
-            "topic_quality_state": f"state-{suffix}",
-            "partitions": 2,
-        }
-    )
+    kafka = fresh_topic_names(settings.kafka, partitions=2)
     roles = {"raw": kafka.topic_raw, "valid": kafka.topic_valid, "dlq": kafka.topic_dlq}
     by_name = {roles[role]: limit for role, limit in limits.items()}
     specs: list[TopicSpec] = []
