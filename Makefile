@@ -96,6 +96,11 @@ bench: install ## Throughput benchmarks; prints medians and ratios to plain clie
 	$(PY) benchmarks/bench_features.py --runs 3
 	$(PY) benchmarks/bench_latency.py --runs 3 --seconds 60
 	$(PY) benchmarks/naive.py --runs 3 --seconds 20 --tps 2000
+	$(MAKE) bench-e2e
+
+.PHONY: bench-e2e
+bench-e2e: install ## Every stage at once at 1k-50k ticks/s and max, beside a naive baseline (~1 h; E2E_ARGS); JSON + PNG in bench/results
+	$(PY) -m benchmarks.bench_e2e $(E2E_ARGS)
 
 ##@ Local stack
 

@@ -25,20 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from benchmarks.pipeline import Pipeline, PipelineConfig, make_folder
+from benchmarks.pipeline.latency import row_latency
 from benchmarks.pipeline.resources import ResourceSampler
 
 log = logging.getLogger("soak")
 GROWTH_TARGET_PCT = 10.0
 ROOT = Path(__file__).resolve().parent.parent
-
-LATENCY_SQL = """
-    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.99)
-           WITHIN GROUP (ORDER BY s), count(*)
-    FROM (SELECT extract(epoch FROM written_at - last_event_time) AS s FROM bars
-          WHERE interval_seconds = 1 AND written_at > now() - make_interval(secs => %s)) x"""
 
 
 def arguments() -> argparse.Namespace:
@@ -55,24 +48,6 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder and logs")
     return parser.parse_args()
-
-
-def latency(p: Pipeline, window_s: float) -> tuple[float | None, float | None, int]:
-    try:
-        with psycopg.connect(p.settings.postgres.conninfo(), connect_timeout=3) as conn:
-            row = conn.execute(LATENCY_SQL, (window_s,)).fetchone()
-    except psycopg.Error:
-        return None, None, 0
-    if not row or row[0] is None:
-        return None, None, 0
-    return float(row[0]), float(row[1]), int(row[2])
-
-
-def roots(p: Pipeline) -> dict[str, int]:
-    """Every process tree to measure: each stage's current run and each service."""
-    out = {name: s.current.pid for name, s in p.stages.items() if s.current and s.running()}
-    out.update({f"{st.name} (service)": st.pid for st in p.stack.status() if st.pid})
-    return out
 
 
 def growth(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, dict[str, float]]:
@@ -134,8 +109,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         while not producer.done:
             time.sleep(args.every)
             lag = p.lag_now()
-            p50, p99, rows = latency(p, args.every)
-            usage = resources.sample(roots(p))
+            bars = row_latency(p.settings.postgres.conninfo(), within_s=args.every).get("bars_1s")
+            p50, p99, rows = (bars.p50_s, bars.p99_s, bars.rows) if bars else (None, None, 0)
+            usage = resources.sample(p.process_roots())
             samples.append({
                 "t": round(time.monotonic() - started, 1),
                 "rss_mb": {n: u.rss_mb for n, u in usage.items()},

@@ -296,6 +296,12 @@ class Pipeline:
         return acked
 
     # -- lag -----------------------------------------------------------------------------------
+    def process_roots(self) -> dict[str, int]:
+        """Every process tree to measure: each stage's current run and each service."""
+        out = {n: s.current.pid for n, s in self.stages.items() if s.current and s.running()}
+        out.update({f"{st.name} (service)": st.pid for st in self.stack.status() if st.pid})
+        return out
+
     def start_sampling(self) -> None:
         if self._sampler is not None:
             return

@@ -15,8 +15,9 @@ from tests.integration.helpers import service_env
 
 BENCHMARKS = REPO_ROOT / "benchmarks"
 #: Modules of the ``benchmarks`` package run with ``python -m`` on a stack of their own, and
-#: smoke-tested by their own test (soak: ``test_soak_smoke.py``), not as scripts here.
-OWN_SMOKE = {"soak.py"}
+#: smoke-tested by their own tests (``test_soak_smoke.py``, ``test_bench_e2e_smoke.py``), not
+#: as scripts here.
+OWN_SMOKE = {"soak.py", "bench_e2e.py"}
 #: Every script with a command line: a new benchmark is smoke-tested without being listed here.
 SCRIPTS = sorted(
     p
