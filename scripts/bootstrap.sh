@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything marketpipe needs on a fresh Debian/Ubuntu machine: system packages that are
-# missing (PostgreSQL server for the local stack, a Java runtime for Spark) and a project venv.
+# missing (PostgreSQL server for the local stack, a Java runtime for Spark, Prometheus for the
+# metrics tests) and a project venv.
 # Safe to run again: each step checks first.
 set -euo pipefail
 
@@ -18,10 +19,13 @@ as_root() {
 
 have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1; }
 have_java() { command -v java >/dev/null 2>&1; }
+# Prometheus and promtool: the metrics tests scrape the stages and check the alert rules.
+have_prometheus() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
 
 apt_packages=()
 have_postgres || apt_packages+=(postgresql)
 have_java || apt_packages+=(openjdk-17-jre-headless)
+have_prometheus || apt_packages+=(prometheus)
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     if ! command -v apt-get >/dev/null 2>&1; then

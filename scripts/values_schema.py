@@ -60,6 +60,10 @@ FREE_FORM: dict[str, dict[str, Any]] = {
         "additionalProperties": {"type": "string"},
     },
     "replay.files": {"type": "array", "items": {"type": "string", "minLength": 1}},
+    # Kubernetes label selectors and label maps.
+    "metrics.scraper.namespaceSelector": {"type": "object"},
+    "metrics.scraper.podSelector": {"type": "object"},
+    "metrics.*.labels": {"type": "object", "additionalProperties": {"type": "string"}},
 }
 RESOURCE_PATHS = ("*.resources", "*.*.resources", "*.*.*.resources")
 PULL_POLICY = {"enum": ["Always", "IfNotPresent", "Never"]}
@@ -71,6 +75,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
         "enum": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
     },
     "postgres.port": {"minimum": 1, "maximum": 65535},
+    "metrics.port": {"minimum": 1, "maximum": 65535},
     "redpanda.replicas": {"minimum": 1},
     "redpanda.smp": {"minimum": 1},
     "redpanda.memory": {"pattern": "^[0-9]+[KMGT]$"},

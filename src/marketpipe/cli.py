@@ -106,13 +106,15 @@ def _publish(
         wait_for_broker(settings.kafka)
         require_topic(settings.kafka, topic)
         with stop_on_signals(stop_flag(settings)) as stop:
+            readiness = Readiness(settings.health_file)
+            telemetry.watch(stop, readiness)
             publisher = Publisher(
                 settings.kafka,
                 ProducerInstruments.create(telemetry.meter),
                 {"source": source, "topic": topic},
                 stopping=stop.is_set,
                 give_up=lambda reason: stop.set("give-up"),
-                readiness=Readiness(settings.health_file),
+                readiness=readiness,
             )
             summary = run(publisher, stop)
         if publisher.report.gave_up:
@@ -233,10 +235,10 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     kafka = settings.kafka
     for topic in (kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, kafka.topic_quality_state):
         require_topic(kafka, topic)
+    readiness = Readiness(settings.health_file)
     service = QualityService(
-        kafka, cfg, QualityInstruments.create(telemetry.meter),
-        readiness=Readiness(settings.health_file),
-    )  # fmt: skip
+        kafka, cfg, QualityInstruments.create(telemetry.meter), readiness=readiness
+    )
     log.info(
         "checking %s -> %s / %s (%s, group %s)",
         kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, cfg.delivery, cfg.group_id,
@@ -245,6 +247,7 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     code = EXIT_OK
     try:
         with stop_on_signals(stop_flag(settings)) as stop:
+            telemetry.watch(stop, readiness)
             service.run(stop, idle_exit_s=args.until_idle)
     except Fenced as exc:
         failure, code = f"fenced by another instance with the same id, stopping: {exc}", EXIT_FAILED
@@ -283,19 +286,23 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.kafka import require_topic, wait_for_broker
     from marketpipe.runtime import Readiness, stop_on_signals
     from marketpipe.sinks.hub import FeatureSinks
+    from marketpipe.telemetry import FeatureInstruments, setup_telemetry
 
+    telemetry = setup_telemetry(settings.otel, "features")
     wait_for_broker(settings.kafka)
     require_topic(settings.kafka, settings.kafka.topic_valid)
     spark = spark_session(settings.features)
     if settings.log_level != "DEBUG":
         quiet_query_errors(spark)
     sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
-    job = FeatureJob(spark, settings.kafka, settings.features, sinks,
-                     Readiness(settings.health_file))  # fmt: skip
+    readiness = Readiness(settings.health_file)
+    job = FeatureJob(spark, settings.kafka, settings.features, sinks, readiness,
+                     FeatureInstruments.create(telemetry.meter))  # fmt: skip
     queries = job.start(available_now=args.available_now)
     log.info("features: %d streaming queries over %s", len(queries), settings.kafka.topic_valid)
     try:
         with stop_on_signals(stop_flag(settings)) as stop:
+            telemetry.watch(stop, readiness)
             # Until stopped, every query done (--available-now), or one failed: the others
             # would run on without it, so the job stops and exits non-zero (a pod restarts).
             # A query retrying through a sink outage is neither: the loop (and so the
@@ -308,6 +315,7 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         sinks.close()
         spark.stop()
+        telemetry.shutdown()
     for line in job.metrics.lines():
         print(line)
     for q in queries:

@@ -97,6 +97,11 @@ class Readiness:
         with self._lock:
             return self._describe()
 
+    @property
+    def is_ready(self) -> bool:
+        with self._lock:
+            return not self._troubles
+
     def not_ready(self, who: str, why: str) -> None:
         """``who`` is not doing useful work, because ``why`` (e.g. ``retrying: <error>``)."""
         with self._lock:
@@ -142,12 +147,15 @@ class StopFlag:
         self._event = threading.Event()
         self.signal_name: str | None = None
         self._heartbeat = heartbeat
+        #: When a loop last asked whether to go on (the heartbeat, file or not).
+        self.last_turn_unix: float | None = None
 
     def set(self, reason: str = "requested") -> None:
         self.signal_name = self.signal_name or reason
         self._event.set()
 
     def is_set(self) -> bool:
+        self.last_turn_unix = time.time()
         if self._heartbeat is not None:
             self._heartbeat.beat()
         return self._event.is_set()

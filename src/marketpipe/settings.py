@@ -380,13 +380,17 @@ class S3Settings(_Section):
 
 
 class OtelSettings(_Section):
-    """OpenTelemetry metrics; ``none`` costs nothing."""
+    """OpenTelemetry metrics: pushed by ``exporter`` and/or served to Prometheus on
+    ``metrics_port``; with neither (the default), instruments are no-ops and cost nothing."""
 
     exporter: Literal["none", "console", "otlp"] = "none"
     # OTLP/HTTP endpoint, e.g. http://otel-collector:4318; defaults to the SDK's own default.
     endpoint: str | None = None
     service_name: str = "marketpipe"
     export_interval_ms: PositiveInt = 10_000
+    # Prometheus text format at http://<metrics_address>:<metrics_port>/metrics; 0 = off.
+    metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_address: str = "0.0.0.0"
 
 
 LocalService = Literal["kafka", "postgres", "s3"]

@@ -239,3 +239,12 @@ properties of a mode: this, its own, then values.features.sparkConf over all of 
       name: {{ $s3.name }}
       key: {{ $s3.secretKey }}
 {{- end }}
+
+{{/* The container port of a stage's /metrics (metrics.enabled), under "ports:". */}}
+{{- define "marketpipe.metricsPort" -}}
+{{- if .Values.metrics.enabled }}
+- name: metrics
+  containerPort: {{ .Values.metrics.port }}
+  protocol: TCP
+{{- end }}
+{{- end }}

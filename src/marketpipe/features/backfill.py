@@ -21,8 +21,14 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
-from marketpipe.features.job import as_rows, indicator_rows, kafka_reader, with_written_at
-from marketpipe.features.transforms import TICK_SCHEMA, bars, buckets, parse_ticks
+from marketpipe.features.job import (
+    as_rows,
+    indicator_rows,
+    kafka_reader,
+    typed_ticks,
+    with_written_at,
+)
+from marketpipe.features.transforms import TICK_SCHEMA, bars, buckets
 from marketpipe.features.windows import combine
 from marketpipe.settings import Settings
 from marketpipe.sinks.hub import FeatureSinks
@@ -48,8 +54,8 @@ def load_ticks(
 ) -> DataFrame:
     """Typed ticks (the streaming job's columns, with ``event_ts``) in ``[start, end)``."""
     if source == "topic":
-        raw = kafka_reader(spark, settings.kafka, settings.features, stream=False).load()
-        ticks = parse_ticks(raw)
+        reader = kafka_reader(spark, settings.kafka, settings.features, stream=False)
+        ticks = typed_ticks(reader, settings.features)
     else:
         table = read_archive(settings.features.archive_root, settings.s3, start_us, end_us)
         frame = (

@@ -37,7 +37,6 @@ import logging
 import os
 import sys
 import threading
-from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -46,15 +45,16 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
-from pyspark.sql.streaming.listener import StreamingQueryListener
 from pyspark.sql.streaming.query import StreamingQuery
+from pyspark.sql.streaming.readwriter import DataStreamReader
 from pyspark.sql.types import StringType, StructField, StructType
 
 from marketpipe.contracts import TICK_FIELDS
 from marketpipe.features.indicators import extend_series
-from marketpipe.features.kafka_source import KafkaSource
+from marketpipe.features.kafka_source import KafkaSource, backlog
+from marketpipe.features.metrics import JobMetrics
 from marketpipe.features.progress import Progress, advance
 from marketpipe.features.transforms import (
     BAR_COLUMNS,
@@ -74,13 +74,13 @@ from marketpipe.settings import FeaturesSettings, KafkaSettings
 from marketpipe.sinks.errors import transient_sink_error
 from marketpipe.sinks.hub import FeatureSinks
 from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_BUCKETS, WINDOW_FEATURES, TableSpec
+from marketpipe.telemetry import FeatureInstruments
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Outputs = list[tuple[str, pa.Table]]  # (output, rows written), for JobMetrics.wrote
 
-LATENCY_SAMPLES = 100_000  # per output, the most recent
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -149,15 +149,24 @@ def kafka_reader(
     )
 
 
+def typed_ticks(reader: DataStreamReader | DataFrameReader, cfg: FeaturesSettings) -> DataFrame:
+    """Typed ticks (the contract's columns, ``kafka_ts`` and ``event_ts``) from a
+    ``kafka_reader``: the Python source decodes them in its workers (``decode=ticks``), the
+    connector's raw values go through ``parse_ticks``."""
+    if cfg.source == "python":
+        frame = reader.option("decode", "ticks").load()
+        return frame.withColumn("event_ts", F.timestamp_micros(F.col("event_time")))
+    return parse_ticks(reader.load())
+
+
 def read_ticks(spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings) -> DataFrame:
     """The valid ticks as a stream, typed, with the event-time watermark applied."""
-    raw = (
+    reader = (
         kafka_reader(spark, kafka, cfg)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
-        .load()
     )
-    return parse_ticks(raw).withWatermark("event_ts", f"{cfg.watermark_s} seconds")
+    return typed_ticks(reader, cfg).withWatermark("event_ts", f"{cfg.watermark_s} seconds")
 
 
 def read_archived_ticks(spark: SparkSession, cfg: FeaturesSettings) -> DataFrame:
@@ -200,102 +209,6 @@ def indicator_rows(
         firsts[symbol] = min(start, firsts.get(symbol, start))
     prior = sinks.states_before(firsts)
     return [(*row, written_at) for row in extend_series(closes, prior)]
-
-
-class JobMetrics(StreamingQueryListener):
-    """What the job did, for the shutdown report and the demo: input rows per query, ticks
-    dropped behind the watermark (Spark's count: one per window copy of a tick), late ticks
-    still in time, rows written and latency per output."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.input_rows: Counter[str] = Counter()
-        self.dropped: Counter[str] = Counter()
-        self.rows_written: Counter[str] = Counter()
-        self.latency_s: dict[str, deque[float]] = {}
-        self.late_in_time = 0  # older than an earlier tick, newer than the watermark
-        self.late_dropped = 0  # behind the watermark: the aggregations drop them
-        self._max_event_us: int | None = None
-
-    # StreamingQueryListener (Spark calls these on the driver)
-    def onQueryStarted(self, event: Any) -> None:  # noqa: N802
-        pass
-
-    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
-        progress = event.progress
-        with self._lock:
-            self.input_rows[progress.name] += progress.numInputRows
-            for op in progress.stateOperators:
-                self.dropped[progress.name] += op.numRowsDroppedByWatermark
-
-    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
-        pass
-
-    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
-        pass
-
-    def wrote(self, output: str, table: pa.Table) -> None:
-        n = table.num_rows
-        with self._lock:
-            self.rows_written[output] += n
-            if "last_event_time" in table.column_names and n:
-                lag = pc.subtract(table.column("written_at"), table.column("last_event_time"))
-                samples = self.latency_s.setdefault(output, deque(maxlen=LATENCY_SAMPLES))
-                samples.extend(v.total_seconds() for v in lag.to_pylist())
-
-    def count_late(self, event_time_us: pa.ChunkedArray, watermark_us: int) -> None:
-        """Ticks older than the newest one of earlier micro-batches are late; those more than
-        the watermark delay older are dropped by the aggregations."""
-        if not len(event_time_us):
-            return
-        with self._lock:
-            newest = self._max_event_us
-            if newest is not None:
-                late = pc.less(event_time_us, newest)
-                dropped = pc.less(event_time_us, newest - watermark_us)
-                n_late = pc.sum(late).as_py() or 0
-                n_dropped = pc.sum(dropped).as_py() or 0
-                self.late_dropped += n_dropped
-                self.late_in_time += n_late - n_dropped
-            batch_max = pc.max(event_time_us).as_py()
-            self._max_event_us = max(batch_max, newest or batch_max)
-
-    def percentiles(self) -> dict[str, tuple[float, float]]:
-        with self._lock:
-            return {
-                name: (percentile(list(v), 50), percentile(list(v), 99))
-                for name, v in self.latency_s.items()
-                if v
-            }
-
-    def lines(self) -> list[str]:
-        out = []
-        with self._lock:
-            for name in sorted(self.input_rows):
-                dropped = (
-                    f", {self.dropped[name]:,} window copies dropped behind the watermark"
-                    if name in self.dropped
-                    else ""
-                )
-                out.append(f"query {name}: {self.input_rows[name]:,} ticks in{dropped}")
-            for name in sorted(self.rows_written):
-                out.append(f"{name}: {self.rows_written[name]:,} rows written")
-            out.append(
-                f"late ticks: {self.late_in_time:,} in time (counted in their windows), "
-                f"{self.late_dropped:,} behind the watermark (archived, not in the windows)"
-            )
-        for name, (p50, p99) in sorted(self.percentiles().items()):
-            out.append(f"latency {name}: p50 {p50:.3f} s, p99 {p99:.3f} s (event time -> row)")
-        return out
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) of ``values``, interpolating between closest ranks."""
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def bar_intervals(cfg: FeaturesSettings) -> list[int]:
@@ -362,10 +275,12 @@ class FeatureJob:
     def __init__(
         self, spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings,
         sinks: FeatureSinks, readiness: Readiness | None = None,
+        instruments: FeatureInstruments | None = None,
     ) -> None:  # fmt: skip
         self.spark, self.kafka, self.cfg, self.sinks = spark, kafka, cfg, sinks
         self.readiness = readiness or Readiness()
-        self.metrics = JobMetrics()
+        options = {"bootstrap.servers": kafka.bootstrap_servers, "topic": kafka.topic_valid}
+        self.metrics = JobMetrics(instruments, partial(backlog, options))
         self.queries: list[StreamingQuery] = []
         self.failures: dict[str, str] = {}
         self._abandoned: set[str] = set()  # queries whose retrying batch a stop cut short

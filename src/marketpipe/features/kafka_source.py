@@ -7,6 +7,11 @@ Kafka partition; offsets are ``{"<partition>": next offset}`` JSON, kept in Spar
 so a restarted query resumes exactly where the last committed micro-batch ended. Reads are
 ``read_committed``: aborted transactions of the quality checker never show up.
 
+With ``.option("decode", "ticks")`` the source gives typed ticks instead (the contract's
+columns, then ``kafka_ts``): each batch of values is parsed to Arrow columns in the Python
+worker by pyarrow's JSON reader (C++), so neither the raw bytes nor a JSON parse reach the
+JVM. A value that does not parse gives a row of nulls, as Spark's ``from_json`` would.
+
     spark.dataSource.register(KafkaSource)
     spark.readStream.format("marketpipe-kafka")
         .option("bootstrap.servers", "127.0.0.1:9092").option("topic", "ticks.valid")
@@ -15,6 +20,7 @@ so a restarted query resumes exactly where the last committed micro-batch ended.
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.json as pa_json
 from pyspark.sql.datasource import (
     DataSource,
     DataSourceReader,
@@ -56,6 +63,60 @@ ARROW_SCHEMA = pa.schema(
 )
 
 
+#: ``decode=ticks``: the tick contract's columns (as ``transforms.TICK_SCHEMA``), then the
+#: record's Kafka timestamp.
+TICK_ARROW_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("event_time", pa.int64()),
+        ("seq", pa.int64()),
+        ("price", pa.float64()),
+        ("size", pa.float64()),
+        ("bid", pa.float64()),
+        ("ask", pa.float64()),
+        ("bid_size", pa.float64()),
+        ("ask_size", pa.float64()),
+        ("source", pa.string()),
+    ]
+)
+KAFKA_TS = pa.field("kafka_ts", pa.timestamp("us", tz="UTC"))
+TICK_SCHEMA_DDL = (
+    "symbol string, event_time long, seq long, price double, size double, bid double, "
+    "ask double, bid_size double, ask_size double, source string, kafka_ts timestamp"
+)
+_JSON_OPTIONS = pa_json.ParseOptions(
+    explicit_schema=TICK_ARROW_SCHEMA, unexpected_field_behavior="ignore"
+)
+_JSON_READ = pa_json.ReadOptions(use_threads=False, block_size=1 << 26)
+
+
+def decode_ticks(values: list[bytes]) -> pa.Table:
+    """JSON tick values -> the contract's columns, one row per value, in order. Values come
+    from ticks.valid (validated upstream); one that does not parse anyway becomes a row of
+    nulls (``from_json``'s behaviour), found by parsing that batch value by value."""
+    if not values:
+        return TICK_ARROW_SCHEMA.empty_table()
+    if not any(b"\n" in v for v in values):  # JSON needs none; one would split a row
+        table = _parse(b"\n".join(values))
+        if table is not None and table.num_rows == len(values):
+            return table
+    return pa.concat_tables([_parse_one(v) for v in values])
+
+
+def _parse(lines: bytes) -> pa.Table | None:
+    try:
+        return pa_json.read_json(io.BytesIO(lines), _JSON_READ, _JSON_OPTIONS)
+    except pa.ArrowInvalid:
+        return None
+
+
+def _parse_one(value: bytes) -> pa.Table:
+    table = _parse(value.replace(b"\n", b" "))  # outside strings, a newline is whitespace
+    if table is not None and table.num_rows == 1:
+        return table
+    return pa.table([pa.nulls(1, f.type) for f in TICK_ARROW_SCHEMA], schema=TICK_ARROW_SCHEMA)
+
+
 @dataclass
 class KafkaPartition(InputPartition):
     partition: int
@@ -65,7 +126,7 @@ class KafkaPartition(InputPartition):
 
 def _client_conf(options: dict[str, str]) -> dict[str, Any]:
     """librdkafka properties: every option but the source's own."""
-    own = {"topic", "startingoffsets", "maxoffsetspertrigger", "path"}
+    own = {"topic", "startingoffsets", "maxoffsetspertrigger", "path", "decode"}
     return {k: v for k, v in options.items() if k.lower() not in own}
 
 
@@ -84,26 +145,71 @@ def _consumer(options: dict[str, str]) -> Any:
     return Consumer(conf)
 
 
-def _watermarks(options: dict[str, str]) -> dict[str, tuple[int, int]]:
+def _watermarks(options: dict[str, str], timeout_s: float = 30.0) -> dict[str, tuple[int, int]]:
     """Per partition, the (low, high) offsets the topic holds now: one consumer, one lookup."""
     from confluent_kafka import TopicPartition
 
     topic = options["topic"]
     consumer = _consumer(options)
     try:
-        meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
             raise RuntimeError(f"topic {topic!r} not found on {options.get('bootstrap.servers')}")
         return {
-            str(p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            str(p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
             for p in meta.partitions
         }
     finally:
         consumer.close()
 
 
+def backlog(options: dict[str, str], end: dict[str, int], timeout_s: float = 2.0) -> int | None:
+    """Messages in the topic past ``end`` (a batch's end offsets), or None if the broker does
+    not answer within ``timeout_s``: the source's lag, for metrics."""
+    from confluent_kafka import KafkaException
+
+    try:
+        highs = _watermarks(options, timeout_s)
+    except (KafkaException, RuntimeError):
+        return None
+    return sum(max(0, high - end.get(p, 0)) for p, (_, high) in highs.items())
+
+
 def _highs(options: dict[str, str]) -> dict[str, int]:
     return {p: high for p, (_, high) in _watermarks(options).items()}
+
+
+def decoded(options: dict[str, str]) -> bool:
+    """True when the source gives typed ticks (``decode=ticks``), not the raw columns."""
+    decode = options.get("decode", "none")
+    if decode not in ("none", "ticks"):
+        raise ValueError(f"decode={decode!r}: expected none or ticks")
+    return decode == "ticks"
+
+
+def _batch(
+    options: dict[str, str], topic: str, partition: int, keys: list[bytes | None],
+    values: list[bytes], offsets: list[int], stamps: list[int | None], kinds: list[int],
+) -> pa.RecordBatch:  # fmt: skip
+    """One consume() call's records as the source's columns (raw, or decoded ticks)."""
+    stamp = pa.array(stamps, pa.timestamp("us", tz="UTC"))
+    if decoded(options):
+        ticks = decode_ticks(values).append_column(KAFKA_TS, stamp).combine_chunks()
+        (batch,) = ticks.to_batches()  # values is never empty here: one chunk
+        return batch
+    n = len(offsets)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(keys, pa.binary()),
+            pa.array(values, pa.binary()),
+            pa.array([topic] * n, pa.string()),
+            pa.array([partition] * n, pa.int32()),
+            pa.array(offsets, pa.int64()),
+            stamp,
+            pa.array(kinds, pa.int32()),
+        ],
+        schema=ARROW_SCHEMA,
+    )
 
 
 def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[Any]:
@@ -152,19 +258,7 @@ def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[An
                 stamps.append(stamp * 1000 if stamp > 0 else None)
                 kinds.append(kind)
             if offsets:
-                n = len(offsets)
-                yield pa.RecordBatch.from_arrays(
-                    [
-                        pa.array(keys, pa.binary()),
-                        pa.array(values, pa.binary()),
-                        pa.array([topic] * n, pa.string()),
-                        pa.array([part.partition] * n, pa.int32()),
-                        pa.array(offsets, pa.int64()),
-                        pa.array(stamps, pa.timestamp("us", tz="UTC")),
-                        pa.array(kinds, pa.int32()),
-                    ],
-                    schema=ARROW_SCHEMA,
-                )
+                yield _batch(options, topic, part.partition, keys, values, offsets, stamps, kinds)
     finally:
         consumer.close()
 
@@ -257,7 +351,7 @@ class KafkaSource(DataSource):
         return "marketpipe-kafka"
 
     def schema(self) -> str:
-        return SCHEMA
+        return TICK_SCHEMA_DDL if decoded(_options(self.options)) else SCHEMA
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:  # noqa: N802
         return KafkaStreamReader(_options(self.options))

@@ -387,6 +387,8 @@ class QualityService:
         """A batch did not commit: find a record the broker refuses for good, then rewind
         (with backoff when batches keep failing) and redo it."""
         self.report.aborted_batches += 1
+        if self.instruments is not None:
+            self.instruments.transactions.add(1, {"outcome": "aborted"})
         self._aborts_in_row += 1
         self.report.rebuilt_producers = self.output.rebuilds
         if stop.is_set():
@@ -568,6 +570,7 @@ class QualityService:
         inst = self.instruments
         if inst is None:
             return
+        inst.transactions.add(1, {"outcome": "committed"})
         inst.consumed.add(consumed)
         inst.valid.add(counts.valid)
         inst.dlq.add(counts.dlq)
@@ -595,7 +598,8 @@ class QualityService:
             self.report.lag_by_partition = by_partition
             self.report.lag_error = None
             if self.instruments is not None:
-                self.instruments.lag.record(self.report.lag)
+                for partition, lag in by_partition.items():
+                    self.instruments.lag.set(lag, {"partition": str(partition)})
         except (KafkaException, RuntimeError) as exc:  # informative: never stops the service
             self.report.lag, self.report.lag_error = (
                 None,

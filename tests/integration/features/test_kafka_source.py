@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 
+from marketpipe.contracts import TICK_FIELDS, TickColumns
 from marketpipe.features.kafka_source import KafkaSource
+from marketpipe.features.transforms import parse_ticks
 from marketpipe.kafka import Publisher
 from marketpipe.settings import Settings
 
@@ -90,3 +92,39 @@ def test_batch_read_matches_the_kafka_connector_columns(
     rows = df.collect()
     assert sorted(int(r.value) for r in rows) == list(range(10))
     assert {r.topic for r in rows} == {settings.kafka.topic_valid}
+
+
+def test_decoded_ticks_equal_the_connector_columns_through_from_json(
+    spark: SparkSession, settings: Settings
+) -> None:
+    """``decode=ticks`` (pyarrow's JSON reader in the worker) and the raw columns through
+    ``parse_ticks`` (Spark's from_json, what the connector source takes) give the same rows."""
+    cols = TickColumns(source="synthetic")
+    for i in range(300):
+        cols.symbol.append(f"S{i % 7}")
+        cols.event_time.append(1_700_000_000_000_000 + i * 1_000)
+        cols.seq.append(i + 1)
+        cols.price.append(round(100 + i * 0.37, 2))
+        cols.size.append(None if i % 5 == 0 else float(i % 13))
+        cols.bid.append(round(99.9 + i * 0.37, 2))
+        cols.ask.append(round(100.1 + i * 0.37, 2))
+        cols.bid_size.append(None if i % 3 == 0 else 1.5)
+        cols.ask_size.append(2.5)
+    publisher = Publisher(settings.kafka)
+    publisher.publish(settings.kafka.topic_valid, cols.keys(), cols.encode())
+    assert publisher.close().ok
+    spark.dataSource.register(KafkaSource)
+
+    def reader() -> DataFrameReader:
+        return (
+            spark.read.format("marketpipe-kafka")
+            .option("bootstrap.servers", settings.kafka.bootstrap_servers)
+            .option("topic", settings.kafka.topic_valid)
+        )
+
+    decoded = reader().option("decode", "ticks").load()
+    parsed = parse_ticks(reader().load())
+    assert decoded.columns == [*TICK_FIELDS, "kafka_ts"]
+    got = sorted(decoded.collect(), key=lambda r: (r.symbol, r.seq))
+    assert len(got) == 300
+    assert got == sorted(parsed.drop("event_ts").collect(), key=lambda r: (r.symbol, r.seq))

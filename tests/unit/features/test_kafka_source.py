@@ -1,10 +1,13 @@
-"""The Python Kafka source's offset planning (no Spark, no broker)."""
+"""The Python Kafka source's offset planning and tick decoding (no Spark, no broker)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from marketpipe.features.kafka_source import cap_offsets
+from marketpipe.contracts import TICK_FIELDS, TickColumns, decode_tick
+from marketpipe.features.kafka_source import TICK_ARROW_SCHEMA, cap_offsets, decode_ticks
 
 
 @pytest.mark.parametrize(
@@ -19,3 +22,49 @@ def test_the_offset_budget_is_shared_by_lag(lag: dict[str, int], budget: int) ->
     total = sum(lag.values())
     if total > budget:  # proportional, give or take the one offset of rounding
         assert all(abs(share[p] - lag[p] * budget / total) <= 1 for p in lag)
+
+
+def ticks(n: int) -> TickColumns:
+    cols = TickColumns(source="synthetic")
+    for i in range(n):
+        cols.symbol.append(f"S{i % 3}")
+        cols.event_time.append(1_700_000_000_000_000 + i)
+        cols.seq.append(i + 1)
+        cols.price.append(100.0 + i / 100)
+        cols.size.append(None if i % 2 else float(i))
+        cols.bid.append(99.99)
+        cols.ask.append(100.01)
+        cols.bid_size.append(5.0)
+        cols.ask_size.append(None)
+    return cols
+
+
+def test_decoded_ticks_are_the_contract_columns_of_every_value_in_order() -> None:
+    cols = ticks(50)
+    table = decode_ticks(cols.encode())
+    assert table.schema == TICK_ARROW_SCHEMA
+    assert [f.name for f in TICK_ARROW_SCHEMA] == list(TICK_FIELDS)
+    expected = [decode_tick(v).to_dict() for v in cols.encode()]
+    assert table.to_pylist() == expected
+
+
+def test_a_value_that_does_not_parse_is_a_row_of_nulls_in_its_place() -> None:
+    values = ticks(3).encode()
+    values.insert(1, b"not json")
+    values.append(b'{"symbol": 5}')  # a field of the wrong type
+    values.append(b"")
+    got = decode_ticks(values).to_pylist()
+    assert len(got) == 6
+    for bad in (1, 4, 5):
+        assert set(got[bad].values()) == {None}
+    assert [r["seq"] for r in got if r["seq"] is not None] == [1, 2, 3]
+
+
+def test_a_value_spread_over_lines_still_parses() -> None:
+    values = ticks(2).encode()
+    values[0] = json.dumps(json.loads(values[0]), indent=2).encode()
+    assert [r["seq"] for r in decode_ticks(values).to_pylist()] == [1, 2]
+
+
+def test_no_values_no_rows() -> None:
+    assert decode_ticks([]).num_rows == 0

@@ -1,0 +1,188 @@
+"""What the features job did, kept by a ``StreamingQueryListener`` and the batch bodies: for
+the shutdown report, and live, every micro-batch, in the job's instruments (its Prometheus
+endpoint): input rows and rate, batch duration, state size, rows dropped behind the watermark
+and the watermark's delay, the source's lag, rows written and event time -> row latency per
+output, late ticks.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql.streaming.listener import StreamingQueryListener
+
+from marketpipe.telemetry import FeatureInstruments
+
+LATENCY_SAMPLES = 100_000  # per output, the most recent
+#: Messages past a query's newest batch, from its end offsets (None: not a Kafka source).
+Backlog = Callable[[dict[str, int]], int | None]
+
+
+def kafka_offsets(text: str | None) -> dict[str, int] | None:
+    """A Kafka source's offsets from a progress report, per partition: the Python source
+    writes ``{"0": 12}``, Spark's connector ``{"topic": {"0": 12}}``. None for other sources
+    (the archive's file source) or nothing yet."""
+    if not text:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not found:
+        return None
+    if all(isinstance(v, dict) for v in found.values()):  # the connector: one topic
+        found = next(iter(found.values()))
+    if not all(isinstance(v, int) and str(p).isdigit() for p, v in found.items()):
+        return None  # e.g. the file source's {"logOffset": 3}
+    return {str(p): int(o) for p, o in found.items()}
+
+
+def watermark_delay_s(progress_event_time: dict[str, str], now_s: float) -> float | None:
+    """Wall clock minus the query's watermark, None before the first watermark (epoch 0)."""
+    text = progress_event_time.get("watermark") if progress_event_time else None
+    if not text:
+        return None
+    stamp = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return None if stamp <= 0 else max(0.0, now_s - stamp)
+
+
+class JobMetrics(StreamingQueryListener):
+    """Input rows per query, ticks dropped behind the watermark (Spark's count: one per window
+    copy of a tick), late ticks still in time, rows written and latency per output; recorded
+    to ``instruments`` too when given. ``backlog`` turns a query's end offsets into its lag."""
+
+    def __init__(
+        self, instruments: FeatureInstruments | None = None, backlog: Backlog | None = None
+    ) -> None:
+        self._lock = threading.Lock()
+        self.instruments = instruments
+        self.backlog = backlog
+        self.input_rows: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.rows_written: Counter[str] = Counter()
+        self.latency_s: dict[str, deque[float]] = {}
+        self.late_in_time = 0  # older than an earlier tick, newer than the watermark
+        self.late_dropped = 0  # behind the watermark: the aggregations drop them
+        self._max_event_us: int | None = None
+
+    # StreamingQueryListener (Spark calls these on the driver)
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+        progress = event.progress
+        dropped = sum(op.numRowsDroppedByWatermark for op in progress.stateOperators)
+        with self._lock:
+            self.input_rows[progress.name] += progress.numInputRows
+            if progress.stateOperators:
+                self.dropped[progress.name] += dropped
+        if self.instruments is not None:
+            self._record(progress, dropped)
+
+    def _record(self, progress: Any, dropped: int) -> None:
+        inst, attrs = self.instruments, {"query": progress.name}
+        assert inst is not None
+        inst.input.add(progress.numInputRows, attrs)
+        inst.input_rate.set(progress.processedRowsPerSecond or 0.0, attrs)
+        inst.batch_duration.record(progress.durationMs.get("triggerExecution", 0) / 1000, attrs)
+        if progress.stateOperators:
+            ops = progress.stateOperators
+            inst.state_rows.set(sum(op.numRowsTotal for op in ops), attrs)
+            inst.state_memory.set(sum(op.memoryUsedBytes for op in ops), attrs)
+            inst.watermark_dropped.add(dropped, attrs)
+        delay = watermark_delay_s(progress.eventTime, time.time())
+        if delay is not None:
+            inst.watermark_delay.set(delay, attrs)
+        if self.backlog is not None and progress.sources:
+            end = kafka_offsets(progress.sources[0].endOffset)
+            lag = None if end is None else self.backlog(end)
+            if lag is not None:
+                inst.source_lag.set(lag, attrs)
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def wrote(self, output: str, table: pa.Table) -> None:
+        n = table.num_rows
+        lags: list[float] = []
+        if "last_event_time" in table.column_names and n:
+            lag = pc.subtract(table.column("written_at"), table.column("last_event_time"))
+            lags = [v.total_seconds() for v in lag.to_pylist()]
+        with self._lock:
+            self.rows_written[output] += n
+            if lags:
+                self.latency_s.setdefault(output, deque(maxlen=LATENCY_SAMPLES)).extend(lags)
+        if self.instruments is not None:
+            attrs = {"output": output}
+            self.instruments.rows_written.add(n, attrs)
+            for value in lags:
+                self.instruments.latency.record(value, attrs)
+
+    def count_late(self, event_time_us: pa.ChunkedArray, watermark_us: int) -> None:
+        """Ticks older than the newest one of earlier micro-batches are late; those more than
+        the watermark delay older are dropped by the aggregations."""
+        if not len(event_time_us):
+            return
+        n_late = n_dropped = 0
+        with self._lock:
+            newest = self._max_event_us
+            if newest is not None:
+                late = pc.less(event_time_us, newest)
+                dropped = pc.less(event_time_us, newest - watermark_us)
+                n_late = pc.sum(late).as_py() or 0
+                n_dropped = pc.sum(dropped).as_py() or 0
+                self.late_dropped += n_dropped
+                self.late_in_time += n_late - n_dropped
+            batch_max = pc.max(event_time_us).as_py()
+            self._max_event_us = max(batch_max, newest or batch_max)
+        if self.instruments is not None and n_late:
+            self.instruments.late.add(n_late - n_dropped, {"outcome": "in_time"})
+            self.instruments.late.add(n_dropped, {"outcome": "dropped"})
+
+    def percentiles(self) -> dict[str, tuple[float, float]]:
+        with self._lock:
+            return {
+                name: (percentile(list(v), 50), percentile(list(v), 99))
+                for name, v in self.latency_s.items()
+                if v
+            }
+
+    def lines(self) -> list[str]:
+        out = []
+        with self._lock:
+            for name in sorted(self.input_rows):
+                dropped = (
+                    f", {self.dropped[name]:,} window copies dropped behind the watermark"
+                    if name in self.dropped
+                    else ""
+                )
+                out.append(f"query {name}: {self.input_rows[name]:,} ticks in{dropped}")
+            for name in sorted(self.rows_written):
+                out.append(f"{name}: {self.rows_written[name]:,} rows written")
+            out.append(
+                f"late ticks: {self.late_in_time:,} in time (counted in their windows), "
+                f"{self.late_dropped:,} behind the watermark (archived, not in the windows)"
+            )
+        for name, (p50, p99) in sorted(self.percentiles().items()):
+            out.append(f"latency {name}: p50 {p50:.3f} s, p99 {p99:.3f} s (event time -> row)")
+        return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of ``values``, interpolating between closest ranks."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)

@@ -1,0 +1,121 @@
+"""The features job's metrics: what a progress report and a batch's rows become (no Spark
+session: progress reports are built from the JSON Spark itself produces)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from pyspark.sql.streaming.listener import QueryProgressEvent, StreamingQueryProgress
+
+from marketpipe.features.metrics import JobMetrics, kafka_offsets, watermark_delay_s
+from marketpipe.telemetry import FeatureInstruments
+
+
+def progress(
+    name: str, rows: int, end: str, watermark: str, dropped: int = 0
+) -> QueryProgressEvent:
+    report = {
+        "id": str(uuid.uuid4()), "runId": str(uuid.uuid4()), "name": name,
+        "timestamp": "2026-11-29T10:00:00.000Z", "batchId": 3, "batchDuration": 1500,
+        "durationMs": {"triggerExecution": 1500, "addBatch": 1200},
+        "eventTime": {"watermark": watermark},
+        "stateOperators": [{
+            "operatorName": "stateStoreSave", "numRowsTotal": 120, "numRowsUpdated": 10,
+            "allUpdatesTimeMs": 1, "numRowsRemoved": 0, "allRemovalsTimeMs": 0,
+            "commitTimeMs": 1, "memoryUsedBytes": 4096, "numRowsDroppedByWatermark": dropped,
+            "numShufflePartitions": 2, "numStateStoreInstances": 2, "customMetrics": {},
+        }],
+        "sources": [{
+            "description": "marketpipe-kafka", "startOffset": None, "endOffset": end,
+            "latestOffset": None, "numInputRows": rows, "inputRowsPerSecond": 0.0,
+            "processedRowsPerSecond": 2000.0, "metrics": {},
+        }],
+        "sink": {"description": "ForeachBatchSink", "numOutputRows": -1, "metrics": {}},
+        "numInputRows": rows, "inputRowsPerSecond": 0.0, "processedRowsPerSecond": 2000.0,
+    }  # fmt: skip
+    return QueryProgressEvent(StreamingQueryProgress.fromJson(report))
+
+
+def points(reader: InMemoryMetricReader) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for p in metric.data.data_points:
+                    value = getattr(p, "value", None)
+                    key = tuple(sorted((k, str(v)) for k, v in p.attributes.items()))
+                    out.setdefault(metric.name, {})[key] = (
+                        value if value is not None else p.count  # histograms: their count
+                    )
+    return out
+
+
+def test_a_progress_report_becomes_the_live_metrics() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    seen: list[dict[str, int]] = []
+
+    def backlog(end: dict[str, int]) -> int:
+        seen.append(end)
+        return 42
+
+    metrics = JobMetrics(FeatureInstruments.create(provider.get_meter("t")), backlog)
+    watermark = (datetime.now(UTC) - timedelta(seconds=12)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    metrics.onQueryProgress(progress("features", 3000, '{"0": 10, "1": 20}', watermark, 5))
+    metrics.onQueryProgress(progress("features", 1000, '{"0": 15, "1": 25}', watermark))
+    got = points(reader)
+    q = (("query", "features"),)
+    assert got["marketpipe.features.input"][q] == 4000
+    assert got["marketpipe.features.input.rate"][q] == 2000.0
+    assert got["marketpipe.features.batch.duration"][q] == 2  # a histogram: two batches
+    assert got["marketpipe.features.state.rows"][q] == 120
+    assert got["marketpipe.features.state.memory"][q] == 4096
+    assert got["marketpipe.features.watermark.dropped"][q] == 5
+    assert 11 <= got["marketpipe.features.watermark.delay"][q] <= 20
+    assert got["marketpipe.features.source.lag"][q] == 42
+    assert seen[-1] == {"0": 15, "1": 25}
+    assert metrics.input_rows["features"] == 4000  # the exit report counts the same
+    assert metrics.dropped["features"] == 5
+
+
+def test_rows_written_and_their_latency_per_output() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = JobMetrics(FeatureInstruments.create(provider.get_meter("t")))
+    now = datetime(2026, 11, 29, 10, 0, 5, tzinfo=UTC)
+    rows = pa.table({
+        "written_at": pa.array([now, now], pa.timestamp("us", tz="UTC")),
+        "last_event_time": pa.array([now - timedelta(seconds=1), now - timedelta(seconds=3)],
+                                    pa.timestamp("us", tz="UTC")),
+    })  # fmt: skip
+    metrics.wrote("bars_1s", rows)
+    metrics.count_late(pa.chunked_array([pa.array([100, 200], pa.int64())]), 10)
+    metrics.count_late(pa.chunked_array([pa.array([150, 50], pa.int64())]), 100)
+    got = points(reader)
+    assert got["marketpipe.features.rows.written"][(("output", "bars_1s"),)] == 2
+    assert got["marketpipe.features.latency"][(("output", "bars_1s"),)] == 2
+    assert metrics.percentiles()["bars_1s"] == (2.0, 2.98)
+    late = got["marketpipe.features.late_ticks"]
+    assert late[(("outcome", "in_time"),)] == 1  # 150: older than 200, within 100 of it
+    assert late[(("outcome", "dropped"),)] == 1  # 50: more than 100 older
+
+
+def test_kafka_offsets_from_either_source() -> None:
+    assert kafka_offsets('{"0": 5, "1": 7}') == {"0": 5, "1": 7}
+    assert kafka_offsets('{"ticks.valid": {"0": 5}}') == {"0": 5}  # Spark's connector
+    assert kafka_offsets('{"logOffset": 3}') is None  # the archive's file source
+    assert kafka_offsets(None) is None
+    assert kafka_offsets("not json") is None
+    assert kafka_offsets("[]") is None
+
+
+def test_no_watermark_delay_before_the_first_watermark() -> None:
+    assert watermark_delay_s({"watermark": "1970-01-01T00:00:00.000Z"}, 1e9) is None
+    assert watermark_delay_s({}, 1e9) is None
+    assert watermark_delay_s({"watermark": "2001-09-09T01:46:40.000Z"}, 1e9 + 10) == 10  # 1e9 s
