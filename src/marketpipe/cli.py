@@ -898,7 +898,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     from marketpipe.telemetry import setup_logging
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     if args.command in LONG_RUNNING:
         start_heartbeat(settings)
     return run_handler(args.handler, args, settings)

@@ -509,6 +509,8 @@ class Settings(BaseSettings):
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # text: one readable line per record; json: one JSON object per line (Loki, ELK).
+    log_format: Literal["text", "json"] = "text"
     # Long-running services touch this file while their main loop turns; `marketpipe health`
     # (the Kubernetes liveness probe) checks its age. Unset: no heartbeat.
     health_file: str | None = None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import logging
 import socket
 import time
 import urllib.request
@@ -10,11 +12,12 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client.parser import text_string_to_metric_families
 
 from marketpipe.runtime import Readiness, StopFlag
-from marketpipe.settings import ConfigError, OtelSettings
+from marketpipe.settings import ConfigError, OtelSettings, Settings
 from marketpipe.telemetry import (
     FeatureInstruments,
     ProducerInstruments,
     QualityInstruments,
+    setup_logging,
     setup_telemetry,
 )
 
@@ -127,3 +130,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    root.handlers.clear()
+    try:
+        setup_logging("INFO", "json")
+        logging.getLogger("marketpipe.test").info("hello %s", "world")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("marketpipe.test").exception("failed")
+    finally:
+        root.handlers[:], _ = before
+        root.setLevel(before[1])
+    lines = capsys.readouterr().err.splitlines()
+    first, second = (json.loads(line) for line in lines if line.startswith("{"))
+    assert first["message"] == "hello world"
+    assert (first["level"], first["logger"]) == ("INFO", "marketpipe.test")
+    assert first["time"].endswith("+00:00")
+    assert "ValueError: boom" in second["exception"]
+    assert len([line for line in lines if line.startswith("{")]) == 2  # a traceback stays inside
+
+
+def test_text_logs_stay_the_default() -> None:
+    assert Settings(_env_file=None).log_format == "text"  # type: ignore[call-arg]
