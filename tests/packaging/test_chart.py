@@ -482,6 +482,7 @@ def test_notes_give_the_port_forwards(tmp_path: Path) -> None:
     for svc, ports in (("console", "8080:8080"), ("minio", "9001:9001"),
                        ("timescaledb", "5432:5432")):  # fmt: skip
         assert f"port-forward svc/{RELEASE}-marketpipe-{svc} {ports}" in notes
+    assert f"port-forward {RELEASE}-marketpipe-quality-0 9464:9464" in notes  # its /metrics
 
 
 def test_workloads_only_of_known_kinds(scenario: str) -> None:
