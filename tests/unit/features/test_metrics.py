@@ -136,4 +136,6 @@ def test_a_query_falling_behind_says_so_in_the_log(
         for _ in range(10):
             metrics.onQueryProgress(progress("features", 100, '{"0": 1}', watermark))
     (line,) = [r.getMessage() for r in caplog.records]
-    assert line.startswith("features query features falling behind: lag 30,000 (+10,000 in 25 s, 400/s")
+    assert line.startswith(
+        "features query features falling behind: lag 30,000 (+10,000 in 25 s, 400/s"
+    )
