@@ -113,6 +113,26 @@ class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 _decoder = msgspec.json.Decoder(Tick)
 
 
+def tick_arrow_types() -> dict[str, Any]:
+    """The tick contract as Arrow types, field by field, derived from ``Tick`` (str -> string,
+    int -> int64, float -> float64; an optional field is nullable like every Arrow column)."""
+    import pyarrow as pa
+    from msgspec import inspect as mi
+
+    arrow = {mi.StrType: pa.string(), mi.IntType: pa.int64(), mi.FloatType: pa.float64()}
+    info = mi.type_info(Tick)
+    assert isinstance(info, mi.StructType)
+    out = {}
+    for f in info.fields:
+        kind = f.type
+        if isinstance(kind, mi.UnionType):  # T | None
+            (kind,) = [t for t in kind.types if not isinstance(t, mi.NoneType)]
+        while isinstance(kind, mi.Metadata):  # Annotated[T, Meta(...)]
+            kind = kind.type
+        out[f.name] = arrow[type(kind)]
+    return out
+
+
 def decode_tick(payload: bytes | str) -> Tick:
     """Validate one wire message; raises ContractError on anything off-contract."""
     return _decoder.decode(payload)

@@ -16,6 +16,7 @@ from marketpipe.contracts import (
     TickColumns,
     decode_tick,
     render_schema,
+    tick_arrow_types,
     tick_json_schema,
 )
 from tests.conftest import REPO_ROOT
@@ -130,3 +131,13 @@ def test_per_tick_sources_and_keys() -> None:
     )
     assert [decode_tick(v).source for v in columns.encode()] == ["x", "y"]
     assert columns.keys() == [b"A", b"B"]
+
+
+def test_the_arrow_types_of_a_tick_follow_the_contract() -> None:
+    types = tick_arrow_types()
+    assert list(types) == list(TICK_FIELDS)
+    assert {name: str(t) for name, t in types.items()} == {
+        "symbol": "string", "event_time": "int64", "seq": "int64", "price": "double",
+        "size": "double", "bid": "double", "ask": "double", "bid_size": "double",
+        "ask_size": "double", "source": "string",
+    }  # fmt: skip

@@ -43,6 +43,8 @@ from pyspark.sql.streaming.datasource import (
 )
 from pyspark.sql.types import StructType
 
+from marketpipe.contracts import tick_arrow_types
+
 SCHEMA = (
     "key binary, value binary, topic string, partition int, offset long, "
     "timestamp timestamp, timestampType int"
@@ -63,26 +65,13 @@ ARROW_SCHEMA = pa.schema(
 )
 
 
-#: ``decode=ticks``: the tick contract's columns (as ``transforms.TICK_SCHEMA``), then the
-#: record's Kafka timestamp.
-TICK_ARROW_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("event_time", pa.int64()),
-        ("seq", pa.int64()),
-        ("price", pa.float64()),
-        ("size", pa.float64()),
-        ("bid", pa.float64()),
-        ("ask", pa.float64()),
-        ("bid_size", pa.float64()),
-        ("ask_size", pa.float64()),
-        ("source", pa.string()),
-    ]
-)
+#: ``decode=ticks``: the tick contract's columns (derived from it), then the record's Kafka
+#: timestamp.
+TICK_ARROW_SCHEMA = pa.schema(list(tick_arrow_types().items()))
 KAFKA_TS = pa.field("kafka_ts", pa.timestamp("us", tz="UTC"))
-TICK_SCHEMA_DDL = (
-    "symbol string, event_time long, seq long, price double, size double, bid double, "
-    "ask double, bid_size double, ask_size double, source string, kafka_ts timestamp"
+_SPARK_TYPES = {pa.string(): "string", pa.int64(): "long", pa.float64(): "double"}
+TICK_SCHEMA_DDL = ", ".join(
+    [*(f"{f.name} {_SPARK_TYPES[f.type]}" for f in TICK_ARROW_SCHEMA), "kafka_ts timestamp"]
 )
 _JSON_OPTIONS = pa_json.ParseOptions(
     explicit_schema=TICK_ARROW_SCHEMA, unexpected_field_behavior="ignore"

@@ -8,6 +8,7 @@ output, late ticks.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter, deque
@@ -19,7 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
+from marketpipe.lag import LagTrend
 from marketpipe.telemetry import FeatureInstruments
+
+log = logging.getLogger(__name__)
 
 LATENCY_SAMPLES = 100_000  # per output, the most recent
 #: Messages past a query's newest batch, from its end offsets (None: not a Kafka source).
@@ -72,6 +76,7 @@ class JobMetrics(StreamingQueryListener):
         self.late_in_time = 0  # older than an earlier tick, newer than the watermark
         self.late_dropped = 0  # behind the watermark: the aggregations drop them
         self._max_event_us: int | None = None
+        self._trends: dict[str, LagTrend] = {}  # per query: says so when it falls behind
 
     # StreamingQueryListener (Spark calls these on the driver)
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802
@@ -106,6 +111,10 @@ class JobMetrics(StreamingQueryListener):
             lag = None if end is None else self.backlog(end)
             if lag is not None:
                 inst.source_lag.set(lag, attrs)
+                trend = self._trends.setdefault(progress.name, LagTrend())
+                said = trend.observe(time.monotonic(), lag)
+                if said is not None:
+                    log.warning("features query %s %s", progress.name, said)
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
         pass

@@ -44,6 +44,7 @@ from marketpipe.kafka.deadletter import (
 )
 from marketpipe.kafka.publisher import CLIENT_ERRORS, Failure, is_fatal, kafka_error
 from marketpipe.kafka.transactions import BatchAborted, Fenced, TransactionalOutput, Unavailable
+from marketpipe.lag import LagTrend
 from marketpipe.quality.checker import CheckCounts, Checker
 from marketpipe.quality.rules import TOO_LARGE, Thresholds
 from marketpipe.quality.state import StateStore
@@ -189,6 +190,7 @@ class QualityService:
         self._assigned_at: float | None = None
         self._needs_rewind = False
         self._backoff = Backoff(kafka.retry_backoff_s, kafka.retry_backoff_max_s)
+        self._lag_trend = LagTrend()  # says so in the log when the checker falls behind
         self._aborts_in_row = 0
         self._last_commit = time.monotonic()
         self._in_batch = 0  # records of the batch being processed, until it commits
@@ -597,6 +599,9 @@ class QualityService:
             self.report.lag = sum(by_partition.values())
             self.report.lag_by_partition = by_partition
             self.report.lag_error = None
+            trend = self._lag_trend.observe(time.monotonic(), self.report.lag)
+            if trend is not None:
+                log.warning("quality checker %s", trend)
             if self.instruments is not None:
                 for partition, lag in by_partition.items():
                     self.instruments.lag.set(lag, {"partition": str(partition)})

@@ -20,6 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from marketpipe.contracts import tick_arrow_types
 from marketpipe.settings import S3Settings
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,7 @@ def _date(value: Any) -> str:
 
 
 #: The tick contract as Arrow types (what the archive holds; symbol comes from the path).
-TICK_ARROW_TYPES: dict[str, pa.DataType] = {
-    "symbol": pa.string(), "event_time": pa.int64(), "seq": pa.int64(), "price": pa.float64(),
-    "size": pa.float64(), "bid": pa.float64(), "ask": pa.float64(), "bid_size": pa.float64(),
-    "ask_size": pa.float64(), "source": pa.string(),
-}  # fmt: skip
+TICK_ARROW_TYPES: dict[str, pa.DataType] = tick_arrow_types()
 # Partition values are always strings (a symbol like 1234 must not become an integer).
 _HIVE = ds.partitioning(pa.schema([("date", pa.string()), ("symbol", pa.string())]), flavor="hive")
 

@@ -3,10 +3,12 @@ session: progress reports are built from the JSON Spark itself produces)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from pyspark.sql.streaming.listener import QueryProgressEvent, StreamingQueryProgress
@@ -119,3 +121,21 @@ def test_no_watermark_delay_before_the_first_watermark() -> None:
     assert watermark_delay_s({"watermark": "1970-01-01T00:00:00.000Z"}, 1e9) is None
     assert watermark_delay_s({}, 1e9) is None
     assert watermark_delay_s({"watermark": "2001-09-09T01:46:40.000Z"}, 1e9 + 10) == 10  # 1e9 s
+
+
+def test_a_query_falling_behind_says_so_in_the_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = iter(float(t) for t in range(0, 600, 5))
+    monkeypatch.setattr("marketpipe.features.metrics.time.monotonic", lambda: next(clock))
+    lags = iter(range(20_000, 200_000, 2_000))
+    metrics = JobMetrics(FeatureInstruments.create(MeterProvider().get_meter("t")),
+                         lambda end: next(lags))  # fmt: skip
+    watermark = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    with caplog.at_level(logging.WARNING, logger="marketpipe.features.metrics"):
+        for _ in range(10):
+            metrics.onQueryProgress(progress("features", 100, '{"0": 1}', watermark))
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith(
+        "features query features falling behind: lag 30,000 (+10,000 in 25 s, 400/s"
+    )
