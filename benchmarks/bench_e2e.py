@@ -75,6 +75,10 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="keep each run's folder and logs")
     parser.add_argument("--smoke", action="store_true", help=f"tiny run: {SMOKE}")
+    parser.add_argument(
+        "--report", type=Path, metavar="JSON",
+        help="no run: summarise an earlier result file again (table, summaries, plot)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.smoke:
         for key, value in SMOKE.items():
@@ -186,6 +190,7 @@ def run_once(rate: int, args: argparse.Namespace, run: int) -> dict[str, Any]:
             "produced_per_s": round((acknowledged or 0) / max(ended - started, 1e-9)),
             "stages": throughput(p.samples, warm, ended),
             "drained_s": None if drained is None else round(drained, 1),
+            "whole_run_per_s": whole_run(acknowledged, ended - started, drained),
             "latency": {k: vars(v) for k, v in sorted(latency.items())},
             "processes": usage.figures(warm),
             "exit_codes": {n: s.exit_codes for n, s in p.stages.items()},
@@ -203,6 +208,15 @@ def run_once(rate: int, args: argparse.Namespace, run: int) -> dict[str, Any]:
     else:
         figures["folder"] = str(folder)
     return figures
+
+
+def whole_run(ticks: int | None, produced_s: float, drained_s: float | None) -> int | None:
+    """Ticks over the time from the producer's start until every stage had them all (the JVM's
+    start-up and the catch-up included): what the pipeline did end to end, or None if the
+    stages never caught up within the drain limit."""
+    if not ticks or drained_s is None:
+        return None
+    return round(ticks / (produced_s + drained_s))
 
 
 def _median(values: list[Any]) -> float | None:
@@ -227,6 +241,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "offered": runs[0]["offered"],
         "runs": len(runs),
         "produced_per_s": med("produced_per_s"),
+        "whole_run_per_s": med("whole_run_per_s"),
+        "drained_runs": sum(r["drained_s"] is not None for r in runs),
         "stages": {
             s: {
                 "ticks_per_s": med("stages", s, "ticks_per_s"),
@@ -252,16 +268,16 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
+    return "-" if value is None else format(value, spec) + unit
 
 
 def table(summaries: list[dict[str, Any]]) -> list[str]:
     """The medians as a Markdown table (what the README's Performance section shows)."""
     head = (
         "| offered ticks/s | produced/s | checker/s | features/s | all kept up | "
-        "1 s bars p50 / p95 / p99 | 60 s bars p99 | window features p99 | "
-        "naive sustained/s | naive p99 | ratio to naive |"
+        "end to end, whole run/s | 1 s bars p50 / p95 / p99 | 60 s bars p99 | "
+        "window features p99 | naive sustained/s | naive p99 | ratio to naive |"
     )
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for s in summaries:
@@ -271,20 +287,26 @@ def table(summaries: list[dict[str, Any]]) -> list[str]:
         )
         bars1 = lat.get("bars_1s", {})
         naive = s.get("naive", {})
-        e2e = st["features"]["ticks_per_s"]
+        e2e = s.get("whole_run_per_s")
+        whole = (
+            f"{e2e:,.0f}" if e2e and s.get("drained_runs") == s["runs"] else
+            f"not drained in {s['runs'] - s.get('drained_runs', 0)} of {s['runs']} runs"
+            if not e2e else f"{e2e:,.0f} ({s['drained_runs']} of {s['runs']} runs drained)"
+        )  # fmt: skip
         ratio = (
             f"{e2e / naive['sustained_tps']:.1f}x" if e2e and naive.get("sustained_tps") else "-"
         )
         offered = f"{s['offered']:,}" if s["offered"] else "max"
         lines.append(
             f"| {offered} | {_fmt(st['producer']['ticks_per_s'], ',.0f')} | "
-            f"{_fmt(st['checker']['ticks_per_s'], ',.0f')} | {_fmt(e2e, ',.0f')} | "
-            f"{'yes' if kept else 'no'} | {_fmt(bars1.get('p50_s'), '.2f')} / "
+            f"{_fmt(st['checker']['ticks_per_s'], ',.0f')} | "
+            f"{_fmt(st['features']['ticks_per_s'], ',.0f')} | "
+            f"{'yes' if kept else 'no'} | {whole} | {_fmt(bars1.get('p50_s'), '.2f')} / "
             f"{_fmt(bars1.get('p95_s'), '.2f')} / {_fmt(bars1.get('p99_s'), '.2f')} s | "
-            f"{_fmt(lat.get('bars_60s', {}).get('p99_s'), '.2f')} s | "
-            f"{_fmt(lat.get('window_features', {}).get('p99_s'), '.2f')} s | "
+            f"{_fmt(lat.get('bars_60s', {}).get('p99_s'), '.2f', ' s')} | "
+            f"{_fmt(lat.get('window_features', {}).get('p99_s'), '.2f', ' s')} | "
             f"{_fmt(naive.get('sustained_tps'), ',.0f')} | "
-            f"{_fmt(naive.get('latency_p99_s'), '.2f')} s | {ratio} |"
+            f"{_fmt(naive.get('latency_p99_s'), '.2f', ' s')} | {ratio} |"
         )
     return lines
 
@@ -329,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("marketpipe.librdkafka").setLevel(logging.CRITICAL)
     args = arguments(argv)
+    if args.report is not None:
+        return report_again(args.report)
+    at_start = git_commit()
     by_rate: dict[int, list[dict[str, Any]]] = {r: [] for r in args.rates}
     # Runs interleave the rates (1k, 5k, ..., 1k, 5k, ...) so that slow drift of the machine
     # spreads over every rate instead of landing on one.
@@ -338,12 +363,12 @@ def main(argv: list[str] | None = None) -> int:
             by_rate[rate].append(run_once(rate, args, run))
             log.info("%s", json.dumps(by_rate[rate][-1]["stages"]))
     summaries = [summary(runs) for runs in by_rate.values()]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+    commit = git_commit()
     result = {
         "kind": "e2e",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit,
+        "commit_at_start": at_start,  # the stages run the working tree: did it change?
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -363,6 +388,28 @@ def main(argv: list[str] | None = None) -> int:
           f"first {args.warmup:g} s not counted; {args.symbols} symbols")  # fmt: skip
     print("\n".join(table(summaries)))
     print(f"\nwrote {json_path} and {png_path}")
+    return 0
+
+
+def git_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout.strip()
+
+
+def report_again(path: Path) -> int:
+    """Summaries, table and plot of a saved result, figures added since filled in from what
+    each run recorded."""
+    result = json.loads(path.read_text())
+    seconds = float(result["settings"]["seconds"])
+    for runs in result["runs"].values():
+        for r in runs:
+            r.setdefault("whole_run_per_s", whole_run(r["acknowledged"], seconds, r["drained_s"]))
+    result["summaries"] = [summary(runs) for runs in result["runs"].values()]
+    path.write_text(json.dumps(result, indent=1, default=str))
+    title = f"marketpipe end to end, {result['machine']['cpus']} cores ({result['commit']})"
+    plot(result["summaries"], path.with_suffix(".png"), title)
+    print("\n".join(table(result["summaries"])))
     return 0
 
 
