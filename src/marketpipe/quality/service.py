@@ -359,8 +359,18 @@ class QualityService:
                     # Idle counts from the first assignment: waiting to join is not idleness.
                     since = max(last_input, self._assigned_at or now)
                     if idle_exit_s is not None and self._assigned_at and now - since >= idle_exit_s:
-                        self.report.stopped_by = f"idle {idle_exit_s:g}s"
-                        break
+                        # Idle means caught up: nothing left (lag 0, the broker answering), not
+                        # merely nothing arriving, which a broker outage looks like too.
+                        self._sample_lag()
+                        next_lag = now + LAG_EVERY_S
+                        if self.report.lag == 0:
+                            self.report.stopped_by = f"idle {idle_exit_s:g}s"
+                            break
+                        log.info(
+                            "no input for %gs but not caught up (lag %s): waiting",
+                            idle_exit_s, self.report.lag_error or self.report.lag,
+                        )  # fmt: skip
+                        last_input = now
                     continue
                 last_input = now
                 try:
