@@ -13,7 +13,6 @@ second (Prometheus scrapes every 15-60 s: an upper bound), for the cost of being
 
 from __future__ import annotations
 
-import socket
 import statistics
 import sys
 import threading
@@ -27,6 +26,7 @@ from harness import arguments, report, stack, unique
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.kafka import Publisher, consumer_config, ensure_topics, pipeline_topics
 from marketpipe.kafka.transactions import TransactionalOutput
+from marketpipe.local.process import free_port
 from marketpipe.quality.service import QualityService
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import (
@@ -143,12 +143,6 @@ def checker(
     if report.consumed != count or not report.balanced:
         raise RuntimeError(f"checker did not account for every message: {report.lines()}")
     return count / (marks["end"] - marks["start"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def preload(kafka: KafkaSettings, count: int) -> None:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from marketpipe.local.process import free_port
 from marketpipe.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.integration.helpers import service_env
-from tests.integration.prometheus import Prometheus, free_port, running_prometheus
+from tests.integration.prometheus import Prometheus, running_prometheus
 
 TICKS = 3_000
 GRAFANA = REPO_ROOT / "charts" / "marketpipe" / "files" / "grafana"

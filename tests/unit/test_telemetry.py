@@ -11,6 +11,7 @@ from opentelemetry.metrics import NoOpMeter
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client.parser import text_string_to_metric_families
 
+from marketpipe.local.process import free_port
 from marketpipe.runtime import Readiness, StopFlag
 from marketpipe.settings import ConfigError, OtelSettings, Settings
 from marketpipe.telemetry import (
@@ -124,12 +125,6 @@ def test_a_port_in_use_is_one_line_naming_the_setting() -> None:
     message = str(caught.value)
     assert message.startswith(f"MARKETPIPE_OTEL__METRICS_PORT={port}: cannot serve metrics")
     assert "\n" not in message
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
