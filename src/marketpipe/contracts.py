@@ -113,24 +113,25 @@ class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 _decoder = msgspec.json.Decoder(Tick)
 
 
-def tick_arrow_types() -> dict[str, Any]:
-    """The tick contract as Arrow types, field by field, derived from ``Tick`` (str -> string,
-    int -> int64, float -> float64; an optional field is nullable like every Arrow column)."""
+def tick_arrow_schema() -> Any:
+    """The tick contract as an Arrow schema, derived from ``Tick``: str -> string, int ->
+    int64, float -> float64; a field that may be null (``T | None``) is nullable, no other."""
     import pyarrow as pa
     from msgspec import inspect as mi
 
     arrow = {mi.StrType: pa.string(), mi.IntType: pa.int64(), mi.FloatType: pa.float64()}
     info = mi.type_info(Tick)
     assert isinstance(info, mi.StructType)
-    out = {}
+    fields = []
     for f in info.fields:
-        kind = f.type
+        kind, nullable = f.type, False
         if isinstance(kind, mi.UnionType):  # T | None
             (kind,) = [t for t in kind.types if not isinstance(t, mi.NoneType)]
+            nullable = True
         while isinstance(kind, mi.Metadata):  # Annotated[T, Meta(...)]
             kind = kind.type
-        out[f.name] = arrow[type(kind)]
-    return out
+        fields.append(pa.field(f.name, arrow[type(kind)], nullable=nullable))
+    return pa.schema(fields)
 
 
 def decode_tick(payload: bytes | str) -> Tick:

@@ -16,7 +16,7 @@ from marketpipe.contracts import (
     TickColumns,
     decode_tick,
     render_schema,
-    tick_arrow_types,
+    tick_arrow_schema,
     tick_json_schema,
 )
 from tests.conftest import REPO_ROOT
@@ -134,10 +134,12 @@ def test_per_tick_sources_and_keys() -> None:
 
 
 def test_the_arrow_types_of_a_tick_follow_the_contract() -> None:
-    types = tick_arrow_types()
-    assert list(types) == list(TICK_FIELDS)
-    assert {name: str(t) for name, t in types.items()} == {
+    schema = tick_arrow_schema()
+    assert schema.names == list(TICK_FIELDS)
+    assert {f.name: str(f.type) for f in schema} == {
         "symbol": "string", "event_time": "int64", "seq": "int64", "price": "double",
         "size": "double", "bid": "double", "ask": "double", "bid_size": "double",
         "ask_size": "double", "source": "string",
     }  # fmt: skip
+    # Only the fields the contract lets be null are nullable.
+    assert [f.name for f in schema if f.nullable] == ["size", "bid_size", "ask_size"]

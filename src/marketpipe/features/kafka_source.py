@@ -35,6 +35,7 @@ from pyspark.sql.datasource import (
     DataSourceStreamReader,
     InputPartition,
 )
+from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming.datasource import (
     ReadAllAvailable,
     ReadLimit,
@@ -43,7 +44,7 @@ from pyspark.sql.streaming.datasource import (
 )
 from pyspark.sql.types import StructType
 
-from marketpipe.contracts import tick_arrow_types
+from marketpipe.contracts import tick_arrow_schema
 
 SCHEMA = (
     "key binary, value binary, topic string, partition int, offset long, "
@@ -65,14 +66,11 @@ ARROW_SCHEMA = pa.schema(
 )
 
 
-#: ``decode=ticks``: the tick contract's columns (derived from it), then the record's Kafka
-#: timestamp.
-TICK_ARROW_SCHEMA = pa.schema(list(tick_arrow_types().items()))
+#: ``decode=ticks``: the tick contract's columns, every one nullable (a value that does not
+#: parse is a row of nulls), then the record's Kafka timestamp; as Arrow and as Spark types.
+TICK_ARROW_SCHEMA = pa.schema([f.with_nullable(True) for f in tick_arrow_schema()])
 KAFKA_TS = pa.field("kafka_ts", pa.timestamp("us", tz="UTC"))
-_SPARK_TYPES = {pa.string(): "string", pa.int64(): "long", pa.float64(): "double"}
-TICK_SCHEMA_DDL = ", ".join(
-    [*(f"{f.name} {_SPARK_TYPES[f.type]}" for f in TICK_ARROW_SCHEMA), "kafka_ts timestamp"]
-)
+TICK_STRUCT = from_arrow_schema(TICK_ARROW_SCHEMA.append(KAFKA_TS))
 _JSON_OPTIONS = pa_json.ParseOptions(
     explicit_schema=TICK_ARROW_SCHEMA, unexpected_field_behavior="ignore"
 )
@@ -339,8 +337,8 @@ class KafkaSource(DataSource):
     def name(cls) -> str:
         return "marketpipe-kafka"
 
-    def schema(self) -> str:
-        return TICK_SCHEMA_DDL if decoded(_options(self.options)) else SCHEMA
+    def schema(self) -> StructType | str:
+        return TICK_STRUCT if decoded(_options(self.options)) else SCHEMA
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:  # noqa: N802
         return KafkaStreamReader(_options(self.options))

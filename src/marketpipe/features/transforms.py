@@ -33,31 +33,13 @@ from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
-from pyspark.sql.types import (
-    DoubleType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-)
+from pyspark.sql.pandas.types import from_arrow_schema
 
+from marketpipe.contracts import tick_arrow_schema
 from marketpipe.sinks.tables import BARS, WINDOW_BUCKETS
 
-#: The tick contract as a Spark schema (explicit: never inferred from data).
-TICK_SCHEMA = StructType(
-    [
-        StructField("symbol", StringType(), nullable=False),
-        StructField("event_time", LongType(), nullable=False),
-        StructField("seq", LongType(), nullable=False),
-        StructField("price", DoubleType(), nullable=False),
-        StructField("size", DoubleType(), nullable=True),
-        StructField("bid", DoubleType(), nullable=False),
-        StructField("ask", DoubleType(), nullable=False),
-        StructField("bid_size", DoubleType(), nullable=True),
-        StructField("ask_size", DoubleType(), nullable=True),
-        StructField("source", StringType(), nullable=False),
-    ]
-)
+#: The tick contract as a Spark schema (explicit, never inferred from data: derived from it).
+TICK_SCHEMA = from_arrow_schema(tick_arrow_schema())
 
 
 def parse_ticks(kafka_rows: DataFrame) -> DataFrame:

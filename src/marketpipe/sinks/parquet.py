@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from marketpipe.contracts import tick_arrow_types
+from marketpipe.contracts import tick_arrow_schema
 from marketpipe.settings import S3Settings
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _date(value: Any) -> str:
 
 
 #: The tick contract as Arrow types (what the archive holds; symbol comes from the path).
-TICK_ARROW_TYPES: dict[str, pa.DataType] = tick_arrow_types()
+TICK_ARROW_TYPES: dict[str, pa.DataType] = {f.name: f.type for f in tick_arrow_schema()}
 # Partition values are always strings (a symbol like 1234 must not become an integer).
 _HIVE = ds.partitioning(pa.schema([("date", pa.string()), ("symbol", pa.string())]), flavor="hive")
 
