@@ -322,5 +322,5 @@ class FeatureInstruments:
             latency=h("marketpipe.features.latency", unit="s",
                       description="Event time of a row's newest tick -> the row written"),
             late=c("marketpipe.features.late_ticks", unit="{tick}",
-                   description="Ticks older than an earlier batch's newest: in time, or dropped"),
+                   description="Ticks older than an earlier batch's newest (archived)"),
         )  # fmt: skip

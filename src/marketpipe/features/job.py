@@ -452,7 +452,7 @@ class FeatureJob:
         ticks = batch.toArrow()
         if ticks.num_rows:
             self._retrying("archive", partial(self.sinks.archive, str(batch_id), ticks))
-            self.metrics.count_late(ticks.column("event_time"), int(self.cfg.watermark_s * 1e6))
+            self.metrics.count_late(ticks.column("event_time"))
             self.metrics.wrote("archive", ticks)
 
     def await_all(self, timeout_s: int | None = None) -> None:

@@ -12,6 +12,12 @@ The SQL restates the definitions in ``transforms.py``: open/close and last bid/a
 ``(event_time, seq)``; VWAP over sized ticks; sliding windows ``[s, s + L)`` for every
 ``s = floor(t / S) * S - k * S`` containing ``t``; volatility the sample standard deviation of
 consecutive log returns within a window, null below 3 ticks.
+
+Indicators are recomputed over the recomputed closes of the indicators' bars, each symbol
+continued from the state the sink stored with its last row before the range (as the job
+does), with ``indicators.py``'s definitions: what this checks is the streaming path (every
+closed bar reached the series once, in order, across micro-batches, restarts and the state
+carried between them), not the formulas, which have tests of their own.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 
+from marketpipe.features.indicators import extend_series
 from marketpipe.settings import Settings
 from marketpipe.sinks.migrations import table_ddl
 from marketpipe.sinks.parquet import read_archive
-from marketpipe.sinks.tables import BARS, WINDOW_FEATURES, TableSpec
+from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_FEATURES, TableSpec
 
 US = 1_000_000
 FLOAT_TOLERANCE = 1e-9
@@ -34,7 +41,10 @@ EXAMPLES = 3
 _ORDER = "{'t': event_time, 's': seq}"
 _TIMES = ("window_start", "window_end", "last_event_time")
 _FLOATS = {"open", "high", "low", "close", "volume", "vwap", "last_bid", "last_ask",
-           "mean_spread", "log_return", "volatility"}  # fmt: skip
+           "mean_spread", "log_return", "volatility", "sma_20", "ema_20", "rsi_14", "macd",
+           "macd_signal", "macd_hist"}  # fmt: skip
+#: Not compared: when a row was written, and the indicators' state (its values are).
+_NOT_COMPARED = {"written_at", "state"}
 
 
 def bars_sql(interval_s: int) -> str:
@@ -115,11 +125,18 @@ class ValidationReport:
         return out
 
 
+_PRIORS = (
+    "SELECT DISTINCT ON (symbol) symbol, state FROM {schema}indicators "
+    "WHERE window_start < {p} ORDER BY symbol, window_start DESC"
+)
+
+
 def load_sink(
     con: duckdb.DuckDBPyConnection, settings: Settings, sink: str, start: datetime
-) -> None:
-    """Copy the sink's bars and window features from ``start`` on into ``con`` (same DDL)."""
-    tables = (BARS, WINDOW_FEATURES)
+) -> dict[str, str]:
+    """Copy the sink's bars, window features and indicators from ``start`` on into ``con``
+    (same DDL); returns each symbol's indicator state before ``start``."""
+    tables = (BARS, WINDOW_FEATURES, INDICATORS)
     if sink == "duckdb":
         path = settings.features.duckdb_path.replace("'", "''")
         con.execute(f"ATTACH '{path}' AS sink (READ_ONLY)")
@@ -128,8 +145,9 @@ def load_sink(
                 f"CREATE TABLE {t.name} AS SELECT * FROM sink.{t.name} WHERE window_start >= ?",
                 [start],
             )
+        priors = con.execute(_PRIORS.format(schema="sink.", p="?"), [start]).fetchall()
         con.execute("DETACH sink")
-        return
+        return dict(priors)
     import psycopg
 
     for statement in table_ddl():
@@ -149,18 +167,23 @@ def load_sink(
             con.register("pg_rows", batch)
             con.execute(f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM pg_rows")
             con.unregister("pg_rows")
+        return dict(pg.execute(_PRIORS.format(schema="", p="%s"), (start,)).fetchall())
 
 
-def _compare(con: duckdb.DuckDBPyConnection, table: TableSpec, cutoff_us: int) -> TableCheck:
+def _compare(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, cutoff_us: int, end: str = "window_end"
+) -> TableCheck:
+    """Expected rows (table ``expected``, times in epoch µs, a ``window_end``) against the
+    sink's (``table``), windows ending by the cutoff; ``end`` is the sink rows' end."""
     check = TableCheck(table.name)
-    cols = [c for c in table.columns if c != "written_at"]
+    cols = [c for c in table.columns if c not in _NOT_COMPARED]
     key = " AND ".join(f"e.{k} = a.{k}" for k in table.key)
     in_range = f"window_end <= {cutoff_us}"
     con.execute(f"CREATE OR REPLACE TEMP VIEW e AS SELECT * FROM expected WHERE {in_range}")
     con.execute(
         "CREATE OR REPLACE TEMP VIEW a AS SELECT "
         + ", ".join(f"epoch_us({c}) AS {c}" if c in _TIMES else c for c in cols)
-        + f" FROM {table.name} WHERE epoch_us(window_end) <= {cutoff_us}"
+        + f" FROM {table.name} WHERE epoch_us({end}) <= {cutoff_us}"
     )
     differs = " OR ".join(
         f"NOT (e.{c} IS NOT DISTINCT FROM a.{c} OR abs(e.{c} - a.{c}) <= "
@@ -188,6 +211,8 @@ def _compare(con: duckdb.DuckDBPyConnection, table: TableSpec, cutoff_us: int) -
     ).fetchall():
         shown = ", ".join(f"{k}={_show(k, v)}" for k, v in zip(table.key, key_values, strict=True))
         check.examples.append(f"{verdict}: {shown}")
+    if "last_event_time" not in table.columns:
+        return check
     lat = con.execute(
         "SELECT quantile_cont(s, 0.5), quantile_cont(s, 0.99), max(s) FROM ("
         f"SELECT epoch_us(written_at - last_event_time) / 1e6 AS s FROM {table.name})"
@@ -195,6 +220,30 @@ def _compare(con: duckdb.DuckDBPyConnection, table: TableSpec, cutoff_us: int) -
     if lat and lat[0] is not None:
         check.latency_s = (float(lat[0]), float(lat[1]), float(lat[2]))
     return check
+
+
+def _compare_indicators(
+    con: duckdb.DuckDBPyConnection, interval_s: int, start_us: int, cutoff_us: int,
+    priors: dict[str, str],
+) -> TableCheck:  # fmt: skip
+    """The indicators over the recomputed closed bars of their interval, continued from the
+    sink's state before the range."""
+    closes = con.execute(
+        f"SELECT symbol, window_start, close FROM ({bars_sql(interval_s)}) "
+        f"WHERE window_start >= {start_us} AND window_end <= {cutoff_us}"
+    ).fetchall()
+    rows = extend_series(closes, priors)
+    names = [c for c in INDICATORS.columns if c != "written_at"]
+    types = {"symbol": pa.string(), "window_start": pa.int64(), "state": pa.string()}
+    schema = pa.schema([(n, types.get(n, pa.float64())) for n in names])
+    expected = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows], schema)
+    con.register("expected_rows", expected)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE expected AS SELECT *, "
+        f"window_start + {interval_s * US} AS window_end FROM expected_rows"
+    )
+    con.unregister("expected_rows")
+    return _compare(con, INDICATORS, cutoff_us, f"window_start + INTERVAL {interval_s} SECOND")
 
 
 def _show(key: str, value: object) -> str:
@@ -216,7 +265,7 @@ def validate(
         if not newest or newest[0] is None:
             return ValidationReport(0, None, [])
         cutoff_us = min(end_us, int(newest[0]) - int(cfg.watermark_s * US))
-        load_sink(con, settings, chosen, datetime.fromtimestamp(start_us / US, UTC))
+        priors = load_sink(con, settings, chosen, datetime.fromtimestamp(start_us / US, UTC))
         expectations = [
             (BARS, " UNION ALL ".join(bars_sql(n) for n in cfg.bar_intervals_s)),
             (WINDOW_FEATURES, window_features_sql(cfg.window_length_s, cfg.window_slide_s)),
@@ -228,6 +277,9 @@ def validate(
                 f"WHERE window_start >= {start_us}"
             )
             checks.append(_compare(con, table, cutoff_us))
+        checks.append(
+            _compare_indicators(con, cfg.indicator_interval_s, start_us, cutoff_us, priors)
+        )
         return ValidationReport(ticks.num_rows, datetime.fromtimestamp(cutoff_us / US, UTC), checks)
     finally:
         con.close()
