@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything marketpipe needs on a fresh Debian/Ubuntu machine: system packages that are
 # missing (PostgreSQL server for the local stack, a Java runtime for Spark, Prometheus for the
-# metrics tests) and a project venv.
+# metrics tests, Chromium and its driver for the dashboard's browser test) and a project venv.
 # Safe to run again: each step checks first.
 set -euo pipefail
 
@@ -26,6 +26,9 @@ apt_packages=()
 have_postgres || apt_packages+=(postgresql)
 have_java || apt_packages+=(openjdk-17-jre-headless)
 have_prometheus || apt_packages+=(prometheus)
+# Chromium and chromedriver: the dashboard's test opens it in a real headless browser.
+have_chromium() { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }
+have_chromium || apt_packages+=(chromium chromium-driver)
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     if ! command -v apt-get >/dev/null 2>&1; then

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from marketpipe.settings import ConfigError, Settings, load_settings, with_overrides
+from marketpipe.settings import ConfigError, Settings, env_name, load_settings, with_overrides
 
 if TYPE_CHECKING:
     from marketpipe.kafka import Publisher
@@ -39,6 +39,8 @@ PRODUCE_OPTIONS = {
     "jitter_ms": "--jitter-ms",
     "duration_s": "--duration",
     "count": "--count",
+    "history_s": "--history",
+    "history_tps": "--history-tps",
     "seed": "--seed",
     "start_price": "--start-price",
     "drift": "--drift",
@@ -46,6 +48,13 @@ PRODUCE_OPTIONS = {
     "tick_size": "--tick-size",
     "spread_bps": "--spread-bps",
     "source": "--source",
+}
+DASHBOARD_OPTIONS = {
+    "address": "--address",
+    "port": "--port",
+    "sink": "--sink",
+    "refresh_s": "--refresh",
+    "prometheus_url": "--prometheus-url",
 }
 FAULT_OPTIONS = {
     "malformed": "--malformed",
@@ -267,12 +276,18 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg
 
     from marketpipe.runtime import wait_for
-    from marketpipe.sinks.migrations import migrate
+    from marketpipe.sinks.migrations import create_database, migrate
 
     pg = settings.postgres
     where = f"PostgreSQL at {pg.host}:{pg.port}/{pg.database}"
-    wait_for(where, lambda: psycopg.connect(pg.conninfo(), connect_timeout=3).close(), 30.0)
     try:
+        if args.create_database:
+            admin = pg.conninfo("postgres")
+            server = f"PostgreSQL at {pg.host}:{pg.port}"
+            wait_for(server, lambda: psycopg.connect(admin, connect_timeout=3).close(), 30.0)
+            if create_database(admin, pg.database):
+                print(f"created database {pg.database}")
+        wait_for(where, lambda: psycopg.connect(pg.conninfo(), connect_timeout=3).close(), 30.0)
         for line in migrate(pg.conninfo()):
             print(line)
     except psycopg.Error as exc:
@@ -404,6 +419,23 @@ def cmd_latest(args: argparse.Namespace, settings: Settings) -> int:
         for line in render(columns, rows) if rows else ["(none yet)"]:
             print(line)
     return EXIT_OK
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.dashboard.server import check_can_serve, exec_streamlit
+
+    cfg = with_overrides(
+        settings.dashboard, DASHBOARD_OPTIONS, **{k: getattr(args, k) for k in DASHBOARD_OPTIONS}
+    )
+    check_can_serve(cfg)
+    # The Streamlit script reads its settings as every stage does: from the environment.
+    for name, value in cfg.model_dump(exclude_none=True).items():
+        os.environ[env_name(("dashboard", name))] = str(value)
+    url = f"http://{'127.0.0.1' if cfg.address == '0.0.0.0' else cfg.address}:{cfg.port}"
+    print(f"marketpipe dashboard: {url} (hot store: {cfg.sink or settings.features.hot_sink})")
+    sys.stdout.flush()
+    exec_streamlit(cfg, args.env_file)
+    return EXIT_OK  # not reached: exec replaced this process
 
 
 def cmd_cold(args: argparse.Namespace, settings: Settings) -> int:
@@ -693,6 +725,9 @@ def build_parser() -> argparse.ArgumentParser:
             "jitter_ms": "uniform jitter of arrival times around the even schedule",
             "duration_s": "stop after this many seconds",
             "count": "stop after this many ticks",
+            "history_s": "first publish this many seconds of generated history (past event "
+            "times, sent at once), then go on live (default 0)",
+            "history_tps": "ticks per second of market time in the history (default --tps)",
             "seed": "random seed for reproducible prices, sizes and faults",
             "start_price": "initial price of every symbol (default 100)",
             "drift": "annualised GBM drift (default 0)",
@@ -797,7 +832,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_backfill)
 
     p = sub.add_parser(
-        "validate", help="recompute bars and window features from the archive; compare a sink"
+        "validate",
+        help="recompute bars, window features, indicators from the archive; compare a sink",
     )
     p.add_argument("--start", required=True, type=_instant, help="first event time; " + range_help)
     p.add_argument("--end", required=True, type=_instant, help="end of the range (excluded)")
@@ -811,11 +847,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sink", choices=["duckdb", "postgres"], help="default: the first hot sink")
     p.set_defaults(handler=cmd_latest)
 
+    p = sub.add_parser(
+        "dashboard",
+        help="web dashboard: candlesticks, indicators, volatility, pipeline health (Streamlit)",
+    )
+    _add_options(
+        p,
+        DASHBOARD_OPTIONS,
+        {
+            "address": "address to bind (default 127.0.0.1; 0.0.0.0 in a pod)",
+            "port": "web server port (default 8501)",
+            "sink": "hot store to read, duckdb or postgres (default: the first hot sink)",
+            "refresh_s": "seconds between automatic refreshes (default 5)",
+            "prometheus_url": "Prometheus scraping the stages, for rates, lag, DLQ reasons",
+        },
+    )
+    p.set_defaults(handler=cmd_dashboard)
+
     p = sub.add_parser("cold", help="what the cold Parquet store holds, per dataset")
     p.set_defaults(handler=cmd_cold)
 
     p = sub.add_parser("db", help="the hot store's schema: `marketpipe db migrate`")
     p.add_argument("action", choices=["migrate"])
+    p.add_argument(
+        "--create-database", action="store_true",
+        help="first create MARKETPIPE_POSTGRES__DATABASE if it does not exist (needs CREATEDB)",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_db)
 
     p = sub.add_parser("topics", help="create or converge the pipeline topics (idempotent)")

@@ -144,6 +144,15 @@ class ProducerSettings(_Section):
     jitter_ms: NonNegativeFloat = 0.0
     duration_s: PositiveFloat | None = None
     count: PositiveInt | None = None
+    history_s: NonNegativeFloat = Field(
+        0.0,
+        description="first publish this many seconds of generated history (event times in the "
+        "past, sent as fast as the broker takes them), then go on live; list the source in "
+        "quality.historical_sources or the checker calls the history stale",
+    )
+    history_tps: PositiveFloat | None = Field(
+        None, description="ticks per second of market time in the history (default: tps)"
+    )
     seed: int | None = None
     start_price: PositiveFloat = 100.0
     # Annualised drift and volatility of the geometric Brownian motion (365-day year).
@@ -484,6 +493,25 @@ class FeaturesSettings(_Section):
         return bool(self.archive_root) and "://" not in self.archive_root
 
 
+class DashboardSettings(_Section):
+    """``marketpipe dashboard``: charts of the feature tables and the pipeline's health."""
+
+    address: str = Field("127.0.0.1", description="address the web server binds (0.0.0.0 in a pod)")
+    port: int = Field(8501, ge=1, le=65535, description="web server port")
+    sink: Literal["duckdb", "postgres"] | None = Field(
+        None,
+        description="hot store to read (default: the features job's first hot sink); a running "
+        "features job holds the DuckDB file, so watch a live run through postgres",
+    )
+    refresh_s: PositiveFloat = Field(5.0, description="seconds between automatic refreshes")
+    bars: int = Field(240, ge=10, le=5_000, description="bars per chart (each query is bounded)")
+    prometheus_url: str = Field(
+        "",
+        description="Prometheus that scrapes the stages, for rates, DLQ by reason and lag "
+        "(empty: only what the hot store tells)",
+    )
+
+
 class LocalSettings(_Section):
     """The local stack of real stand-in services (``marketpipe local``)."""
 
@@ -524,6 +552,7 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
 
 def env_name(loc: tuple[str | int, ...]) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from marketpipe.dashboard.health import SCALARS
+from marketpipe.dashboard.health import Prometheus as WebPrometheus
 from marketpipe.local.process import free_port
 from marketpipe.settings import Settings
 from tests.conftest import REPO_ROOT
@@ -58,6 +60,18 @@ def check_dashboard_queries(prom: Prometheus) -> None:
         if not found:
             empty.append(panel["title"])
     assert not set(empty) & FED_BY_THE_JOB, empty
+
+
+def check_web_dashboard_health(prom: Prometheus, crossed: int) -> None:
+    """`marketpipe dashboard`'s health figures, from the same Prometheus: every query runs, and
+    the DLQ reasons and the features job's lag agree with the stages."""
+    health = WebPrometheus(prom.url).health()
+    assert set(health.scalars) == set(SCALARS)
+    assert health.scalars["features lag"] == 0
+    assert health.by_label["DLQ by reason (5 min)"].get("crossed", 0) > 0
+    assert crossed > 0
+    p99 = health.by_label["latency p99 s"]
+    assert "bars_1s" in p99
 
 
 def summary_number(text: str, pattern: str) -> int:
@@ -134,6 +148,7 @@ def test_prometheus_sees_what_every_stage_accounts_for(settings: Settings, tmp_p
             assert beat is not None
             assert beat > time.time() - 60
             check_dashboard_queries(prom)
+            check_web_dashboard_health(prom, crossed)
         finally:
             for proc in (checker, job):
                 if proc.poll() is None:

@@ -113,3 +113,30 @@ def test_the_scraper_namespace_reaches_exactly_the_metrics_ports() -> None:
     for name in unscraped:
         for rule in policies[name]["spec"].get("ingress", []):
             assert not any("namespaceSelector" in f for f in rule.get("from", [])), name
+
+
+def test_the_dashboard_serves_on_its_port_reading_timescaledb() -> None:
+    docs = render("default", "--set", "dashboard.prometheusUrl=http://prom.monitoring:9090")
+    deployment = by_kind(docs, "Deployment")["mp-marketpipe-dashboard"]
+    (container,) = containers(deployment["spec"]["template"]["spec"])
+    assert container["args"] == ["dashboard"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8501, "protocol": "TCP"}]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/_stcore/health", "port": "http"}
+    # The root filesystem is read-only: Streamlit's home is the scratch volume.
+    assert {"name": "HOME", "value": "/tmp"} in container["env"]
+    assert "/tmp" in [m["mountPath"] for m in container["volumeMounts"]]
+    service = by_kind(docs, "Service")["mp-marketpipe-dashboard"]
+    assert service["spec"]["ports"][0]["port"] == 8501
+    (own,) = [d for d in docs if d["kind"] == "ConfigMap" and component(d) == "dashboard"]
+    assert own["data"] == {
+        "MARKETPIPE_DASHBOARD__ADDRESS": "0.0.0.0",
+        "MARKETPIPE_DASHBOARD__PORT": "8501",
+        "MARKETPIPE_DASHBOARD__SINK": "postgres",
+        "MARKETPIPE_DASHBOARD__PROMETHEUS_URL": "http://prom.monitoring:9090",
+    }
+    policy = {component(p): p for p in by_kind(docs, "NetworkPolicy").values()}["dashboard"]
+    assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == [8501]
+    off = render("default", "--set", "dashboard.enabled=false")
+    assert "mp-marketpipe-dashboard" not in by_kind(off, "Deployment")
+    assert "mp-marketpipe-dashboard" not in by_kind(off, "NetworkPolicy")

@@ -87,3 +87,55 @@ class Pacer:
         merged = np.concatenate([self._pending, np.rint(slots).astype(np.int64)])
         merged.sort(kind="stable")
         self._pending = merged
+
+
+class HistoryThenLive:
+    """A generated history, then the live schedule: the ``count`` slots of ``history`` (a
+    Pacer started in the past, so they are all due at once and go out as fast as the broker
+    takes them), then ``live``'s. Behind-schedule counts only from the live part on."""
+
+    def __init__(self, history: Pacer, count: int, live: Pacer) -> None:
+        self.history = history
+        self.live = live
+        self._left = count
+
+    @property
+    def in_history(self) -> bool:
+        return self._left > 0
+
+    def behind_us(self) -> int:
+        return 0 if self._left else self.live.behind_us()
+
+    def next_times(self, limit: int | None = None) -> IntArray:
+        if self._left <= 0:
+            return self.live.next_times(limit)
+        out = self.history.next_times(min(limit or self._left, self._left))
+        self._left -= len(out)
+        return out
+
+
+def schedule(
+    tps: float,
+    jitter_ms: float,
+    max_batch: int,
+    rng: np.random.Generator,
+    history_s: float = 0.0,
+    history_tps: float | None = None,
+    clock_us: Callable[[], int] = wall_clock_us,
+    sleep: Callable[[float], object] = time.sleep,
+) -> Pacer | HistoryThenLive:
+    """The producer's schedule: live at ``tps`` from now, after ``history_s`` seconds of
+    generated history at ``history_tps`` (default ``tps``) when asked for."""
+    live = Pacer(tps, jitter_ms, max_batch, rng=rng, clock_us=clock_us, sleep=sleep)
+    if not history_s:
+        return live
+    rate = history_tps or tps
+    if not rate:
+        raise ValueError("a generated history needs a rate: set history_tps (or tps) above 0")
+    now = clock_us()
+    history = Pacer(
+        rate, jitter_ms, max_batch, rng=rng, clock_us=clock_us, sleep=sleep,
+        start_us=now - int(history_s * 1e6),
+    )  # fmt: skip
+    live = Pacer(tps, jitter_ms, max_batch, rng=rng, clock_us=clock_us, sleep=sleep, start_us=now)
+    return HistoryThenLive(history, math.floor(history_s * rate), live)

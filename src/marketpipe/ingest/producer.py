@@ -11,7 +11,7 @@ import numpy as np
 
 from marketpipe.contracts import TickColumns
 from marketpipe.ingest.faults import corrupt_columns, interleave
-from marketpipe.ingest.pacing import Pacer
+from marketpipe.ingest.pacing import schedule
 from marketpipe.ingest.synthetic import (
     ResumePoint,
     SyntheticMarket,
@@ -78,8 +78,13 @@ class SyntheticProducer:
             specs_from_settings(cfg), seed=int(market_seed.generate_state(1)[0])
         )
         self.fault_rng = np.random.default_rng(fault_seed)
-        self.pacer = Pacer(
-            cfg.tps, cfg.jitter_ms, cfg.batch_size, rng=np.random.default_rng(jitter_seed)
+        self.pacer = schedule(
+            cfg.tps,
+            cfg.jitter_ms,
+            cfg.batch_size,
+            np.random.default_rng(jitter_seed),
+            history_s=cfg.history_s,
+            history_tps=cfg.history_tps,
         )
         self._keys = [name.encode() for name in self.market.names]
         self.market.resume(resume_from or {})

@@ -232,3 +232,15 @@ def migrate(conninfo: str) -> list[str]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext('marketpipe-migrations'))")
     return lines
+
+
+def create_database(admin_conninfo: str, name: str) -> bool:
+    """Create database ``name`` (through a connection to the server's maintenance database)
+    unless it exists; True when it was created."""
+    from psycopg import sql
+
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True

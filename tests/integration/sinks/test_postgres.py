@@ -32,6 +32,24 @@ def test_migrate_is_idempotent_and_recorded(database: Settings) -> None:
     assert {"bars_window_end", "window_features_window_end", "window_buckets_window_end"} <= indexes
 
 
+def test_migrate_can_create_the_database_first(database: Settings) -> None:
+    name = database.postgres.database + "_new"
+    fresh = database.model_copy(
+        update={"postgres": database.postgres.model_copy(update={"database": name})}
+    )
+    try:
+        first = run_cli(fresh, "db", "migrate", "--create-database")
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.startswith(f"created database {name}\n")
+        again = run_cli(fresh, "db", "migrate", "--create-database")
+        assert again.returncode == 0, again.stderr
+        assert "created" not in again.stdout  # it exists: left as it is
+        assert "already applied" in again.stdout
+    finally:
+        with psycopg.connect(database.postgres.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def test_the_same_batch_twice_leaves_the_same_rows(database: Settings) -> None:
     migrate(database.postgres.conninfo())
     sink = PostgresSink(database.postgres)

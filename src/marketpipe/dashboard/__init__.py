@@ -1,0 +1,4 @@
+"""``marketpipe dashboard``: a web dashboard for people, on Streamlit.
+
+``store`` reads the hot store with bounded queries, ``health`` asks Prometheus, ``charts``
+turns both into Plotly figures, ``app`` is the Streamlit script and ``server`` starts it."""
