@@ -32,11 +32,12 @@ export MARKETPIPE_QUALITY__GROUP_ID=$RUN.quality
 export MARKETPIPE_QUALITY__HISTORICAL_SOURCES=replay,synthetic
 # Hot and cold stores of its own too: the history overlaps the market time of any demo run in
 # the last 45 minutes, and the validator compares this run's archive with this run's rows.
-export MARKETPIPE_POSTGRES__DATABASE=demo_${RUN//[^0-9]/}
+# (The database is chosen after `local up`, which records the stack's default one.)
 export MARKETPIPE_FEATURES__DUCKDB_PATH=$OUT/marketpipe.duckdb
 
 echo "== local stack"
 "$MP" local up
+export MARKETPIPE_POSTGRES__DATABASE=demo_${RUN//[^0-9]/}
 "$MP" db migrate --create-database
 "$MP" topics
 
@@ -113,7 +114,7 @@ echo "== cold Parquet (browse it in the MinIO console on a cluster)"
 
 echo
 echo "== validator: this run's bars, window features and indicators recomputed from the archive"
-"$MP" validate --start "$since" --end "$until"
+"$MP" validate --start "${since}ms" --end "${until}ms"
 
 trap - EXIT
 echo

@@ -8,18 +8,35 @@ Exit codes: 0 success; 1 the run finished but lost or failed records; 2 bad usag
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from marketpipe.settings import ConfigError, Settings, env_name, load_settings, with_overrides
+from marketpipe.cliopts import SectionOptions
+from marketpipe.output import add_output_option, emit, wants_json
+from marketpipe.settings import (
+    ConfigError,
+    DashboardSettings,
+    FaultSettings,
+    LiveSettings,
+    ProducerSettings,
+    QualitySettings,
+    ReplaySettings,
+    Settings,
+    env_name,
+    load_settings,
+    with_overrides,
+)  # fmt: skip
 
 if TYPE_CHECKING:
     from marketpipe.kafka import Publisher
+    from marketpipe.local.stack import ServiceStatus
     from marketpipe.runtime import StopFlag
 
 log = logging.getLogger("marketpipe")
@@ -31,70 +48,33 @@ LONG_RUNNING = frozenset({"produce", "replay", "live", "quality", "features"})
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
-# CLI option -> producer field; values arrive as strings and are validated by the settings model.
-PRODUCE_OPTIONS = {
-    "symbols": "--symbols",
-    "symbol_count": "--symbol-count",
-    "tps": "--tps",
-    "jitter_ms": "--jitter-ms",
-    "duration_s": "--duration",
-    "count": "--count",
-    "history_s": "--history",
-    "history_tps": "--history-tps",
-    "seed": "--seed",
-    "start_price": "--start-price",
-    "drift": "--drift",
-    "volatility": "--volatility",
-    "tick_size": "--tick-size",
-    "spread_bps": "--spread-bps",
-    "source": "--source",
-}
-DASHBOARD_OPTIONS = {
-    "address": "--address",
-    "port": "--port",
-    "sink": "--sink",
-    "refresh_s": "--refresh",
-    "prometheus_url": "--prometheus-url",
-}
-FAULT_OPTIONS = {
-    "malformed": "--malformed",
-    "crossed": "--crossed",
-    "duplicate": "--duplicate",
-    "out_of_order": "--out-of-order",
-}
-
-
-REPLAY_OPTIONS = {
-    "format": "--format",
-    "preset": "--preset",
-    "columns": "--columns",
-    "delimiter": "--delimiter",
-    "time_unit": "--time-unit",
-    "time_format": "--time-format",
-    "tz": "--tz",
-    "price_scale": "--price-scale",
-    "symbol": "--symbol",
-    "only_symbols": "--only-symbols",
-    "speed": "--speed",
-    "start_at": "--start-at",
-    "source": "--source",
-}
-
-
-LIVE_OPTIONS = {
-    "symbols": "--symbols",
-    "base_url": "--base-url",
-    "poll_interval_s": "--interval",
-    "duration_s": "--duration",
-    "source": "--source",
-}
-
-
-def _add_options(
-    parser: argparse.ArgumentParser, options: dict[str, str], helps: dict[str, str]
-) -> None:
-    for field, flag in options.items():
-        parser.add_argument(flag, dest=field, metavar="X", help=helps.get(field))
+# Options that set a settings field: flag, type, default, choices and help come from the field
+# (None: the flag is the field's name, see cliopts.flag_of).
+PRODUCE = SectionOptions(("producer",), ProducerSettings, {
+    "symbols": None, "symbol_count": None, "tps": None, "jitter_ms": None, "duration_s": None,
+    "count": None, "history_s": None, "history_tps": None, "seed": None, "start_price": None,
+    "drift": None, "volatility": None, "tick_size": None, "spread_bps": None, "source": None,
+    "resume": None,
+})  # fmt: skip
+FAULTS = SectionOptions(("producer", "faults"), FaultSettings, dict.fromkeys(
+    ("malformed", "crossed", "duplicate", "out_of_order", "out_of_order_ms")
+))  # fmt: skip
+REPLAY = SectionOptions(("replay",), ReplaySettings, dict.fromkeys((
+    "format", "preset", "columns", "header", "delimiter", "time_unit", "time_format", "tz",
+    "price_scale", "symbol", "only_symbols", "speed", "start_at", "source",
+)))  # fmt: skip
+LIVE = SectionOptions(("live",), LiveSettings, {
+    "symbols": None, "base_url": None, "poll_interval_s": "--interval", "duration_s": None,
+    "source": None,
+})  # fmt: skip
+QUALITY = SectionOptions(("quality",), QualitySettings, {
+    "delivery": None, "group_id": "--group", "instance_id": None,
+})  # fmt: skip
+DASHBOARD = SectionOptions(("dashboard",), DashboardSettings, dict.fromkeys(
+    ("address", "port", "sink", "refresh_s", "prometheus_url")
+))  # fmt: skip
+#: Every section's options, for the test that walks them.
+SECTION_OPTIONS = (PRODUCE, FAULTS, REPLAY, LIVE, QUALITY, DASHBOARD)
 
 
 def _publish(
@@ -141,12 +121,8 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.ingest.producer import ProduceSummary, SyntheticProducer
     from marketpipe.ingest.resume import resume_points
 
-    cfg = with_overrides(
-        settings.producer, PRODUCE_OPTIONS, **{k: getattr(args, k) for k in PRODUCE_OPTIONS}
-    )
-    faults = with_overrides(
-        cfg.faults, FAULT_OPTIONS, **{k: getattr(args, k) for k in FAULT_OPTIONS}
-    )
+    cfg = PRODUCE.apply(settings.producer, args)
+    faults = FAULTS.apply(cfg.faults, args)
     cfg = with_overrides(cfg, {"faults": "fault options"}, faults=faults.model_dump())
     topic = args.topic or settings.kafka.topic_raw
     log.info(
@@ -175,12 +151,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.ingest.readers import FileError
     from marketpipe.ingest.replay import Replayer, check_files
 
-    cfg = with_overrides(
-        settings.replay,
-        {**REPLAY_OPTIONS, "header": "--header/--no-header"},
-        header=args.header,
-        **{k: getattr(args, k) for k in REPLAY_OPTIONS},
-    )
+    cfg = REPLAY.apply(settings.replay, args)
     paths = [Path(p) for p in args.files]
     try:
         check_files(paths, cfg)
@@ -204,7 +175,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.ingest.live import LiveSource
     from marketpipe.ingest.polygon import AuthError, PolygonClient
 
-    cfg = with_overrides(settings.live, LIVE_OPTIONS, **{k: getattr(args, k) for k in LIVE_OPTIONS})
+    cfg = LIVE.apply(settings.live, args)
     if not cfg.symbols:
         raise ConfigError("no symbols: pass --symbols or set MARKETPIPE_LIVE__SYMBOLS")
     try:
@@ -232,13 +203,7 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.runtime import Readiness, stop_on_signals
     from marketpipe.telemetry import QualityInstruments, setup_telemetry
 
-    cfg = with_overrides(
-        settings.quality,
-        {"delivery": "--delivery", "group_id": "--group", "instance_id": "--instance-id"},
-        delivery=args.delivery,
-        group_id=args.group,
-        instance_id=args.instance_id,
-    )
+    cfg = QUALITY.apply(settings.quality, args)
     telemetry = setup_telemetry(settings.otel, "quality")
     wait_for_broker(settings.kafka)
     kafka = settings.kafka
@@ -346,13 +311,14 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _instant(text: str) -> int:
-    from marketpipe.ingest.timeparse import parse_instant
+    """An instant option's value as epoch µs, through the one parser every command uses."""
+    from marketpipe.ingest.timeparse import INSTANT_SYNTAX, parse_instant
 
     try:
         return parse_instant(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"not an instant: {text!r} (ISO 8601 like 2024-03-08T14:30:00Z, or epoch seconds)"
+            f"not an instant: {text!r}; want {INSTANT_SYNTAX}"
         ) from None
 
 
@@ -394,8 +360,11 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
 
     start, end = _range(args)
     report = validate(settings, start, end, args.sink)
-    for line in report.lines():
-        print(line)
+    if wants_json(args):
+        emit(report.as_dict())
+    else:
+        for line in report.lines():
+            print(line)
     if not report.ticks:
         print("marketpipe validate: no archived ticks in that range", file=sys.stderr)
         return EXIT_FAILED
@@ -414,6 +383,15 @@ def cmd_latest(args: argparse.Namespace, settings: Settings) -> int:
     except (duckdb.Error, psycopg.Error) as exc:
         print(f"marketpipe latest: {sink}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    if wants_json(args):
+        emit({
+            "sink": sink,
+            "tables": {
+                title: [dict(zip(columns, row, strict=True)) for row in rows]
+                for title, (columns, rows) in tables.items()
+            },
+        })  # fmt: skip
+        return EXIT_OK
     for title, (columns, rows) in tables.items():
         print(f"-- {title}, newest per symbol ({sink})")
         for line in render(columns, rows) if rows else ["(none yet)"]:
@@ -424,9 +402,7 @@ def cmd_latest(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.dashboard.server import check_can_serve, exec_streamlit
 
-    cfg = with_overrides(
-        settings.dashboard, DASHBOARD_OPTIONS, **{k: getattr(args, k) for k in DASHBOARD_OPTIONS}
-    )
+    cfg = DASHBOARD.apply(settings.dashboard, args)
     check_can_serve(cfg)
     # The Streamlit script reads its settings as every stage does: from the environment.
     for name, value in cfg.model_dump(exclude_none=True).items():
@@ -451,6 +427,9 @@ def cmd_cold(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         print(f"marketpipe cold: {root}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    if wants_json(args):
+        emit({"root": root, "datasets": datasets})
+        return EXIT_OK
     print(f"cold store {root}")
     for d in datasets:
         print(f"  {d.name:<16} {d.files:>6} files {d.bytes / 1e6:>9.2f} MB  dates {d.dates[0]}"
@@ -577,6 +556,12 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_UNAVAILABLE
     health = [cluster.pod_health(p) for p in pods]
     lines, healthy = cluster.verdict(health)
+    if wants_json(args):
+        emit({
+            "namespace": args.namespace, "release": args.release, "healthy": healthy,
+            "pods": [{**dataclasses.asdict(h), "healthy": h.healthy} for h in health],
+        })  # fmt: skip
+        return EXIT_OK if healthy else EXIT_FAILED
     for line in lines:
         print(line)
     if args.logs:
@@ -603,8 +588,12 @@ def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     topic = args.topic or settings.kafka.topic_raw
     wait_for_broker(settings.kafka)
     summary = TopicSummary()
-    for msg in read_to_end(settings.kafka, topic, since_ms=args.since):
+    since_ms = None if args.since is None else args.since // 1000
+    for msg in read_to_end(settings.kafka, topic, since_ms=since_ms):
         summary.add(msg.value(), msg.headers())
+    if wants_json(args):
+        emit(summary.as_dict(topic))
+        return EXIT_OK
     for line in summary.lines(topic):
         print(line)
     return EXIT_OK
@@ -621,15 +610,27 @@ def cmd_local(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     statuses = stack.up() if args.action == "up" else stack.status()
     if not statuses:
-        print(f"no local stack at {stack.data_dir}: run `marketpipe local up`")
+        print(f"no local stack at {stack.data_dir}: run `marketpipe local up`", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    if wants_json(args):
+        emit({
+            "data_dir": stack.data_dir, "healthy": all(s.healthy for s in statuses),
+            "services": [
+                {"name": st.name, "state": _state(st), "pid": st.pid, "detail": st.detail}
+                for st in statuses
+            ],
+        })  # fmt: skip
+        return EXIT_OK if all(s.healthy for s in statuses) else EXIT_UNAVAILABLE
     for st in statuses:
-        state = "up" if st.healthy else ("not answering" if st.running else "down")
         pid = f"pid {st.pid}" if st.pid else ""
-        print(f"{st.name:<9}{state:<15}{pid:<12}{st.detail}")
+        print(f"{st.name:<9}{_state(st):<15}{pid:<12}{st.detail}")
     if args.action == "up":
         print(f"endpoints written to {stack.endpoints_path}")
     return EXIT_OK if all(s.healthy for s in statuses) else EXIT_UNAVAILABLE
+
+
+def _state(st: ServiceStatus) -> str:
+    return "up" if st.healthy else ("not answering" if st.running else "down")
 
 
 def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
@@ -699,239 +700,255 @@ def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     """Print the effective settings as environment lines, secrets masked."""
     from marketpipe.settings import flatten_env
 
-    for name, value in flatten_env(settings).items():
+    values = flatten_env(settings)
+    if wants_json(args):
+        emit(values)
+        return EXIT_OK
+    for name, value in values.items():
         print(f"{name}={value}")
     return EXIT_OK
+
+
+#: Options of each command that set settings fields (cliopts.SectionOptions).
+COMMAND_OPTIONS: dict[str, tuple[tuple[SectionOptions, str | None], ...]] = {
+    "produce": ((PRODUCE, None), (FAULTS, "injected faults (fractions of the good ticks)")),
+    "replay": ((REPLAY, None),),
+    "live": ((LIVE, None),),
+    "quality": ((QUALITY, None),),
+    "dashboard": ((DASHBOARD, None),),
+}
+_TOPIC_HELP = "target topic (default: MARKETPIPE_KAFKA__TOPIC_RAW)"
+_RANGE_HELP = "ISO 8601 (UTC unless it has an offset) or epoch with a unit: 1709908200s"
+
+
+class _Commands:
+    """Subcommands with a one-line help in the list, and a description and an example in
+    their own ``--help``."""
+
+    def __init__(self, parser: argparse.ArgumentParser, dest: str, title: str) -> None:
+        self.sub = parser.add_subparsers(dest=dest, required=True, metavar=title)
+
+    def add(
+        self, name: str, summary: str, example: str, handler: Handler | None = None,
+        details: str = "",
+    ) -> argparse.ArgumentParser:  # fmt: skip
+        description = textwrap.fill(summary[0].upper() + summary[1:] + "." + details, 78)
+        p = self.sub.add_parser(
+            name, help=summary, description=description,
+            epilog="example:\n  " + example, formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        for options, title in COMMAND_OPTIONS.get(name, ()):
+            options.add_to(p, title)
+        if handler is not None:
+            p.set_defaults(handler=handler)
+        return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("marketpipe")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marketpipe",
-        description="Realtime market-data pipeline. Every option can also be set as an "
-        "environment variable MARKETPIPE_<SECTION>__<FIELD>; see `marketpipe settings`.",
+        description="Realtime market-data pipeline. Every option that sets a setting names its "
+        "environment variable (MARKETPIPE_<SECTION>__<FIELD>); `marketpipe settings` shows them "
+        "all with their effective values.",
     )
+    parser.add_argument("--version", action="version", version=f"marketpipe {_version()}")
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cmd = _Commands(parser, "command", "COMMAND")
 
-    p = sub.add_parser("produce", help="publish synthetic trades+quotes (GBM) to ticks.raw")
-    _add_options(
-        p,
-        PRODUCE_OPTIONS,
-        {
-            "symbols": "comma-separated symbols, each NAME or NAME:START_PRICE, e.g. "
-            "AAPL:189.5,MSFT:415 (default: --symbol-count SYMnnn names)",
-            "symbol_count": "how many SYMnnn symbols when --symbols is not given (default 10)",
-            "tps": "ticks per second over all symbols; 0 = as fast as possible (default 1000)",
-            "jitter_ms": "uniform jitter of arrival times around the even schedule",
-            "duration_s": "stop after this many seconds",
-            "count": "stop after this many ticks",
-            "history_s": "first publish this many seconds of generated history (past event "
-            "times, sent at once), then go on live (default 0)",
-            "history_tps": "ticks per second of market time in the history (default --tps)",
-            "seed": "random seed for reproducible prices, sizes and faults",
-            "start_price": "initial price of every symbol (default 100)",
-            "drift": "annualised GBM drift (default 0)",
-            "volatility": "annualised GBM volatility (default 0.3)",
-            "tick_size": "price grid (default 0.01)",
-            "spread_bps": "typical bid/ask spread in basis points of price (default 2)",
-            "source": "value of the source field (default synthetic)",
-        },
-    )
-    _add_options(
-        p,
-        FAULT_OPTIONS,
-        {
-            "malformed": "fraction of extra malformed messages",
-            "crossed": "fraction of ticks with a crossed quote (bid > ask)",
-            "duplicate": "fraction of ticks sent twice",
-            "out_of_order": "fraction of ticks with an event time pushed into the past",
-        },
-    )
-    p.add_argument("--topic", help="target topic (default MARKETPIPE_KAFKA__TOPIC_RAW)")
-    p.set_defaults(handler=cmd_produce)
-
-    p = sub.add_parser(
-        "replay",
-        help="publish historical tick files (kibot, CSV, Parquet; gzip ok) with their event times",
-    )
-    p.add_argument("files", nargs="+", metavar="FILE", help="files (or Parquet folders) in order")
-    _add_options(
-        p,
-        REPLAY_OPTIONS,
-        {
-            "format": "auto (default), kibot, csv or parquet",
-            "preset": "a known CSV layout: ccxt-trades, histdata-quotes",
-            "columns": "FIELD=COLUMN pairs (column name or 0-based position), fields: "
-            "time,symbol,price,size,bid,ask,bid_size,ask_size,seq,source",
-            "delimiter": "CSV delimiter (default ,)",
-            "time_unit": "epoch unit of the time column: s, ms, us, ns",
-            "time_format": "iso, or a strptime format like '%%Y%%m%%d %%H%%M%%S%%f'",
-            "tz": "zone of naive times: IANA name, UTC or ±HH:MM (kibot default America/New_York)",
-            "price_scale": "multiply prices by this (e.g. 0.0001 for integer pips)",
-            "symbol": "symbol for files without a symbol column (default: file name)",
-            "only_symbols": "publish only these symbols (comma-separated)",
-            "speed": "1 = real time, N = N times faster, 0 = as fast as possible (default)",
-            "start_at": "skip rows before this instant (ISO 8601 or epoch) to resume",
-            "source": "value of the source field (default replay)",
-        },
-    )
-    p.add_argument(
-        "--header", action=argparse.BooleanOptionalAction, default=None,
-        help="whether CSV files start with a header (default: yes unless columns are positions)",
+    p = cmd.add(
+        "produce", "publish synthetic trades and quotes (geometric Brownian motion) to ticks.raw",
+        "marketpipe produce --symbols AAPL:189.5,MSFT:415 --tps 2000 --duration 60 --crossed 0.01",
+        cmd_produce,
     )  # fmt: skip
-    p.add_argument("--topic", help="target topic (default MARKETPIPE_KAFKA__TOPIC_RAW)")
+    p.add_argument("--topic", help=_TOPIC_HELP)
+
+    p = cmd.add(
+        "replay", "publish historical tick files (kibot, CSV, Parquet; gzip ok) to ticks.raw",
+        "marketpipe replay data/IVE_tickbidask.txt.gz --speed 60", cmd_replay,
+        " Ticks keep their event times; a file's layout is detected or described by --preset or "
+        "--columns.",
+    )  # fmt: skip
+    p.add_argument("files", nargs="+", metavar="FILE", help="files (or Parquet folders) in order")
+    p.add_argument("--topic", help=_TOPIC_HELP)
     p.add_argument("--strict", action="store_true", help="exit 1 if any row was rejected")
-    p.set_defaults(handler=cmd_replay)
 
-    p = sub.add_parser("live", help="poll a Polygon.io-style REST API and publish new trades")
-    _add_options(
-        p,
-        LIVE_OPTIONS,
-        {
-            "symbols": "comma-separated symbols to poll",
-            "base_url": "API base URL (default https://api.polygon.io)",
-            "poll_interval_s": "seconds between poll rounds (default 1)",
-            "duration_s": "stop after this many seconds (default: run until stopped)",
-            "source": "value of the source field (default polygon)",
-        },
-    )
-    p.add_argument("--topic", help="target topic (default MARKETPIPE_KAFKA__TOPIC_RAW)")
-    p.set_defaults(handler=cmd_live)
+    p = cmd.add(
+        "live", "poll a Polygon.io-style REST API and publish new trades to ticks.raw",
+        "MARKETPIPE_LIVE__API_KEY=... marketpipe live --symbols AAPL,MSFT --interval 1", cmd_live,
+    )  # fmt: skip
+    p.add_argument("--topic", help=_TOPIC_HELP)
 
-    p = sub.add_parser(
-        "quality", help="check ticks.raw; valid ticks to ticks.valid, the rest to ticks.dlq"
-    )
-    p.add_argument("--delivery", choices=["exactly_once", "at_least_once"], help="guarantee")
-    p.add_argument("--group", dest="group", help="consumer group (default marketpipe-quality)")
-    p.add_argument("--instance-id", help="stable id of this instance (default: host name)")
+    p = cmd.add(
+        "quality", "check ticks.raw: valid ticks to ticks.valid, the rest to ticks.dlq",
+        "marketpipe quality --instance-id checker-0 --until-idle 10", cmd_quality,
+        " Exactly once by default: each message lands in one of the two, once.",
+    )  # fmt: skip
     p.add_argument(
-        "--until-idle", type=float, metavar="S", help="stop after S seconds without input"
-    )
-    p.set_defaults(handler=cmd_quality)
+        "--until-idle", type=float, metavar="S",
+        help="exit once caught up and S seconds passed without input (a bounded run)",
+    )  # fmt: skip
 
-    p = sub.add_parser(
-        "features",
-        help="Spark Structured Streaming: ticks.valid -> bars, window features, indicators",
-    )
+    p = cmd.add(
+        "features", "Spark Structured Streaming: ticks.valid -> bars, window features, indicators",
+        "MARKETPIPE_FEATURES__SINKS=duckdb,postgres marketpipe features", cmd_features,
+        " Also archives the raw ticks to Parquet (MARKETPIPE_FEATURES__ARCHIVE_ROOT).",
+    )  # fmt: skip
     p.add_argument(
         "--available-now", action="store_true",
         help="process what the topic holds now, then exit (a bounded run)",
     )  # fmt: skip
-    p.set_defaults(handler=cmd_features)
 
-    range_help = "ISO 8601 instant (UTC unless it has an offset) or epoch seconds/ms/us"
-    p = sub.add_parser(
-        "backfill", help="the features transforms as a bounded job over the archive or topic"
-    )
-    p.add_argument("--start", required=True, type=_instant, help="first event time; " + range_help)
+    p = cmd.add(
+        "backfill", "the features transforms as a bounded job over the archive or the topic",
+        "marketpipe backfill --start 2024-03-08T14:30:00Z --end 2024-03-08T21:00:00Z",
+        cmd_backfill,
+    )  # fmt: skip
+    p.add_argument("--start", required=True, type=_instant, help="first event time; " + _RANGE_HELP)
     p.add_argument("--end", required=True, type=_instant, help="end of the range (excluded)")
     p.add_argument(
         "--source", choices=["archive", "topic"], default="archive",
         help="the raw Parquet archive (default) or ticks.valid from its earliest offset",
     )  # fmt: skip
-    p.set_defaults(handler=cmd_backfill)
 
-    p = sub.add_parser(
-        "validate",
-        help="recompute bars, window features, indicators from the archive; compare a sink",
-    )
-    p.add_argument("--start", required=True, type=_instant, help="first event time; " + range_help)
+    p = cmd.add(
+        "validate", "recompute bars, window features, indicators from the archive; compare a sink",
+        "marketpipe validate --start 2024-03-08T14:30:00Z --end 2024-03-08T15:30:00Z",
+        cmd_validate, " Exits 1 on any missing, extra or differing row.",
+    )  # fmt: skip
+    p.add_argument("--start", required=True, type=_instant, help="first event time; " + _RANGE_HELP)
     p.add_argument("--end", required=True, type=_instant, help="end of the range (excluded)")
     p.add_argument(
         "--sink", choices=["duckdb", "postgres"],
         help="which hot sink to check (default: the first configured)",
     )  # fmt: skip
-    p.set_defaults(handler=cmd_validate)
+    add_output_option(p)
 
-    p = sub.add_parser("latest", help="the newest bars, window features, indicators per symbol")
+    p = cmd.add(
+        "latest", "the newest bars, window features and indicators per symbol",
+        "marketpipe latest --sink postgres", cmd_latest,
+    )  # fmt: skip
     p.add_argument("--sink", choices=["duckdb", "postgres"], help="default: the first hot sink")
-    p.set_defaults(handler=cmd_latest)
+    add_output_option(p)
 
-    p = sub.add_parser(
-        "dashboard",
-        help="web dashboard: candlesticks, indicators, volatility, pipeline health (Streamlit)",
-    )
-    _add_options(
-        p,
-        DASHBOARD_OPTIONS,
-        {
-            "address": "address to bind (default 127.0.0.1; 0.0.0.0 in a pod)",
-            "port": "web server port (default 8501)",
-            "sink": "hot store to read, duckdb or postgres (default: the first hot sink)",
-            "refresh_s": "seconds between automatic refreshes (default 5)",
-            "prometheus_url": "Prometheus scraping the stages, for rates, lag, DLQ reasons",
-        },
-    )
-    p.set_defaults(handler=cmd_dashboard)
+    cmd.add(
+        "dashboard", "web dashboard: candlesticks, indicators, volatility, pipeline health",
+        "marketpipe dashboard --sink postgres --prometheus-url http://127.0.0.1:9090",
+        cmd_dashboard, " Streamlit; open the URL it prints.",
+    )  # fmt: skip
 
-    p = sub.add_parser("cold", help="what the cold Parquet store holds, per dataset")
-    p.set_defaults(handler=cmd_cold)
+    p = cmd.add(
+        "cold", "what the cold Parquet store holds, per dataset", "marketpipe cold -o json",
+        cmd_cold,
+    )  # fmt: skip
+    add_output_option(p)
 
-    p = sub.add_parser("db", help="the hot store's schema: `marketpipe db migrate`")
-    p.add_argument("action", choices=["migrate"])
+    p = cmd.add("db", "the hot store's schema", "marketpipe db migrate")
+    db = _Commands(p, "action", "ACTION")
+    p = db.add(
+        "migrate", "create or upgrade the feature tables in PostgreSQL/TimescaleDB (idempotent)",
+        "marketpipe db migrate --create-database", cmd_db,
+    )  # fmt: skip
     p.add_argument(
         "--create-database", action="store_true",
         help="first create MARKETPIPE_POSTGRES__DATABASE if it does not exist (needs CREATEDB)",
     )  # fmt: skip
-    p.set_defaults(handler=cmd_db)
 
-    p = sub.add_parser("topics", help="create or converge the pipeline topics (idempotent)")
-    p.set_defaults(handler=cmd_topics)
+    cmd.add(
+        "topics", "create or converge the pipeline topics (idempotent)", "marketpipe topics",
+        cmd_topics,
+    )  # fmt: skip
 
-    p = sub.add_parser("summary", help="per-symbol counts and first/last price of a topic")
-    p.add_argument("--topic", help="topic to read (default MARKETPIPE_KAFKA__TOPIC_RAW)")
+    p = cmd.add(
+        "summary", "per-symbol counts and first and last price of a topic; DLQ reasons",
+        "marketpipe summary --topic ticks.dlq", cmd_summary,
+    )  # fmt: skip
+    p.add_argument("--topic", help="topic to read (default: MARKETPIPE_KAFKA__TOPIC_RAW)")
     p.add_argument(
-        "--since",
-        type=int,
-        metavar="EPOCH_MS",
-        help="only messages stamped at or after this time (epoch milliseconds)",
-    )
-    p.set_defaults(handler=cmd_summary)
+        "--since", type=_instant, metavar="TIME",
+        help="only messages stamped at or after this instant; " + _RANGE_HELP,
+    )  # fmt: skip
+    add_output_option(p)
 
-    p = sub.add_parser("local", help="run the real local services as processes")
-    p.add_argument("action", choices=["up", "status", "down"])
-    p.add_argument("--only", help="comma-separated subset of kafka,postgres,s3")
-    p.add_argument("--purge", action="store_true", help="with down: also delete the data")
-    p.set_defaults(handler=cmd_local)
+    p = cmd.add("local", "the real local services, run as processes", "marketpipe local up")
+    local = _Commands(p, "action", "ACTION")
+    only = "comma-separated subset of kafka,postgres,s3 (default: all)"
+    p = local.add(
+        "up", "start the local broker, PostgreSQL and S3 server (idempotent)",
+        "marketpipe local up --only kafka,postgres", cmd_local,
+        " Writes their endpoints to .marketpipe/local/endpoints.env, which every command reads.",
+    )  # fmt: skip
+    p.add_argument("--only", help=only)
+    p = local.add(
+        "status", "the local services and their endpoints", "marketpipe local status -o json",
+        cmd_local,
+    )  # fmt: skip
+    p.add_argument("--only", help=only)
+    add_output_option(p)
+    p = local.add(
+        "down", "stop the local services (their data is kept unless --purge)",
+        "marketpipe local down --purge", cmd_local,
+    )  # fmt: skip
+    p.add_argument("--only", help=only)
+    p.add_argument("--purge", action="store_true", help="also delete their data")
 
-    p = sub.add_parser("contracts", help="write the tick JSON Schema (or --check it)")
+    p = cmd.add(
+        "contracts", "write the tick's JSON Schema (or --check it)", "marketpipe contracts --check",
+        cmd_contracts,
+    )  # fmt: skip
     p.add_argument("--path", help="output file (default contracts/tick.schema.json)")
     p.add_argument("--check", action="store_true", help="fail if the file is not current")
-    p.set_defaults(handler=cmd_contracts)
 
-    p = sub.add_parser("settings", help="print the effective settings as environment lines")
-    p.set_defaults(handler=cmd_settings)
+    p = cmd.add(
+        "settings", "the effective settings as environment lines, secrets masked",
+        "marketpipe settings | grep KAFKA", cmd_settings,
+    )  # fmt: skip
+    add_output_option(p)
 
-    p = sub.add_parser(
-        "smoke", help="wait until features reach the hot store and ticks the cold store"
-    )
+    p = cmd.add(
+        "smoke", "wait until features reach the hot store and raw ticks the cold store",
+        "marketpipe smoke --sink postgres --timeout 600", cmd_smoke, " What `helm test` runs.",
+    )  # fmt: skip
     p.add_argument("--sink", choices=["duckdb", "postgres"], help="hot sink (default: first)")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up after")
     p.add_argument("--interval", type=float, default=5.0, metavar="S", help="between checks")
     p.add_argument("--min-rows", type=int, default=1, help="rows wanted in bars and features")
-    p.set_defaults(handler=cmd_smoke)
 
-    p = sub.add_parser(
-        "cluster", help="a Helm release's pods on Kubernetes: phase, readiness, restarts, logs"
-    )
+    p = cmd.add(
+        "cluster", "a Helm release's pods on Kubernetes: phase, readiness, restarts, logs",
+        "marketpipe cluster --namespace marketpipe --release marketpipe", cmd_cluster,
+    )  # fmt: skip
     p.add_argument("--namespace", default="marketpipe", help="namespace (default marketpipe)")
     p.add_argument("--release", default="marketpipe", help="Helm release (default marketpipe)")
     p.add_argument("--logs", type=int, default=50, metavar="N",
                    help="last N log lines of each unhealthy pod (0: none)")  # fmt: skip
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
-    p.set_defaults(handler=cmd_cluster)
+    add_output_option(p)
 
-    p = sub.add_parser("bucket", help="create the object store bucket if missing (idempotent)")
-    p.set_defaults(handler=cmd_bucket)
+    cmd.add(
+        "bucket", "create the object store bucket if missing (idempotent)", "marketpipe bucket",
+        cmd_bucket,
+    )  # fmt: skip
 
-    p = sub.add_parser("fetch", help="copy objects under s3://BUCKET/PREFIX into a folder")
+    p = cmd.add(
+        "fetch", "copy objects under s3://BUCKET/PREFIX into a folder",
+        "marketpipe fetch s3://marketpipe/input/ /work/input", cmd_fetch,
+    )  # fmt: skip
     p.add_argument("url", help="s3://bucket/prefix (credentials from MARKETPIPE_S3__*)")
     p.add_argument("dest", help="folder to write into (created if missing)")
-    p.set_defaults(handler=cmd_fetch)
 
-    p = sub.add_parser(
-        "health", help="exit 0 while a service's heartbeat file is fresh (liveness probe)"
-    )
+    p = cmd.add(
+        "health", "exit 0 while a service's heartbeat file is fresh (liveness probe)",
+        "marketpipe health --max-age 60", cmd_health,
+    )  # fmt: skip
     p.add_argument("--file", help="heartbeat file (default MARKETPIPE_HEALTH_FILE)")
     p.add_argument(
         "--ready",
@@ -942,7 +959,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-age", type=float, default=60.0, metavar="S", help="oldest acceptable beat"
     )
-    p.set_defaults(handler=cmd_health)
     return parser
 
 

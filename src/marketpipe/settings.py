@@ -62,28 +62,73 @@ def _split_csv(value: Any) -> Any:
 class KafkaSettings(_Section):
     """Broker connection, topics and producer tuning (any Kafka-API broker: Redpanda, Kafka)."""
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    client_id: str = "marketpipe"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    topic_raw: str = Field("ticks.raw", min_length=1, max_length=249)
-    topic_valid: str = Field("ticks.valid", min_length=1, max_length=249)
-    topic_dlq: str = Field("ticks.dlq", min_length=1, max_length=249)
-    # Compacted changelog of the quality checker's per-symbol state (partitioned like raw).
-    topic_quality_state: str = Field("ticks.quality.state", min_length=1, max_length=249)
-    partitions: PositiveInt = 6
-    replication_factor: PositiveInt = 1
-    # -1 keeps records forever.
-    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1)
-    dlq_retention_ms: int = Field(30 * 24 * 3600 * 1000, ge=-1)
-    linger_ms: NonNegativeInt = 5
-    batch_size: PositiveInt = 1_000_000
-    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
-    queue_max_messages: PositiveInt = 1_000_000
-    delivery_timeout_ms: PositiveInt = 120_000
-    connect_timeout_s: PositiveFloat = 30.0
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="broker addresses, host:port[,host:port...]"
+    )
+    client_id: str = Field("marketpipe", description="client id the broker logs and quotas see")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how to reach the broker"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism with SASL_PLAINTEXT or SASL_SSL"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password (a secret: masked by `marketpipe settings`)"
+    )
+    topic_raw: str = Field(
+        "ticks.raw",
+        min_length=1,
+        max_length=249,
+        description="topic the sources publish to and the checker reads",
+    )
+    topic_valid: str = Field(
+        "ticks.valid",
+        min_length=1,
+        max_length=249,
+        description="topic of checked ticks, the features job's input",
+    )
+    topic_dlq: str = Field(
+        "ticks.dlq",
+        min_length=1,
+        max_length=249,
+        description="dead-letter topic: rejected messages with the reasons in headers",
+    )
+    topic_quality_state: str = Field(
+        "ticks.quality.state",
+        min_length=1,
+        max_length=249,
+        description=(
+            "Compacted changelog of the quality checker's per-symbol state (partitioned like raw)."
+        ),
+    )
+    partitions: PositiveInt = Field(
+        6, description="partitions of the pipeline topics when `marketpipe topics` creates them"
+    )
+    replication_factor: PositiveInt = Field(
+        1, description="replicas of each partition of new topics"
+    )
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1, description="-1 keeps records forever.")
+    dlq_retention_ms: int = Field(
+        30 * 24 * 3600 * 1000,
+        ge=-1,
+        description="how long the dead-letter topic keeps records (-1: forever)",
+    )
+    linger_ms: NonNegativeInt = Field(5, description="how long the producer waits to fill a batch")
+    batch_size: PositiveInt = Field(1_000_000, description="largest producer batch in bytes")
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "lz4", description="compression of produced batches"
+    )
+    queue_max_messages: PositiveInt = Field(
+        1_000_000, description="messages the producer may hold unacknowledged"
+    )
+    delivery_timeout_ms: PositiveInt = Field(
+        120_000,
+        description=("how long one message may take to be acknowledged before it counts as failed"),
+    )
+    connect_timeout_s: PositiveFloat = Field(
+        30.0, description="how long commands wait for the broker to answer at start"
+    )
     retry_backoff_s: PositiveFloat = Field(
         0.5, description="first delay before a stage retries a failed Kafka operation (doubles)"
     )
@@ -98,11 +143,20 @@ class KafkaSettings(_Section):
     call_timeout_s: PositiveFloat = Field(
         30.0, description="timeout of each blocking client call (commit, offsets, metadata)"
     )
-    # How long commands wait for their topics to appear before giving up (0: fail at once).
-    # In a Helm install the topics Job runs after the services start, so the chart sets it.
-    topic_wait_s: NonNegativeFloat = 0.0
-    # Raw librdkafka properties applied last, e.g. {"ssl.ca.location": "/etc/ca.pem"}.
-    extra_config: dict[str, str] = Field(default_factory=dict)
+    topic_wait_s: NonNegativeFloat = Field(
+        0.0,
+        description=(
+            "How long commands wait for their topics to appear before giving up (0: "
+            "fail at once). In a Helm install the topics Job runs after the "
+            "services start, so the chart sets it."
+        ),
+    )
+    extra_config: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'Raw librdkafka properties applied last, e.g. {"ssl.ca.location": "/etc/ca.pem"}.'
+        ),
+    )
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
@@ -118,12 +172,33 @@ class KafkaSettings(_Section):
 class FaultSettings(_Section):
     """Fractions of deliberately bad records the synthetic producer injects (0 disables)."""
 
-    malformed: float = Field(0.0, ge=0.0, le=1.0)
-    crossed: float = Field(0.0, ge=0.0, le=1.0)
-    duplicate: float = Field(0.0, ge=0.0, le=1.0)
-    out_of_order: float = Field(0.0, ge=0.0, le=1.0)
-    # How far back an out-of-order tick's event time is pushed.
-    out_of_order_ms: PositiveFloat = 5_000.0
+    malformed: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "fraction of extra malformed messages (truncated JSON, random bytes, a "
+            "missing field, a wrong type, NaN, empty)"
+        ),
+    )
+    crossed: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="fraction of ticks sent with a crossed quote (bid above ask)",
+    )
+    duplicate: float = Field(0.0, ge=0.0, le=1.0, description="fraction of ticks sent twice")
+    out_of_order: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "fraction of ticks with their event time pushed out_of_order_ms into the past"
+        ),
+    )
+    out_of_order_ms: PositiveFloat = Field(
+        5_000.0, description="How far back an out-of-order tick's event time is pushed."
+    )
 
     @model_validator(mode="after")
     def _exclusive_fit(self) -> FaultSettings:
@@ -135,15 +210,27 @@ class FaultSettings(_Section):
 class ProducerSettings(_Section):
     """The synthetic producer: which symbols, how they move, how fast they arrive."""
 
-    # NAME or NAME:START_PRICE, e.g. AAPL:189.5,MSFT:415,BTC-USD:64000
-    symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Used when ``symbols`` is empty: SYM000, SYM001, ...
-    symbol_count: PositiveInt = 10
-    # Total ticks per second over all symbols; 0 produces as fast as the broker takes them.
-    tps: NonNegativeFloat = 1_000.0
-    jitter_ms: NonNegativeFloat = 0.0
-    duration_s: PositiveFloat | None = None
-    count: PositiveInt | None = None
+    symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated symbols, each NAME or NAME:START_PRICE, e.g. "
+        "AAPL:189.5,MSFT:415,BTC-USD:64000 (empty: symbol_count SYMnnn names)",
+    )
+    symbol_count: PositiveInt = Field(
+        10, description="how many symbols (SYM000, SYM001, ...) when symbols is empty"
+    )
+    tps: NonNegativeFloat = Field(
+        1_000.0,
+        description=(
+            "Total ticks per second over all symbols; 0 produces as fast as the broker takes them."
+        ),
+    )
+    jitter_ms: NonNegativeFloat = Field(
+        0.0, description="uniform jitter of arrival times around the even schedule"
+    )
+    duration_s: PositiveFloat | None = Field(
+        None, description="stop after this many seconds (unset: run until stopped)"
+    )
+    count: PositiveInt | None = Field(None, description="stop after this many ticks")
     history_s: NonNegativeFloat = Field(
         0.0,
         description="first publish this many seconds of generated history (event times in the "
@@ -153,22 +240,32 @@ class ProducerSettings(_Section):
     history_tps: PositiveFloat | None = Field(
         None, description="ticks per second of market time in the history (default: tps)"
     )
-    seed: int | None = None
-    start_price: PositiveFloat = 100.0
-    # Annualised drift and volatility of the geometric Brownian motion (365-day year).
-    drift: float = 0.0
-    volatility: NonNegativeFloat = 0.3
-    tick_size: PositiveFloat = 0.01
-    spread_bps: PositiveFloat = 2.0
-    lot_size: PositiveFloat = 1.0
-    mean_trade_size: PositiveFloat = 100.0
-    source: str = Field("synthetic", min_length=1)
+    seed: int | None = Field(
+        None, description="random seed for reproducible prices, sizes, jitter and faults"
+    )
+    start_price: PositiveFloat = Field(
+        100.0, description="start price of symbols without one of their own"
+    )
+    drift: float = Field(
+        0.0,
+        description=("annualised drift of the geometric Brownian motion (365-day year)"),
+    )
+    volatility: NonNegativeFloat = Field(
+        0.3, description="annualised volatility of the geometric Brownian motion"
+    )
+    tick_size: PositiveFloat = Field(0.01, description="price grid")
+    spread_bps: PositiveFloat = Field(
+        2.0, description="typical bid/ask spread in basis points of the price"
+    )
+    lot_size: PositiveFloat = Field(1.0, description="trade sizes are whole multiples of this")
+    mean_trade_size: PositiveFloat = Field(100.0, description="mean of the log-normal trade sizes")
+    source: str = Field("synthetic", min_length=1, description="value of the ticks' source field")
     resume: bool = Field(
         True,
         description="continue each symbol's seq and price from its newest tick in the topic "
         "(a restarted producer otherwise repeats seq 1.., which the checker drops as duplicates)",
     )
-    batch_size: PositiveInt = 4_096
+    batch_size: PositiveInt = Field(4_096, description="ticks generated and published per batch")
     faults: FaultSettings = Field(default_factory=FaultSettings)
 
     _split_symbols = field_validator("symbols", mode="before")(_split_csv)
@@ -218,31 +315,66 @@ class ProducerSettings(_Section):
 class ReplaySettings(_Section):
     """The replay loader: how to read historical files and how fast to publish them."""
 
-    # auto detects Parquet and kibot-style files; anything else is read as generic CSV.
-    format: Literal["auto", "kibot", "csv", "parquet"] = "auto"
-    # A named mapping for a format met in the wild (see README): ccxt-trades, histdata-quotes.
-    preset: Literal["ccxt-trades", "histdata-quotes"] | None = None
-    # Contract field -> file column (header name or 0-based position), e.g. time=timestamp.
-    columns: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    # Whether CSV files start with a header; None = yes unless columns are all positions.
-    header: bool | None = None
-    delimiter: str = Field(",", min_length=1, max_length=1)
-    time_unit: Literal["s", "ms", "us", "ns"] | None = None
-    # "iso" or a strptime format such as "%Y%m%d %H%M%S%f".
-    time_format: str | None = None
-    # Zone of naive times: IANA name, UTC, or a fixed offset like -05:00 (kibot: New York).
-    tz: str | None = None
-    price_scale: PositiveFloat = 1.0
-    # Symbol for files without a symbol column (default: the file name without extension).
-    symbol: str | None = None
-    # Publish only these symbols (empty: all).
-    only_symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # 1 = real time, N = N times faster, 0 = as fast as possible.
-    speed: NonNegativeFloat = 0.0
-    # Skip rows before this instant (ISO 8601 or epoch s/ms/us) to resume a replay.
-    start_at: str | None = None
-    source: str = Field("replay", min_length=1)
-    chunk_rows: PositiveInt = 10_000
+    format: Literal["auto", "kibot", "csv", "parquet"] = Field(
+        "auto",
+        description=(
+            "auto detects Parquet and kibot-style files; anything else is read as generic CSV."
+        ),
+    )
+    preset: Literal["ccxt-trades", "histdata-quotes"] | None = Field(
+        None,
+        description=(
+            "A named mapping for a format met in the wild (see README): "
+            "ccxt-trades, histdata-quotes."
+        ),
+    )
+    columns: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            "Contract field -> file column (header name or 0-based position), e.g. time=timestamp."
+        ),
+    )
+    header: bool | None = Field(
+        None,
+        description="whether CSV files start with a header (unset: yes, unless the columns "
+        "are all positions)",
+    )
+    delimiter: str = Field(",", min_length=1, max_length=1, description="CSV delimiter")
+    time_unit: Literal["s", "ms", "us", "ns"] | None = Field(
+        None, description="epoch unit of a numeric time column (default: guessed from its size)"
+    )
+    time_format: str | None = Field(
+        None, description='"iso" or a strptime format such as "%Y%m%d %H%M%S%f".'
+    )
+    tz: str | None = Field(
+        None,
+        description=(
+            "Zone of naive times: IANA name, UTC, or a fixed offset like -05:00 (kibot: New York)."
+        ),
+    )
+    price_scale: PositiveFloat = Field(
+        1.0, description="multiply prices by this (e.g. 0.0001 for integer pips)"
+    )
+    symbol: str | None = Field(
+        None,
+        description=(
+            "Symbol for files without a symbol column (default: the file name without extension)."
+        ),
+    )
+    only_symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Publish only these symbols (empty: all)."
+    )
+    speed: NonNegativeFloat = Field(
+        0.0, description="1 = real time, N = N times faster, 0 = as fast as possible."
+    )
+    start_at: str | None = Field(
+        None,
+        description=(
+            "Skip rows before this instant (ISO 8601 or epoch s/ms/us) to resume a replay."
+        ),
+    )
+    source: str = Field("replay", min_length=1, description="value of the ticks' source field")
+    chunk_rows: PositiveInt = Field(10_000, description="rows read and published per chunk")
 
     _split_symbols = field_validator("only_symbols", mode="before")(_split_csv)
 
@@ -273,55 +405,106 @@ class ReplaySettings(_Section):
     @classmethod
     def _instant(cls, value: str | None) -> str | None:
         if value is not None:
-            from marketpipe.ingest.timeparse import parse_instant
+            from marketpipe.ingest.timeparse import INSTANT_SYNTAX, parse_instant
 
             try:
                 parse_instant(value)
             except ValueError:
-                raise ValueError(
-                    "want ISO 8601 (2024-01-02T14:30:00Z) or epoch seconds/ms/us"
-                ) from None
+                raise ValueError(f"want {INSTANT_SYNTAX}") from None
         return value
 
 
 class QualitySettings(_Section):
     """The quality checker: delivery guarantee, state, and every rule's threshold."""
 
-    group_id: str = "marketpipe-quality"
-    # This instance's static group membership and transactional id (default: host name). Keep
-    # it stable across restarts (a StatefulSet pod name): a restart then takes its partitions
-    # straight back and fences the crashed incarnation's open transaction at once.
-    instance_id: str | None = None
-    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
-    batch_size: PositiveInt = 5_000
-    poll_timeout_s: PositiveFloat = 0.5
-    # How soon a crashed instance's partitions move to another one (Kafka's default is 45 s).
-    session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
-    # Longest pause between polls before the group moves our partitions away; some brokers
-    # also wait this long for a crashed member during a rebalance.
-    max_poll_interval_ms: int = Field(30_000, ge=1_000, le=3_600_000)
-    transaction_timeout_ms: PositiveInt = 30_000
-    max_message_bytes: PositiveInt = 65_536
+    group_id: str = Field("marketpipe-quality", description="consumer group of the checkers")
+    instance_id: str | None = Field(
+        None,
+        description=(
+            "This instance's static group membership and transactional id (default: "
+            "host name). Keep it stable across restarts (a StatefulSet pod name): a "
+            "restart then takes its partitions straight back and fences the crashed "
+            "incarnation's open transaction at once."
+        ),
+    )
+    delivery: Literal["exactly_once", "at_least_once"] = Field(
+        "exactly_once",
+        description=(
+            "exactly_once (transactions: each message in valid or dlq once) or at_least_once"
+        ),
+    )
+    batch_size: PositiveInt = Field(
+        5_000, description="messages checked and committed per transaction"
+    )
+    poll_timeout_s: PositiveFloat = Field(0.5, description="longest wait for input per poll")
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        le=300_000,
+        description=(
+            "How soon a crashed instance's partitions move to another one (Kafka's "
+            "default is 45 s)."
+        ),
+    )
+    max_poll_interval_ms: int = Field(
+        30_000,
+        ge=1_000,
+        le=3_600_000,
+        description=(
+            "Longest pause between polls before the group moves our partitions "
+            "away; some brokers also wait this long for a crashed member during a "
+            "rebalance."
+        ),
+    )
+    transaction_timeout_ms: PositiveInt = Field(
+        30_000, description="how long the broker keeps an open transaction of a silent checker"
+    )
+    max_message_bytes: PositiveInt = Field(
+        65_536,
+        description=(
+            "largest message the checker forwards as it is (larger ones go to the DLQ as too_large)"
+        ),
+    )
     dlq_max_value_bytes: PositiveInt = Field(
         65_536,
         description="DLQ copies keep at most this many bytes of the value; a larger value is "
         "cut, with its original size and sha256 in headers (keep well below the broker's "
         "max.message.bytes)",
     )
-    allow_locked: bool = False
-    # Sources whose quotes may be locked (bid == ask): trade-only replays lock them on purpose.
-    allow_locked_sources: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["replay"])
-    max_spread_bps: PositiveFloat = 1_000.0
-    # How far outside [bid, ask] a trade may print, in basis points of the quote.
-    price_tolerance_bps: NonNegativeFloat = 100.0
-    # Largest move against the symbol's last valid price, in percent.
-    max_jump_pct: PositiveFloat = 10.0
-    out_of_order_tolerance_ms: NonNegativeFloat = 1_000.0
-    # Event time this far behind arrival is stale (0 disables).
-    stale_after_ms: NonNegativeFloat = 60_000.0
-    future_skew_ms: NonNegativeFloat = 5_000.0
-    # Sources whose ticks are history (replays): no stale or future checks.
-    historical_sources: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["replay"])
+    allow_locked: bool = Field(
+        False, description="accept locked quotes (bid == ask) from every source"
+    )
+    allow_locked_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["replay"],
+        description=(
+            "Sources whose quotes may be locked (bid == ask): trade-only replays "
+            "lock them on purpose."
+        ),
+    )
+    max_spread_bps: PositiveFloat = Field(
+        1_000.0, description="widest bid/ask spread accepted, in basis points of the mid"
+    )
+    price_tolerance_bps: NonNegativeFloat = Field(
+        100.0,
+        description=("How far outside [bid, ask] a trade may print, in basis points of the quote."),
+    )
+    max_jump_pct: PositiveFloat = Field(
+        10.0, description="Largest move against the symbol's last valid price, in percent."
+    )
+    out_of_order_tolerance_ms: NonNegativeFloat = Field(
+        1_000.0,
+        description=("how far a tick's event time may lie behind the symbol's newest valid tick"),
+    )
+    stale_after_ms: NonNegativeFloat = Field(
+        60_000.0, description="Event time this far behind arrival is stale (0 disables)."
+    )
+    future_skew_ms: NonNegativeFloat = Field(
+        5_000.0, description="how far in the future an event time may lie (clock skew)"
+    )
+    historical_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["replay"],
+        description="Sources whose ticks are history (replays): no stale or future checks.",
+    )
 
     _split_lists = field_validator("allow_locked_sources", "historical_sources", mode="before")(
         _split_csv
@@ -331,25 +514,43 @@ class QualitySettings(_Section):
 class LiveSettings(_Section):
     """The live source: a Polygon.io-style REST API polled for last trade and quote."""
 
-    base_url: str = "https://api.polygon.io"
-    api_key: SecretStr | None = None
-    symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    poll_interval_s: PositiveFloat = 1.0
-    request_timeout_s: PositiveFloat = 10.0
-    # Retries of one request after connection errors, timeouts and 5xx.
-    max_retries: NonNegativeInt = 4
-    # 429 answers honoured (waiting Retry-After) before a request is given up.
-    max_rate_limit_waits: NonNegativeInt = 10
-    backoff_initial_s: PositiveFloat = 0.5
-    backoff_max_s: PositiveFloat = 30.0
-    # Client-side cap on requests per second across all symbols.
-    max_requests_per_s: PositiveFloat = 20.0
-    # How long symbol metadata (and "this symbol does not exist") is trusted.
-    metadata_ttl_s: PositiveFloat = 3600.0
-    # Compare polled trades with minute aggregates this often (0 disables).
-    coverage_interval_s: NonNegativeFloat = 300.0
-    duration_s: PositiveFloat | None = None
-    source: str = Field("polygon", min_length=1)
+    base_url: str = Field(
+        "https://api.polygon.io", description="base URL of the Polygon.io-style REST API"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="API key (a secret: masked by `marketpipe settings`)"
+    )
+    symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated symbols to poll"
+    )
+    poll_interval_s: PositiveFloat = Field(1.0, description="seconds between poll rounds")
+    request_timeout_s: PositiveFloat = Field(10.0, description="timeout of one HTTP request")
+    max_retries: NonNegativeInt = Field(
+        4, description="Retries of one request after connection errors, timeouts and 5xx."
+    )
+    max_rate_limit_waits: NonNegativeInt = Field(
+        10, description=("429 answers honoured (waiting Retry-After) before a request is given up.")
+    )
+    backoff_initial_s: PositiveFloat = Field(
+        0.5, description="first delay before retrying a failed request (doubles, with jitter)"
+    )
+    backoff_max_s: PositiveFloat = Field(
+        30.0, description="longest delay between retries of a request"
+    )
+    max_requests_per_s: PositiveFloat = Field(
+        20.0, description="Client-side cap on requests per second across all symbols."
+    )
+    metadata_ttl_s: PositiveFloat = Field(
+        3600.0,
+        description=('How long symbol metadata (and "this symbol does not exist") is trusted.'),
+    )
+    coverage_interval_s: NonNegativeFloat = Field(
+        300.0, description="Compare polled trades with minute aggregates this often (0 disables)."
+    )
+    duration_s: PositiveFloat | None = Field(
+        None, description="stop after this many seconds (unset: run until stopped)"
+    )
+    source: str = Field("polygon", min_length=1, description="value of the ticks' source field")
 
     _split_symbols = field_validator("symbols", mode="before")(_split_csv)
 
@@ -357,12 +558,16 @@ class LiveSettings(_Section):
 class PostgresSettings(_Section):
     """PostgreSQL / TimescaleDB, the hot store."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(5432, ge=1, le=65535)
-    database: str = "marketpipe"
-    user: str = "marketpipe"
-    password: SecretStr = SecretStr("")
-    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    host: str = Field("127.0.0.1", description="PostgreSQL/TimescaleDB host")
+    port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port")
+    database: str = Field("marketpipe", description="database of the feature tables")
+    user: str = Field("marketpipe", description="user name")
+    password: SecretStr = Field(
+        SecretStr(""), description="password (a secret: masked by `marketpipe settings`)"
+    )
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="libpq sslmode"
+    )
 
     def conninfo(self, database: str | None = None) -> str:
         from psycopg.conninfo import make_conninfo
@@ -380,26 +585,49 @@ class PostgresSettings(_Section):
 class S3Settings(_Section):
     """S3-compatible object store (MinIO in the cluster), the cold store."""
 
-    # None means AWS itself; set it for MinIO or any other S3-compatible server.
-    endpoint_url: str | None = None
-    bucket: str = Field("marketpipe", min_length=3, max_length=63)
-    region: str = "us-east-1"
-    access_key_id: str | None = None
-    secret_access_key: SecretStr | None = None
+    endpoint_url: str | None = Field(
+        None,
+        description=("None means AWS itself; set it for MinIO or any other S3-compatible server."),
+    )
+    bucket: str = Field(
+        "marketpipe", min_length=3, max_length=63, description="bucket of the cold store"
+    )
+    region: str = Field("us-east-1", description="region the S3 client signs for")
+    access_key_id: str | None = Field(
+        None, description="access key (a secret: masked by `marketpipe settings`)"
+    )
+    secret_access_key: SecretStr | None = Field(
+        None, description="secret key (a secret: masked by `marketpipe settings`)"
+    )
 
 
 class OtelSettings(_Section):
     """OpenTelemetry metrics: pushed by ``exporter`` and/or served to Prometheus on
     ``metrics_port``; with neither (the default), instruments are no-ops and cost nothing."""
 
-    exporter: Literal["none", "console", "otlp"] = "none"
-    # OTLP/HTTP endpoint, e.g. http://otel-collector:4318; defaults to the SDK's own default.
-    endpoint: str | None = None
-    service_name: str = "marketpipe"
-    export_interval_ms: PositiveInt = 10_000
-    # Prometheus text format at http://<metrics_address>:<metrics_port>/metrics; 0 = off.
-    metrics_port: int = Field(0, ge=0, le=65535)
-    metrics_address: str = "0.0.0.0"
+    exporter: Literal["none", "console", "otlp"] = Field(
+        "none", description="push exporter of the metrics: none, console or otlp"
+    )
+    endpoint: str | None = Field(
+        None,
+        description=(
+            "OTLP/HTTP endpoint, e.g. http://otel-collector:4318; defaults to the "
+            "SDK's own default."
+        ),
+    )
+    service_name: str = Field("marketpipe", description="service.name of pushed metrics")
+    export_interval_ms: PositiveInt = Field(
+        10_000, description="how often pushed metrics are exported"
+    )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description=(
+            "Prometheus text format at http://<metrics_address>:<metrics_port>/metrics; 0 = off."
+        ),
+    )
+    metrics_address: str = Field("0.0.0.0", description="address the /metrics endpoint binds")
 
 
 LocalService = Literal["kafka", "postgres", "s3"]
@@ -413,58 +641,117 @@ DEFAULT_FEATURE_SINKS: tuple[FeatureSink, ...] = ("duckdb",)
 class FeaturesSettings(_Section):
     """The Spark features job: source, windows, trigger, checkpoints, sinks."""
 
-    # "python": the Python Data Source reader (local mode, tests); "connector": Spark's
-    # spark-sql-kafka connector (the cluster image). Both give the same columns.
-    source: Literal["python", "connector"] = "python"
-    master: str = "local[2]"
-    # One per core of local[2]: each stateful query pays per-partition state-store work every
-    # micro-batch, and the queries already run side by side (4 doubled batch times here).
-    shuffle_partitions: PositiveInt = 2
-    checkpoint_dir: str = ".marketpipe/checkpoints"
-    trigger_s: PositiveFloat = 1.0
-    # Trigger of the archive query (raw ticks to cold storage): it needs no second-level
-    # latency, and each micro-batch writes a file per symbol, so a longer interval means fewer,
-    # larger files and less per-batch work competing with the features query. (Reading from
-    # the archive, the archive query uses trigger_s.) Closed feature windows go to cold storage
-    # with the features query's micro-batches.
-    cold_trigger_s: PositiveFloat = 10.0
-    # How late an event may arrive and still count (event-time watermark).
-    watermark_s: NonNegativeFloat = 10.0
-    bar_intervals_s: Annotated[list[PositiveInt], NoDecode] = Field(default_factory=lambda: [1, 60])
-    window_length_s: PositiveInt = 60
-    window_slide_s: PositiveInt = 10
-    max_offsets_per_trigger: PositiveInt = 500_000
-    duckdb_path: str = ".marketpipe/marketpipe.duckdb"
-    # Cold storage root: valid ticks under raw/ (the backfill's input) and, with the parquet
-    # sink, closed feature windows under bars/, window_features/, indicators/. A folder, or
-    # s3://bucket/prefix (MinIO; credentials from MARKETPIPE_S3__*). Empty: no cold storage.
-    archive_root: str = ".marketpipe/archive"
-    # Where features land: duckdb and postgres are hot (rows upserted as windows change),
-    # parquet is cold (closed windows only). Every sink is idempotent, so any mix is.
-    sinks: Annotated[list[FeatureSink], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_FEATURE_SINKS)
+    source: Literal["python", "connector"] = Field(
+        "python",
+        description=(
+            '"python": the Python Data Source reader (local mode, tests); '
+            '"connector": Spark\'s spark-sql-kafka connector (the cluster image). '
+            "Both give the same columns."
+        ),
     )
-    # Where the feature queries read ticks: "topic" (each query reads ticks.valid itself) or
-    # "archive" (the archive query reads and parses the topic once; the others stream the
-    # Parquet files it writes to a local archive folder, read by Spark natively: bounded runs
-    # are 1.6x faster, live latency no better, and the file source lists a folder that grows
-    # by a file per symbol per micro-batch). The choice is part of the checkpoints' names.
-    read_from: Literal["topic", "archive"] = "topic"
-    # Indicators (SMA, EMA, RSI, MACD) run on closed bars of this length.
-    indicator_interval_s: PositiveInt = 60
-    # A sink outage (PostgreSQL down or restarting, S3 unreachable, the DuckDB file locked by
-    # another process) does not fail the job: the micro-batch's writes (idempotent) are redone
-    # after exponential backoff with full jitter, from sink_retry_initial_s up to
-    # sink_retry_max_s between attempts, one log line each. After sink_retry_give_up_s of
-    # failing, the job exits 1 with one line saying which sink failed and why (a restart resumes
-    # from the checkpoint). Permanent errors (SQL, missing tables, credentials) fail at once.
-    sink_retry_give_up_s: PositiveFloat = 300.0
-    sink_retry_initial_s: PositiveFloat = 0.5
-    sink_retry_max_s: PositiveFloat = 10.0
-    # Extra Spark properties applied last, as a JSON object, e.g. the driver pod's name in the
-    # Helm chart: {"spark.kubernetes.driver.pod.name": "..."}. Static cluster properties belong
-    # in spark-defaults.conf ($SPARK_CONF_DIR), which the chart mounts.
-    spark_conf: dict[str, str] = Field(default_factory=dict)
+    master: str = Field(
+        "local[2]", description="Spark master (local[N] here; k8s://... on a cluster)"
+    )
+    shuffle_partitions: PositiveInt = Field(
+        2,
+        description=(
+            "One per core of local[2]: each stateful query pays per-partition "
+            "state-store work every micro-batch, and the queries already run side "
+            "by side (4 doubled batch times here)."
+        ),
+    )
+    checkpoint_dir: str = Field(
+        ".marketpipe/checkpoints",
+        description=("where the streaming queries keep their checkpoints (a folder or s3a://...)"),
+    )
+    trigger_s: PositiveFloat = Field(
+        1.0, description="micro-batch trigger of the features query, in seconds"
+    )
+    cold_trigger_s: PositiveFloat = Field(
+        10.0,
+        description=(
+            "Trigger of the archive query (raw ticks to cold storage): it needs no "
+            "second-level latency, and each micro-batch writes a file per symbol, "
+            "so a longer interval means fewer, larger files and less per-batch work "
+            "competing with the features query. (Reading from the archive, the "
+            "archive query uses trigger_s.) Closed feature windows go to cold "
+            "storage with the features query's micro-batches."
+        ),
+    )
+    watermark_s: NonNegativeFloat = Field(
+        10.0, description="How late an event may arrive and still count (event-time watermark)."
+    )
+    bar_intervals_s: Annotated[list[PositiveInt], NoDecode] = Field(
+        default_factory=lambda: [1, 60], description="bar intervals in seconds, comma-separated"
+    )
+    window_length_s: PositiveInt = Field(
+        60, description="length of the sliding windows (log return, volatility)"
+    )
+    window_slide_s: PositiveInt = Field(10, description="slide of the sliding windows")
+    max_offsets_per_trigger: PositiveInt = Field(
+        500_000, description="most ticks one micro-batch reads"
+    )
+    duckdb_path: str = Field(
+        ".marketpipe/marketpipe.duckdb", description="the DuckDB file of the duckdb sink"
+    )
+    archive_root: str = Field(
+        ".marketpipe/archive",
+        description=(
+            "Cold storage root: valid ticks under raw/ (the backfill's input) and, "
+            "with the parquet sink, closed feature windows under bars/, "
+            "window_features/, indicators/. A folder, or s3://bucket/prefix (MinIO; "
+            "credentials from MARKETPIPE_S3__*). Empty: no cold storage."
+        ),
+    )
+    sinks: Annotated[list[FeatureSink], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_FEATURE_SINKS),
+        description="where features go, comma-separated: duckdb and postgres are hot (rows "
+        "upserted as windows change), parquet is cold (closed windows only); every sink is "
+        "idempotent, so any mix is",
+    )
+    read_from: Literal["topic", "archive"] = Field(
+        "topic",
+        description=(
+            'Where the feature queries read ticks: "topic" (each query reads '
+            'ticks.valid itself) or "archive" (the archive query reads and parses '
+            "the topic once; the others stream the Parquet files it writes to a "
+            "local archive folder, read by Spark natively: bounded runs are 1.6x "
+            "faster, live latency no better, and the file source lists a folder "
+            "that grows by a file per symbol per micro-batch). The choice is part "
+            "of the checkpoints' names."
+        ),
+    )
+    indicator_interval_s: PositiveInt = Field(
+        60, description="Indicators (SMA, EMA, RSI, MACD) run on closed bars of this length."
+    )
+    sink_retry_give_up_s: PositiveFloat = Field(
+        300.0,
+        description=(
+            "A sink outage (PostgreSQL down or restarting, S3 unreachable, the "
+            "DuckDB file locked by another process) does not fail the job: the "
+            "micro-batch's writes (idempotent) are redone after exponential backoff "
+            "with full jitter, from sink_retry_initial_s up to sink_retry_max_s "
+            "between attempts, one log line each. After sink_retry_give_up_s of "
+            "failing, the job exits 1 with one line saying which sink failed and "
+            "why (a restart resumes from the checkpoint). Permanent errors (SQL, "
+            "missing tables, credentials) fail at once."
+        ),
+    )
+    sink_retry_initial_s: PositiveFloat = Field(
+        0.5, description="first delay before a failed sink write is retried"
+    )
+    sink_retry_max_s: PositiveFloat = Field(
+        10.0, description="longest delay between retries of a sink write"
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra Spark properties applied last, as a JSON object, e.g. the driver "
+            'pod\'s name in the Helm chart: {"spark.kubernetes.driver.pod.name": '
+            '"..."}. Static cluster properties belong in spark-defaults.conf '
+            "($SPARK_CONF_DIR), which the chart mounts."
+        ),
+    )
 
     _split_sinks = field_validator("sinks", mode="before")(_split_csv)
     _split_intervals = field_validator("bar_intervals_s", mode="before")(_split_csv)
@@ -515,11 +802,17 @@ class DashboardSettings(_Section):
 class LocalSettings(_Section):
     """The local stack of real stand-in services (``marketpipe local``)."""
 
-    data_dir: Path = Path(".marketpipe/local")
-    services: Annotated[list[LocalService], NoDecode] = Field(
-        default_factory=lambda: list(LOCAL_SERVICES)
+    data_dir: Path = Field(
+        Path(".marketpipe/local"),
+        description="where the local stack keeps its data and endpoints.env",
     )
-    startup_timeout_s: PositiveFloat = 60.0
+    services: Annotated[list[LocalService], NoDecode] = Field(
+        default_factory=lambda: list(LOCAL_SERVICES),
+        description="which local services `marketpipe local up` starts, comma-separated",
+    )
+    startup_timeout_s: PositiveFloat = Field(
+        60.0, description="how long `marketpipe local up` waits for each service"
+    )
 
     _split_services = field_validator("services", mode="before")(_split_csv)
 
@@ -536,12 +829,23 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # text: one readable line per record; json: one JSON object per line (Loki, ELK).
-    log_format: Literal["text", "json"] = "text"
-    # Long-running services touch this file while their main loop turns; `marketpipe health`
-    # (the Kubernetes liveness probe) checks its age. Unset: no heartbeat.
-    health_file: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="log level of every stage"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description=(
+            "text: one readable line per record; json: one JSON object per line (Loki, ELK)."
+        ),
+    )
+    health_file: str | None = Field(
+        None,
+        description=(
+            "Long-running services touch this file while their main loop turns; "
+            "`marketpipe health` (the Kubernetes liveness probe) checks its age. "
+            "Unset: no heartbeat."
+        ),
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)

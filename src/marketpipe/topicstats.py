@@ -48,6 +48,20 @@ class TopicSummary:
         stats.count += 1
         stats.last_price = tick.price
 
+    def as_dict(self, topic: str) -> dict[str, object]:
+        """The ``--output json`` shape."""
+        return {
+            "topic": topic,
+            "messages": self.messages,
+            "contract_valid": self.messages - self.off_contract,
+            "off_contract": self.off_contract,
+            "reasons": dict(sorted(self.reasons.items())),
+            "symbols": {
+                name: {"ticks": s.count, "first_price": s.first_price, "last_price": s.last_price}
+                for name, s in sorted(self.symbols.items())
+            },
+        }
+
     def lines(self, topic: str) -> list[str]:
         valid = self.messages - self.off_contract
         out = [

@@ -105,6 +105,23 @@ class ValidationReport:
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
+    def as_dict(self) -> dict[str, object]:
+        """The ``--output json`` shape."""
+        return {
+            "ok": self.ok,
+            "ticks": self.ticks,
+            "cutoff": self.cutoff,
+            "checks": [
+                {
+                    "table": c.table, "ok": c.ok, "expected": c.compared, "missing": c.missing,
+                    "extra": c.extra, "differing": c.differing, "examples": c.examples,
+                    "latency_s": None if c.latency_s is None
+                    else dict(zip(("p50", "p99", "max"), c.latency_s, strict=True)),
+                }
+                for c in self.checks
+            ],
+        }  # fmt: skip
+
     def lines(self) -> list[str]:
         until = self.cutoff.isoformat() if self.cutoff else "-"
         out = [f"archived ticks in range: {self.ticks:,}; windows compared up to {until}"]

@@ -95,13 +95,23 @@ def text_parser(time_format: str, tz: tzinfo) -> Callable[[str], int]:
     return parse
 
 
+#: What every command that takes an instant accepts (``parse_instant``).
+INSTANT_SYNTAX = (
+    "ISO 8601 (2024-03-08T14:30:00Z; UTC unless it has an offset) or epoch with a unit "
+    "(1709908200s, 1709908200000ms, ...us, ...ns; a bare number's unit is guessed by its size)"
+)
+
+
 def parse_instant(text: str) -> int:
-    """A user-given instant (``--start-at``): ISO 8601 (UTC if naive) or epoch s/ms/us by size."""
+    """A user-given instant as epoch microseconds: the one parser of every command's time
+    options (``INSTANT_SYNTAX``)."""
     text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        number = float(text)
-        digits = len(text.split(".")[0])
-        unit: TimeUnit = "s" if digits <= 11 else ("ms" if digits <= 14 else "us")
+    epoch = re.fullmatch(r"(\d+(?:\.\d+)?)(s|ms|us|ns)?", text)
+    if epoch:
+        number, unit = float(epoch.group(1)), epoch.group(2)
+        if unit is None:
+            digits = len(epoch.group(1).split(".")[0])
+            unit = "s" if digits <= 11 else ("ms" if digits <= 14 else "us")
         return round(number * UNIT_TO_US[unit])
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if dt.tzinfo is None:

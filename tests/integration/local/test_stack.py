@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from marketpipe.cli import main
 from marketpipe.kafka import Publisher, read_to_end
 from marketpipe.local.process import ServiceError, pid_alive
 from marketpipe.local.services import Secrets
@@ -50,7 +52,9 @@ def read_everything(settings: Settings) -> tuple[list[bytes], list[str], list[st
     return on_topic, rows, keys
 
 
-def test_up_status_down_twice_keeps_data(stack_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_status_down_twice_keeps_data(
+    stack_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("MARKETPIPE_LOCAL__DATA_DIR", str(stack_dir))
     base = load_settings()
     stack = LocalStack(base)
@@ -67,6 +71,14 @@ def test_up_status_down_twice_keeps_data(stack_dir: Path, monkeypatch: pytest.Mo
     assert {s.name: s.pid for s in again} == pids
     assert stack.endpoints_path.read_text() == endpoints
     assert stack.endpoints_path.stat().st_mode & 0o077 == 0  # holds secrets
+
+    # Scripts read the same status as JSON.
+    assert main(["local", "status", "--output", "json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["healthy"] is True
+    assert [(s["name"], s["state"], s["pid"]) for s in status["services"]] == [
+        (name, "up", pid) for name, pid in pids.items()
+    ]
 
     # Other commands find the services through the endpoints file alone.
     settings = load_settings()
