@@ -24,6 +24,7 @@ from marketpipe.settings import (
     ConfigError,
     DashboardSettings,
     FaultSettings,
+    HotSink,
     LiveSettings,
     ProducerSettings,
     QualitySettings,
@@ -237,6 +238,13 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if service.report.balanced else EXIT_FAILED
 
 
+DB_WAIT_S = 10.0
+DB_HINT = (
+    "is it running? `marketpipe local up` starts the local one; "
+    "MARKETPIPE_POSTGRES__HOST and __PORT say where it is"
+)
+
+
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg
 
@@ -249,10 +257,23 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         if args.create_database:
             admin = pg.conninfo("postgres")
             server = f"PostgreSQL at {pg.host}:{pg.port}"
-            wait_for(server, lambda: psycopg.connect(admin, connect_timeout=3).close(), 30.0)
+            wait_for(server, lambda: psycopg.connect(admin, connect_timeout=3).close(),
+                     DB_WAIT_S, hint=DB_HINT)  # fmt: skip
             if create_database(admin, pg.database):
                 print(f"created database {pg.database}")
-        wait_for(where, lambda: psycopg.connect(pg.conninfo(), connect_timeout=3).close(), 30.0)
+
+        def probe() -> None:
+            try:
+                psycopg.connect(pg.conninfo(), connect_timeout=3).close()
+            except psycopg.OperationalError as exc:
+                if f'database "{pg.database}" does not exist' in str(exc):
+                    raise ConfigError(
+                        f"{where}: database {pg.database!r} does not exist: "
+                        "`marketpipe db migrate --create-database` creates it"
+                    ) from None
+                raise
+
+        wait_for(where, probe, DB_WAIT_S, hint=DB_HINT, fatal=(ConfigError,))
         for line in migrate(pg.conninfo()):
             print(line)
     except psycopg.Error as exc:
@@ -380,7 +401,7 @@ def cmd_latest(args: argparse.Namespace, settings: Settings) -> int:
     sink = args.sink or settings.features.hot_sink
     try:
         tables = latest_tables(settings, sink)
-    except (duckdb.Error, psycopg.Error) as exc:
+    except (duckdb.Error, psycopg.Error) as exc:  # StoreUnavailable: run_handler says it
         print(f"marketpipe latest: {sink}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     if wants_json(args):
@@ -422,10 +443,21 @@ def cmd_cold(args: argparse.Namespace, settings: Settings) -> int:
         print("marketpipe cold: no cold store (MARKETPIPE_FEATURES__ARCHIVE_ROOT is empty)",
               file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
+    if not root.startswith("s3://") and not Path(root).exists():
+        print(f"marketpipe cold: no cold store at {root} yet: the features job writes it "
+              "(`marketpipe features`)", file=sys.stderr)  # fmt: skip
+        return EXIT_UNAVAILABLE
     try:
         datasets = cold_inventory(root, settings.s3)
     except OSError as exc:
-        print(f"marketpipe cold: {root}: {exc}", file=sys.stderr)
+        text = str(exc)
+        if "NETWORK_CONNECTION" in text or "connect" in text.lower():
+            text = (
+                f"the object store at {settings.s3.endpoint_url or 'AWS S3'} is not answering "
+                f"({text.rsplit(': ', 1)[-1]}); `marketpipe local up` starts the local one, "
+                "MARKETPIPE_S3__ENDPOINT_URL says where it is"
+            )
+        print(f"marketpipe cold: {root}: {text}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     if wants_json(args):
         emit({"root": root, "datasets": datasets})
@@ -439,12 +471,14 @@ def cmd_cold(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _smoke_problems(settings: Settings, sink: str, min_rows: int) -> tuple[list[str], list[str]]:
+def _smoke_problems(
+    settings: Settings, sink: HotSink, min_rows: int
+) -> tuple[list[str], list[str]]:
     """What the smoke check found (lines) and what it still misses (problems)."""
     import duckdb
     import psycopg
 
-    from marketpipe.sinks.latest import row_counts
+    from marketpipe.sinks.latest import StoreUnavailable, row_counts
     from marketpipe.sinks.parquet import cold_inventory
 
     found: list[str] = []
@@ -457,7 +491,7 @@ def _smoke_problems(settings: Settings, sink: str, min_rows: int) -> tuple[list[
         ]
         if short:
             problems.append(f"{sink}: {', '.join(short)} rows (want >= {min_rows})")
-    except (duckdb.Error, psycopg.Error) as exc:
+    except (duckdb.Error, psycopg.Error, StoreUnavailable) as exc:
         problems.append(f"{sink}: {str(exc).strip().splitlines()[0]}")
     root = settings.features.archive_root
     if root:

@@ -188,6 +188,13 @@ def stop_on_signals(flag: StopFlag | None = None) -> Iterator[StopFlag]:
             signal.signal(sig, old)
 
 
+def short_error(exc: BaseException) -> str:
+    """An error's own words: a KafkaError's text rather than its repr, the first line only."""
+    own = getattr(exc.args[0], "str", None) if exc.args else None
+    text = own() if callable(own) else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def wait_for(
     what: str,
     probe: Callable[[], T],
@@ -195,11 +202,13 @@ def wait_for(
     interval_s: float = 0.25,
     max_interval_s: float = 2.0,
     fatal: tuple[type[Exception], ...] = (),
+    hint: str = "",
 ) -> T:
     """Call ``probe`` until it returns without raising, with capped exponential backoff.
 
-    Raises DependencyUnavailable naming ``what`` and the last error once ``timeout_s`` passes;
-    errors of a ``fatal`` type (waiting cannot help) are raised at once.
+    Raises DependencyUnavailable naming ``what``, the last error and ``hint`` (what to do)
+    once ``timeout_s`` passes; errors of a ``fatal`` type (waiting cannot help) are raised at
+    once. Says once, at INFO, that it waits, so a wait is never silent.
     """
     deadline = time.monotonic() + timeout_s
     attempt = 0
@@ -213,8 +222,11 @@ def wait_for(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DependencyUnavailable(
-                    f"{what} did not answer within {timeout_s:g}s ({attempt} attempts): {exc}"
+                    f"{what} did not answer within {timeout_s:g}s ({attempt} attempts): "
+                    f"{short_error(exc)}" + (f"; {hint}" if hint else "")
                 ) from exc
+            if attempt == 1:
+                log.info("waiting up to %gs for %s: %s", timeout_s, what, short_error(exc))
             log.debug("waiting for %s (attempt %d): %s", what, attempt, exc)
             time.sleep(min(interval_s, remaining))
             interval_s = min(interval_s * 2, max_interval_s)

@@ -127,7 +127,9 @@ class KafkaSettings(_Section):
         description=("how long one message may take to be acknowledged before it counts as failed"),
     )
     connect_timeout_s: PositiveFloat = Field(
-        30.0, description="how long commands wait for the broker to answer at start"
+        10.0,
+        description="how long a command or stage waits at start for the broker to answer "
+        "before it says so in one line and exits (the chart sets it to outlast Redpanda's start)",
     )
     retry_backoff_s: PositiveFloat = Field(
         0.5, description="first delay before a stage retries a failed Kafka operation (doubles)"
@@ -635,6 +637,7 @@ LOCAL_SERVICES: tuple[LocalService, ...] = ("kafka", "postgres", "s3")
 
 
 FeatureSink = Literal["duckdb", "postgres", "parquet"]
+HotSink = Literal["duckdb", "postgres"]
 DEFAULT_FEATURE_SINKS: tuple[FeatureSink, ...] = ("duckdb",)
 
 
@@ -757,9 +760,9 @@ class FeaturesSettings(_Section):
     _split_intervals = field_validator("bar_intervals_s", mode="before")(_split_csv)
 
     @property
-    def hot_sink(self) -> str:
+    def hot_sink(self) -> HotSink:
         """The first hot sink: where indicator state is read back, what validate checks."""
-        return next(s for s in self.sinks if s in ("duckdb", "postgres"))
+        return next(s for s in self.sinks if s != "parquet")
 
     @model_validator(mode="after")
     def _sinks_usable(self) -> FeaturesSettings:

@@ -7,18 +7,19 @@ driver's placeholder."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import pandas as pd
 
-from marketpipe.settings import ConfigError, Settings
+from marketpipe.settings import HotSink as Sink
+from marketpipe.settings import Settings
+from marketpipe.sinks.latest import StoreUnavailable, open_hot_store
 
-Sink = Literal["duckdb", "postgres"]
+__all__ = ["HotStore", "Sink", "StoreUnavailable", "open_store"]
 
 #: The newest hour of bars: where the symbol and interval pickers look.
 _RECENT = "window_end >= (SELECT max(window_end) FROM bars) - INTERVAL '1 hour'"
@@ -51,10 +52,6 @@ FRESHNESS = " UNION ALL ".join(
         ("'window features'", "window_features", ""),
     )
 )
-
-
-class Cursor(Protocol):
-    def execute(self, sql: str, params: Sequence[Any]) -> Any: ...
 
 
 @dataclass
@@ -90,65 +87,8 @@ class HotStore:
         return self.frame(FRESHNESS)
 
 
-class StoreUnavailable(ConfigError):
-    """The hot store cannot be read now; the message says why and what to do."""
-
-
 @contextmanager
 def open_store(settings: Settings, sink: Sink) -> Iterator[HotStore]:
     """A read-only connection for one refresh, or StoreUnavailable with the fix."""
-    if sink == "postgres":
-        import psycopg
-
-        pg = settings.postgres
-        try:
-            con = psycopg.connect(pg.conninfo(), connect_timeout=5, autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(
-                f"PostgreSQL at {pg.host}:{pg.port} is not answering "
-                f"({str(exc).strip().splitlines()[-1]}); `marketpipe local up` starts the local one"
-            ) from exc
-        try:
-            yield HotStore(sink, _PgErrors(con))
-        finally:
-            con.close()
-        return
-    import duckdb
-
-    path = Path(settings.features.duckdb_path)
-    if not path.exists():
-        raise StoreUnavailable(
-            f"no DuckDB file at {path} yet: the features job creates it (`marketpipe features`)"
-        )
-    try:
-        db = duckdb.connect(str(path), read_only=True)
-    except duckdb.IOException as exc:
-        if "lock" not in str(exc).lower():
-            raise StoreUnavailable(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
-        raise StoreUnavailable(
-            f"a running features job holds {path} (DuckDB lets no other process read a file "
-            "while one writes it): watch a live run through PostgreSQL "
-            "(--sink postgres, with postgres among MARKETPIPE_FEATURES__SINKS)"
-        ) from exc
-    try:
-        yield HotStore(sink, db)
-    finally:
-        db.close()
-
-
-class _PgErrors:
-    """psycopg's connection, its missing-table error turned into the command that fixes it."""
-
-    def __init__(self, con: Any) -> None:
-        self._con = con
-
-    def execute(self, sql: str, params: Sequence[Any]) -> Any:
-        import psycopg
-
-        try:
-            return self._con.execute(sql, params)
-        except psycopg.errors.UndefinedTable as exc:
-            raise StoreUnavailable(
-                f"PostgreSQL has no feature tables yet ({exc.diag.message_primary}): "
-                "run `marketpipe db migrate`"
-            ) from exc
+    with open_hot_store(settings, sink) as con:
+        yield HotStore(sink, con)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -68,12 +69,18 @@ def admin_client(cfg: KafkaSettings, quiet: bool = False) -> AdminClient:
 
 
 def wait_for_broker(cfg: KafkaSettings, timeout_s: float | None = None) -> None:
-    """Block until the broker answers a metadata request, or raise DependencyUnavailable."""
+    """Block until the broker answers a metadata request (``connect_timeout_s`` by default),
+    or raise DependencyUnavailable saying where it looked and what to do."""
     admin = admin_client(cfg, quiet=True)
+    limit = timeout_s if timeout_s is not None else cfg.connect_timeout_s
+    deadline = time.monotonic() + limit
     wait_for(
         f"Kafka broker at {cfg.bootstrap_servers}",
-        lambda: admin.list_topics(timeout=2.0),
-        timeout_s if timeout_s is not None else cfg.connect_timeout_s,
+        # Each attempt ends by the deadline, so the answer comes within the limit.
+        lambda: admin.list_topics(timeout=min(2.0, max(0.2, deadline - time.monotonic()))),
+        limit,
+        hint="is it running? `marketpipe local up` starts the local one; "
+        "MARKETPIPE_KAFKA__BOOTSTRAP_SERVERS says where it is",
     )
 
 

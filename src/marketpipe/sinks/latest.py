@@ -1,10 +1,15 @@
-"""The newest feature rows per symbol in a hot sink (``marketpipe latest``, the demo)."""
+"""Reading a hot sink: the newest feature rows per symbol (``marketpipe latest``, the demo),
+row counts (``smoke``), and the read-only connection the dashboard uses too."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from marketpipe.settings import Settings
+from marketpipe.runtime import DependencyUnavailable
+from marketpipe.settings import HotSink, Settings
 
 QUERIES = {
     "bars (1 min)": "SELECT DISTINCT ON (symbol) symbol, window_start, open, high, low, close, "
@@ -21,30 +26,88 @@ QUERIES = {
 Result = tuple[list[str], list[tuple[Any, ...]]]
 
 
-def run_queries(settings: Settings, sink: str, queries: dict[str, str]) -> dict[str, Result]:
-    """Per named query: column names and rows, from DuckDB (read-only) or PostgreSQL."""
-    out = {}
+class StoreUnavailable(DependencyUnavailable):
+    """A hot store cannot be read now; the message says why and which command fixes it."""
+
+
+@contextmanager
+def open_hot_store(settings: Settings, sink: HotSink) -> Iterator[Any]:
+    """A read-only connection to a hot store (its ``execute(sql, params)`` returns a cursor),
+    or StoreUnavailable naming what is missing and how to get it. Reading creates nothing."""
     if sink == "postgres":
         import psycopg
 
-        with psycopg.connect(settings.postgres.conninfo(), connect_timeout=10) as conn:
-            for title, sql in queries.items():
-                cur = conn.execute(sql)
-                out[title] = ([d.name for d in cur.description or []], cur.fetchall())
-        return out
+        pg = settings.postgres
+        try:
+            con = psycopg.connect(pg.conninfo(), connect_timeout=5, autocommit=True)
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[0].rsplit("failed: ", 1)[-1]
+            if "does not exist" in reason:
+                raise StoreUnavailable(
+                    f"PostgreSQL at {pg.host}:{pg.port}: {reason}: `marketpipe db migrate "
+                    "--create-database` creates it"
+                ) from exc
+            raise StoreUnavailable(
+                f"PostgreSQL at {pg.host}:{pg.port} is not answering ({reason}); "
+                "`marketpipe local up` starts the local one"
+            ) from exc
+        try:
+            yield _PgReader(con)
+        finally:
+            con.close()
+        return
     import duckdb
 
-    con = duckdb.connect(settings.features.duckdb_path, read_only=True)
+    path = Path(settings.features.duckdb_path)
+    if not path.exists():
+        raise StoreUnavailable(
+            f"no DuckDB file at {path} yet: the features job creates it (`marketpipe features`)"
+        )
     try:
-        for title, sql in queries.items():
-            result = con.execute(sql)
-            out[title] = ([d[0] for d in result.description or []], result.fetchall())
+        db = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise StoreUnavailable(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
+        raise StoreUnavailable(
+            f"a running features job holds {path} (DuckDB lets no other process read a file "
+            "while one writes it): read PostgreSQL instead (--sink postgres, with postgres "
+            "among MARKETPIPE_FEATURES__SINKS)"
+        ) from exc
+    try:
+        yield db
     finally:
-        con.close()
+        db.close()
+
+
+class _PgReader:
+    """psycopg's connection, a missing table turned into the command that creates it."""
+
+    def __init__(self, con: Any) -> None:
+        self._con = con
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        import psycopg
+
+        try:
+            return self._con.execute(sql, params)
+        except psycopg.errors.UndefinedTable as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL has no feature tables yet ({exc.diag.message_primary}): "
+                "run `marketpipe db migrate`"
+            ) from exc
+
+
+def run_queries(settings: Settings, sink: HotSink, queries: dict[str, str]) -> dict[str, Result]:
+    """Per named query: column names and rows, from DuckDB (read-only) or PostgreSQL."""
+    out = {}
+    with open_hot_store(settings, sink) as con:
+        for title, sql in queries.items():
+            cur = con.execute(sql)
+            out[title] = ([d[0] for d in cur.description or []], cur.fetchall())
     return out
 
 
-def latest_tables(settings: Settings, sink: str) -> dict[str, Result]:
+def latest_tables(settings: Settings, sink: HotSink) -> dict[str, Result]:
     """The queries above: the newest rows per symbol of each feature table."""
     return run_queries(settings, sink, QUERIES)
 
@@ -52,7 +115,7 @@ def latest_tables(settings: Settings, sink: str) -> dict[str, Result]:
 COUNTED_TABLES = ("bars", "window_features", "indicators")
 
 
-def row_counts(settings: Settings, sink: str) -> dict[str, int]:
+def row_counts(settings: Settings, sink: HotSink) -> dict[str, int]:
     """Rows per feature table in a hot sink (the smoke check)."""
     sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in COUNTED_TABLES)
     _, rows = run_queries(settings, sink, {"counts": sql})["counts"]

@@ -32,8 +32,11 @@ class Written:
     rows: int
 
 
-def filesystem(cfg: S3Settings | None, root: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and base path for ``root``: ``s3://bucket/prefix`` or a local folder."""
+def filesystem(
+    cfg: S3Settings | None, root: str, create: bool = True
+) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and base path for ``root``: ``s3://bucket/prefix`` or a local folder
+    (created unless ``create`` is false: readers create nothing)."""
     if root.startswith("s3://"):
         if cfg is None:
             raise ValueError("an s3:// root needs S3 settings")
@@ -49,7 +52,8 @@ def filesystem(cfg: S3Settings | None, root: str) -> tuple[pafs.FileSystem, str]
         )
         return fs, root[len("s3://") :].rstrip("/")
     local = pafs.LocalFileSystem()
-    local.create_dir(root, recursive=True)
+    if create:
+        local.create_dir(root, recursive=True)
     return local, root.rstrip("/")
 
 
@@ -118,7 +122,7 @@ _HIVE = ds.partitioning(pa.schema([("date", pa.string()), ("symbol", pa.string()
 def read_archive(root: str, s3: S3Settings | None, start_us: int, end_us: int) -> pa.Table:
     """Archived valid ticks with ``start_us <= event_time < end_us``, in the tick contract's
     columns (``symbol`` decoded from the partition path). Only the dates in range are listed."""
-    fs, base = filesystem(s3 if root.startswith("s3://") else None, root)
+    fs, base = filesystem(s3 if root.startswith("s3://") else None, root, create=False)
     first, last = _date(start_us), _date(max(start_us, end_us - 1))
     selector = pafs.FileSelector(f"{base}/raw", recursive=True, allow_not_found=True)
     paths = sorted(
@@ -156,7 +160,7 @@ class ColdDataset:
 
 def cold_inventory(root: str, s3: S3Settings | None) -> list[ColdDataset]:
     """What the cold store holds, per dataset (raw, bars, window_features, indicators)."""
-    fs, base = filesystem(s3 if root.startswith("s3://") else None, root)
+    fs, base = filesystem(s3 if root.startswith("s3://") else None, root, create=False)
     found: dict[str, list[pafs.FileInfo]] = defaultdict(list)
     selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
     for info in fs.get_file_info(selector):
