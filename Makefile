@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TOOLS ?= .tools
 TOOLS_STAMP := $(TOOLS)/.installed-stamp
 
-# Deploying to kind (see README "Deploy on kind").
+# Deploying to kind (see docs/kind.md).
 KIND_CLUSTER ?= marketpipe
 NAMESPACE ?= marketpipe
 RELEASE ?= marketpipe
@@ -32,12 +32,19 @@ KUBECTL ?= kubectl
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
-	  /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
-	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@if [ -t 1 ]; then c='\033[36m'; b='\033[1m'; r='\033[0m'; else c=; b=; r=; fi; \
+	TAG='$(TAG)' VALUES='$(VALUES)' RELEASE='$(RELEASE)' NAMESPACE='$(NAMESPACE)' \
+	KIND_CLUSTER='$(KIND_CLUSTER)' CONTAINER_TOOL='$(CONTAINER_TOOL)' \
+	awk -v c="$$c" -v b="$$b" -v r="$$r" 'BEGIN { FS = ":.*##"; \
+	    n = split("TAG VALUES RELEASE NAMESPACE KIND_CLUSTER CONTAINER_TOOL", vars, " "); \
+	    printf "Usage: make %s<target>%s  (variables: make VAR=value <target>)\n", c, r } \
+	  /^[a-zA-Z0-9_-]+:.*?##/ { text = $$2; \
+	    for (i = 1; i <= n; i++) gsub("\\$$\\(" vars[i] "\\)", ENVIRON[vars[i]], text); \
+	    printf "  %s%-14s%s %s\n", c, $$1, r, text } \
+	  /^##@/ { printf "\n%s%s%s\n", b, substr($$0, 5), r }' $(MAKEFILE_LIST)
 
 .PHONY: install
-install: $(STAMP) ## Install system packages (PostgreSQL, Java) if missing and the venv
+install: $(STAMP) ## Install system packages (PostgreSQL, Java, Prometheus, Chromium) if missing, and the venv
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -116,6 +123,10 @@ local-status: install ## Show the local services and their endpoints
 .PHONY: local-down
 local-down: install ## Stop the local services (data is kept; `marketpipe local down --purge` removes it)
 	$(MP) local down
+
+.PHONY: docs
+docs: install ## Regenerate docs/settings.md from the settings model
+	$(MP) settings --reference > docs/settings.md
 
 .PHONY: contracts
 contracts: install ## Regenerate contracts/tick.schema.json from the Tick model

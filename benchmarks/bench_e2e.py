@@ -273,7 +273,7 @@ def _fmt(value: float | None, spec: str, unit: str = "") -> str:
 
 
 def table(summaries: list[dict[str, Any]]) -> list[str]:
-    """The medians as a Markdown table (what the README's Performance section shows)."""
+    """The medians as a Markdown table (what docs/performance.md shows)."""
     head = (
         "| offered ticks/s | produced/s | checker/s | features/s | all kept up | "
         "end to end, whole run/s | 1 s bars p50 / p95 / p99 | 60 s bars p99 | "

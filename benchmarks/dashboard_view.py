@@ -5,7 +5,7 @@ how long the first view takes to draw.
 The rows are generated in DuckDB (a random walk per symbol; 1 s and 1 min bars, 60 s/10 s
 sliding-window volatility) and the indicators with marketpipe's own indicator code, into the
 tables the features job creates; they are realistic in shape and size, not a pipeline run (the
-demo is that, and its screenshot is in the README)."""
+demo is that, and its screenshot is in the README and docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=["auto", "local", "docker"],
         default="local",
         help="services for integration tests: local processes (default), testcontainers with "
-        "the real images (not yet proven: see README), or auto (docker when an engine answers)",
+        "the real images (not yet proven: see docs/testing.md), or auto (docker when an engine "
+        "answers)",
     )
 
 

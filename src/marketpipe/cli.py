@@ -734,6 +734,11 @@ def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     """Print the effective settings as environment lines, secrets masked."""
     from marketpipe.settings import flatten_env
 
+    if args.reference:
+        from marketpipe.settings_doc import markdown
+
+        print(markdown(), end="")
+        return EXIT_OK
     values = flatten_env(settings)
     if wants_json(args):
         emit(values)
@@ -946,6 +951,10 @@ def build_parser() -> argparse.ArgumentParser:
         "marketpipe settings | grep KAFKA", cmd_settings,
     )  # fmt: skip
     add_output_option(p)
+    p.add_argument(
+        "--reference", action="store_true",
+        help="print the reference of every setting (docs/settings.md) instead",
+    )  # fmt: skip
 
     p = cmd.add(
         "smoke", "wait until features reach the hot store and raw ticks the cold store",

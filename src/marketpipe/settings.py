@@ -326,7 +326,7 @@ class ReplaySettings(_Section):
     preset: Literal["ccxt-trades", "histdata-quotes"] | None = Field(
         None,
         description=(
-            "A named mapping for a format met in the wild (see README): "
+            "A named mapping for a format met in the wild (see docs/usage.md): "
             "ccxt-trades, histdata-quotes."
         ),
     )

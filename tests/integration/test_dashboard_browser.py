@@ -1,4 +1,4 @@
-"""`marketpipe dashboard` as a person sees it: started as the README says, opened in a real
+"""`marketpipe dashboard` as a person sees it: started as docs/operations.md says, opened in a real
 headless Chromium (Debian's, through chromedriver), over a real DuckDB hot store.
 
 The page loads and draws the candlesticks (checked in a screenshot, by the candles' own

@@ -1,6 +1,6 @@
 """Turning the text fields of one row of a tick file into contract values, or a reject.
 
-How partial sources map onto the tick contract (also in the README):
+How partial sources map onto the tick contract (also in docs/usage.md):
 - quote-only rows (bid and ask, no trade): ``price`` is the mid, ``(bid + ask) / 2``, and ``size``
   is null: no trade happened, so volume-weighted features ignore them;
 - trade-only rows (a trade, no quote): the quote is *locked at the trade price*, ``bid = ask =
