@@ -18,6 +18,9 @@ RELEASE ?= marketpipe
 VALUES ?= charts/marketpipe/ci/kind-minimal-values.yaml
 TAG ?= $(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' charts/marketpipe/Chart.yaml)
 CONTAINER_TOOL ?= docker
+# Where images are named (and published by .github/workflows/release.yml); the chart's
+# image.repository defaults to it, so images built and loaded into kind are the ones it runs.
+IMAGE_REGISTRY ?= ghcr.io/marketpipe
 JARS_LOCK ?= images/spark/jars.lock
 # 1: every Spark jar must match its sha256 in the lock. While the lock still has unpinned ("-")
 # entries (it was written where Maven Central is out of reach; `make lock-jars` fills it) the
@@ -34,9 +37,9 @@ KUBECTL ?= kubectl
 help: ## Show this help
 	@if [ -t 1 ]; then c='\033[36m'; b='\033[1m'; r='\033[0m'; else c=; b=; r=; fi; \
 	TAG='$(TAG)' VALUES='$(VALUES)' RELEASE='$(RELEASE)' NAMESPACE='$(NAMESPACE)' \
-	KIND_CLUSTER='$(KIND_CLUSTER)' CONTAINER_TOOL='$(CONTAINER_TOOL)' \
+	KIND_CLUSTER='$(KIND_CLUSTER)' CONTAINER_TOOL='$(CONTAINER_TOOL)' IMAGE_REGISTRY='$(IMAGE_REGISTRY)' \
 	awk -v c="$$c" -v b="$$b" -v r="$$r" 'BEGIN { FS = ":.*##"; \
-	    n = split("TAG VALUES RELEASE NAMESPACE KIND_CLUSTER CONTAINER_TOOL", vars, " "); \
+	    n = split("TAG VALUES RELEASE NAMESPACE KIND_CLUSTER CONTAINER_TOOL IMAGE_REGISTRY", vars, " "); \
 	    printf "Usage: make %s<target>%s  (variables: make VAR=value <target>)\n", c, r } \
 	  /^[a-zA-Z0-9_-]+:.*?##/ { text = $$2; \
 	    for (i = 1; i <= n; i++) gsub("\\$$\\(" vars[i] "\\)", ENVIRON[vars[i]], text); \
@@ -143,13 +146,13 @@ kind-up: ## Create the kind cluster from k8s/kind-config.yaml (does nothing if i
 	fi
 
 .PHONY: images
-images: ## Build the services and Spark images (marketpipe:$(TAG), marketpipe-spark:$(TAG))
+images: ## Build the services and Spark images ($(IMAGE_REGISTRY)/marketpipe:$(TAG), ...-spark:$(TAG))
 ifeq ($(STRICT_JARS),0)
 	@echo "images: $(JARS_UNPINNED) jar(s) of $(JARS_LOCK) not pinned: checking them against Maven Central's .sha1 (run make lock-jars and commit the lock)" >&2
 endif
-	$(CONTAINER_TOOL) build -f images/python/Dockerfile -t marketpipe:$(TAG) .
+	$(CONTAINER_TOOL) build -f images/python/Dockerfile -t $(IMAGE_REGISTRY)/marketpipe:$(TAG) .
 	$(CONTAINER_TOOL) build -f images/spark/Dockerfile --build-arg STRICT_JARS=$(STRICT_JARS) \
-	  -t marketpipe-spark:$(TAG) .
+	  -t $(IMAGE_REGISTRY)/marketpipe-spark:$(TAG) .
 
 .PHONY: image-smoke
 image-smoke: install ## Build the services image and run it non-root, read-only, against the local stack
@@ -157,7 +160,8 @@ image-smoke: install ## Build the services image and run it non-root, read-only,
 
 .PHONY: kind-load
 kind-load: ## Load the images into the kind cluster's nodes
-	kind load docker-image marketpipe:$(TAG) marketpipe-spark:$(TAG) --name $(KIND_CLUSTER)
+	kind load docker-image $(IMAGE_REGISTRY)/marketpipe:$(TAG) \
+	  $(IMAGE_REGISTRY)/marketpipe-spark:$(TAG) --name $(KIND_CLUSTER)
 
 .PHONY: deploy
 deploy: ## helm upgrade --install --wait the chart with $(VALUES)
@@ -180,11 +184,15 @@ logs: ## The last 200 log lines of every container of the release
 	  --all-containers --prefix --tail=200 --max-log-requests=20
 
 .PHONY: port-forward
-port-forward: ## Redpanda Console :8080, MinIO console :9001, PostgreSQL :5432 (Ctrl-C stops)
-	@trap 'kill 0' INT TERM EXIT; \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/$(RELEASE)-console 8080:8080 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/$(RELEASE)-minio 9001:9001 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/$(RELEASE)-timescaledb 5432:5432 & \
+port-forward: ## Redpanda Console :8080, MinIO console :9001, PostgreSQL :5432, dashboard :8501 (Ctrl-C stops)
+	@svc() { $(KUBECTL) -n $(NAMESPACE) get svc -o name \
+	  -l app.kubernetes.io/instance=$(RELEASE),app.kubernetes.io/component=$$1 | head -n 1; }; \
+	trap 'kill 0' INT TERM EXIT; \
+	for pair in console:8080 minio:9001 timescaledb:5432 dashboard:8501; do \
+	  name=$$(svc "$${pair%%:*}"); port=$${pair#*:}; \
+	  if [ -n "$$name" ]; then $(KUBECTL) -n $(NAMESPACE) port-forward "$$name" "$$port:$$port" & \
+	  else echo "port-forward: no $${pair%%:*} Service in release $(RELEASE)" >&2; fi; \
+	done; \
 	wait
 
 .PHONY: kind-down

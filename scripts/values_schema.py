@@ -1,9 +1,12 @@
-"""Generate charts/marketpipe/values.schema.json from values.yaml and its `# --` comments.
+"""Generate charts/marketpipe/values.schema.json and the values table of the chart's README
+from values.yaml and its `# --` comments.
 
 Every key of values.yaml must carry a `# --` comment (helm-docs style): it becomes the key's
 description, and a key without one is an error. Types come from the default values; objects
 refuse unknown keys (additionalProperties: false) except the free-form maps listed in FREE_FORM;
-CONSTRAINTS adds enums, bounds and patterns. `--check` fails when the committed file is stale.
+CONSTRAINTS adds enums, bounds and patterns. The README's table (between the `values:start` and
+`values:end` markers) lists every documented key with its type and default. `--check` fails
+when either committed file is stale.
 
     python scripts/values_schema.py [--check]
 """
@@ -22,6 +25,8 @@ import yaml
 CHART = Path(__file__).resolve().parents[1] / "charts" / "marketpipe"
 VALUES = CHART / "values.yaml"
 SCHEMA = CHART / "values.schema.json"
+README = CHART / "README.md"
+START, END = "<!-- values:start (scripts/values_schema.py) -->", "<!-- values:end -->"
 
 SETTINGS_MAP: dict[str, Any] = {
     "type": "object",
@@ -182,19 +187,51 @@ def render() -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
+def table() -> str:
+    """The values table: every documented key, its type, default and description."""
+    text = VALUES.read_text()
+    docs = comments(text)
+    values = yaml.safe_load(text)
+    rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    for path, doc in docs.items():
+        value: Any = values
+        for part in path.split("."):
+            value = value[part]
+        kind = type(value).__name__.replace("dict", "object").replace("list", "array")
+        kind = kind.replace("str", "string").replace("int", "integer").replace("bool", "boolean")
+        default = json.dumps(value, separators=(",", ":")).replace("|", "\\|")
+        if len(default) > 60:
+            default = default[:57] + "..."
+        described = doc.replace("|", "\\|")
+        rows.append(f"| `{path}` | {kind} | `{default}` | {described} |")
+    return "\n".join(rows)
+
+
+def readme() -> str:
+    current = README.read_text()
+    if START not in current or END not in current:
+        raise SystemExit(f"{README}: add the markers {START} and {END} where the table goes")
+    head, rest = current.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{table()}\n{END}{tail}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the schema is stale")
+    parser.add_argument("--check", action="store_true", help="fail if either file is stale")
     args = parser.parse_args()
-    text = render()
+    wanted = {SCHEMA: render(), README: readme()}
     if args.check:
-        if not SCHEMA.exists() or SCHEMA.read_text() != text:
-            print(f"{SCHEMA} is stale: run python scripts/values_schema.py", file=sys.stderr)
+        stale = [str(path) for path, text in wanted.items() if path.read_text() != text]
+        if stale:
+            print(f"stale: {', '.join(stale)}: run python scripts/values_schema.py",
+                  file=sys.stderr)  # fmt: skip
             return 1
-        print(f"{SCHEMA} is up to date")
+        print("values.schema.json and the README's values table are up to date")
         return 0
-    SCHEMA.write_text(text)
-    print(f"wrote {SCHEMA}")
+    for path, text in wanted.items():
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 

@@ -366,7 +366,7 @@ def test_spark_conf_points_executors_back_at_the_driver() -> None:
     assert {p["port"] for p in driver_svc["spec"]["ports"]} == {
         int(conf["spark.driver.port"]), int(conf["spark.driver.blockManager.port"])}  # fmt: skip
     assert conf["spark.kubernetes.namespace"] == NAMESPACE
-    assert conf["spark.kubernetes.container.image"] == "marketpipe-spark:0.1.0"
+    assert conf["spark.kubernetes.container.image"] == "ghcr.io/marketpipe/marketpipe-spark:0.1.0"
     secrets = {name: set(s["data"]) for name, s in by_kind(docs, "Secret").items()}
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         name, item = conf[f"spark.kubernetes.executor.secretKeyRef.{key}"].split(":")
@@ -499,3 +499,21 @@ def test_workloads_only_of_known_kinds(scenario: str) -> None:
         "SparkApplication",
         *WORKLOADS,
     }
+
+
+def test_the_cluster_domain_is_a_value() -> None:
+    default = render_text("default")
+    assert f".{NAMESPACE}.svc.cluster.local:9092" in default
+    other = render_text("default", "--set", "clusterDomain=corp.internal")
+    assert "cluster.local" not in other
+    assert f".{NAMESPACE}.svc.corp.internal:9092" in other
+
+
+def test_artifact_hub_lists_the_images_the_chart_runs() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    listed = {i["image"] for i in yaml.safe_load(chart["annotations"]["artifacthub.io/images"])}
+    images = {
+        c["image"] for d in render("default") for c in
+        d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    }  # fmt: skip
+    assert images <= listed, images - listed

@@ -58,7 +58,7 @@ def test_shellcheck(script: Path) -> None:
 
 def test_actionlint() -> None:
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
-    assert [Path(w).name for w in workflows] == ["ci.yml", "deploy.yml"]
+    assert [Path(w).name for w in workflows] == ["ci.yml", "deploy.yml", "release.yml"]
     done = run(tool("actionlint"), "-shellcheck", tool("shellcheck"), *workflows)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -91,3 +91,30 @@ def test_deploy_uploads_the_cluster_state_on_failure() -> None:
     script = (ROOT / "scripts" / "cluster-diagnostics.sh").read_text()
     for what in ('helm" status', "get events", "describe pods", "--previous", "initContainers"):
         assert what.replace('"', "") in script.replace('"$HELM"', "helm"), what
+
+
+def test_a_tag_releases_both_images_and_the_chart_with_one_version() -> None:
+    release = workflow("release.yml")
+    assert release[True]["push"]["tags"] == ["v*.*.*"]  # yaml reads `on:` as True
+    jobs = release["jobs"]
+    check = runs(jobs["versions"])
+    for source in ("pyproject.toml", "Chart.yaml", "appVersion"):
+        assert source in check
+    assert "exit 1" in check
+    build = runs(jobs["images"])
+    assert 'make images TAG="$VERSION" IMAGE_REGISTRY="$REGISTRY"' in build
+    assert 'docker push "$REGISTRY/marketpipe:$VERSION"' in build
+    assert 'docker push "$REGISTRY/marketpipe-spark:$VERSION"' in build
+    chart = runs(jobs["chart"])
+    assert 'helm package charts/marketpipe --version "$VERSION" --app-version "$VERSION"' in chart
+    assert 'helm push "marketpipe-$VERSION.tgz" "oci://$REGISTRY/charts"' in chart
+    assert jobs["chart"]["needs"] == ["versions", "images"]  # no chart without its images
+    assert release["env"]["REGISTRY"] == "ghcr.io/${{ github.repository_owner }}"
+
+
+def test_the_chart_defaults_to_the_published_images() -> None:
+    values = yaml.safe_load((ROOT / "charts" / "marketpipe" / "values.yaml").read_text())
+    assert values["image"]["repository"] == "ghcr.io/marketpipe/marketpipe"
+    assert values["features"]["image"]["repository"] == "ghcr.io/marketpipe/marketpipe-spark"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "IMAGE_REGISTRY ?= ghcr.io/marketpipe" in makefile  # what make images/kind-load name
