@@ -76,6 +76,8 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "image.pullPolicy": PULL_POLICY,
     "features.image.pullPolicy": PULL_POLICY,
     "features.mode": {"enum": ["submit", "operator"]},
+    "kafka.securityProtocol": {"enum": ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]},
+    "kafka.saslMechanism": {"enum": ["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]},
     "postgres.sslmode": {
         "enum": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
     },

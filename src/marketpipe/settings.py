@@ -76,6 +76,12 @@ class KafkaSettings(_Section):
     sasl_password: SecretStr | None = Field(
         None, description="SASL password (a secret: masked by `marketpipe settings`)"
     )
+    ssl_ca_location: str | None = Field(
+        None,
+        description="CA certificate (PEM file) that signs the brokers' certificates, for SSL and "
+        "SASL_SSL (unset: the system's CAs)",
+    )
+
     topic_raw: str = Field(
         "ticks.raw",
         min_length=1,

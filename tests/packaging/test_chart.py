@@ -517,3 +517,66 @@ def test_artifact_hub_lists_the_images_the_chart_runs() -> None:
         d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
     }  # fmt: skip
     assert images <= listed, images - listed
+
+
+EXTERNAL_KAFKA = (
+    "--set", "redpanda.enabled=false", "--set", "kafka.bootstrapServers=kafka.corp:9093",
+    "--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafka.saslMechanism=SCRAM-SHA-512",
+    "--set", "kafka.existingSecret=kafka-creds", "--set", "kafka.caSecret=kafka-ca",
+)  # fmt: skip
+
+
+def test_an_external_kafka_takes_sasl_and_tls_from_secrets() -> None:
+    docs = render("default", *EXTERNAL_KAFKA)
+    settings = by_kind(docs, "ConfigMap")[f"{RELEASE}-marketpipe-settings"]["data"]
+    assert settings["MARKETPIPE_KAFKA__BOOTSTRAP_SERVERS"] == "kafka.corp:9093"
+    assert settings["MARKETPIPE_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert settings["MARKETPIPE_KAFKA__SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert settings["MARKETPIPE_KAFKA__SSL_CA_LOCATION"] == "/etc/marketpipe/kafka-ca/ca.crt"
+    assert "kafka-creds" not in json.dumps(settings)  # credentials never in a ConfigMap
+    pods = [
+        (d, d["spec"]["template"]["spec"]) for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet", "Job") and "template" in d["spec"]
+    ]  # fmt: skip
+    marketpipe = [
+        (d, s) for d, s in pods if any("marketpipe" in c["image"] for c in s["containers"])
+    ]
+    assert marketpipe
+    for doc, spec in marketpipe:
+        for c in spec["containers"]:
+            env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in c.get("env", [])}
+            assert env["MARKETPIPE_KAFKA__SASL_USERNAME"] == {
+                "name": "kafka-creds",
+                "key": "username",
+            }
+            assert env["MARKETPIPE_KAFKA__SASL_PASSWORD"] == {
+                "name": "kafka-creds",
+                "key": "password",
+            }
+            mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+            assert "/etc/marketpipe/kafka-ca" in mounts, doc["metadata"]["name"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["kafka-ca"]["secret"]["secretName"] == "kafka-ca"
+    conf = by_kind(docs, "ConfigMap")[f"{RELEASE}-marketpipe-features-spark-conf"]["data"]
+    assert (
+        "spark.kubernetes.executor.secrets.kafka-ca /etc/marketpipe/kafka-ca"
+        in (conf["spark-defaults.conf"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--set", "kafka.saslMechanism=PLAIN"), "set redpanda.enabled=false"),
+        (("--set", "redpanda.enabled=false", "--set", "kafka.bootstrapServers=k:9092",
+          "--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafka.saslMechanism=PLAIN"),
+         "needs kafka.existingSecret"),
+        (("--set", "redpanda.enabled=false", "--set", "kafka.bootstrapServers=k:9092",
+          "--set", "kafka.saslMechanism=PLAIN", "--set", "kafka.existingSecret=s"),
+         "SASL_PLAINTEXT or SASL_SSL"),
+    ],
+)  # fmt: skip
+def test_a_kafka_security_mistake_is_one_line(extra: tuple[str, ...], message: str) -> None:
+    done = run(tool("helm"), "template", RELEASE, str(CHART), *extra)
+    assert done.returncode != 0
+    assert message in done.stderr

@@ -57,3 +57,33 @@ def test_undeliverable_messages_are_counted_not_lost() -> None:
     assert not report.ok
     assert report.errors
     assert report.first_errors
+
+
+def test_the_spark_connector_gets_the_same_secured_connection() -> None:
+    from pydantic import SecretStr
+
+    from marketpipe.features.job import python_source_options
+    from marketpipe.kafka.config import java_client_options
+
+    cfg = KafkaSettings(
+        bootstrap_servers="b:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc", sasl_password=SecretStr('p"w\\x'), ssl_ca_location="/ca/ca.crt",
+    )  # fmt: skip
+    java = java_client_options(cfg)
+    assert java["kafka.bootstrap.servers"] == "b:9093"
+    assert java["kafka.security.protocol"] == "SASL_SSL"
+    assert java["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
+    assert java["kafka.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="svc" password="p\\"w\\\\x";'
+    )
+    assert (java["kafka.ssl.truststore.type"], java["kafka.ssl.truststore.location"]) == (
+        "PEM", "/ca/ca.crt",
+    )  # fmt: skip
+    python = python_source_options(cfg)
+    assert python["topic"] == cfg.topic_valid
+    assert python["security.protocol"] == "SASL_SSL"
+    assert python["sasl.password"] == 'p"w\\x'
+    assert python["ssl.ca.location"] == "/ca/ca.crt"
+    plain = java_client_options(KafkaSettings())
+    assert set(plain) == {"kafka.bootstrap.servers", "kafka.security.protocol"}

@@ -121,6 +121,18 @@ secretKey: {{ .Values.minio.auth.rootPasswordKey }}
 {{/* Secrets as environment: the database password and the S3 credentials, never literals. */}}
 {{- define "marketpipe.secretEnv" -}}
 {{- $s3 := include "marketpipe.s3SecretRef" . | fromYaml -}}
+{{- with .Values.kafka.existingSecret }}
+- name: MARKETPIPE_KAFKA__SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.kafka.usernameKey }}
+- name: MARKETPIPE_KAFKA__SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.kafka.passwordKey }}
+{{- end }}
 - name: MARKETPIPE_POSTGRES__PASSWORD
   valueFrom:
     secretKeyRef:
@@ -181,6 +193,11 @@ readinessProbe:
   mountPath: /tmp
 - name: work
   mountPath: /work
+{{- if .Values.kafka.caSecret }}
+- name: kafka-ca
+  mountPath: /etc/marketpipe/kafka-ca
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "marketpipe.scratchVolumes" -}}
@@ -188,6 +205,35 @@ readinessProbe:
   emptyDir: {}
 - name: work
   emptyDir: {}
+{{- if .Values.kafka.caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafka.caSecret }}
+    items:
+      - key: {{ .Values.kafka.caKey }}
+        path: {{ .Values.kafka.caKey }}
+{{- end }}
+{{- end }}
+
+{{/* Settings of an external Kafka's security (values kafka.*), for the settings ConfigMap. */}}
+{{- define "marketpipe.kafkaSecurity" -}}
+{{- $k := .Values.kafka }}
+{{- if and .Values.redpanda.enabled (or (ne $k.securityProtocol "PLAINTEXT") $k.saslMechanism) }}
+{{- fail "kafka.securityProtocol and kafka.saslMechanism are for an external Kafka: set redpanda.enabled=false" }}
+{{- end }}
+{{- if and $k.saslMechanism (not $k.existingSecret) }}
+{{- fail "kafka.saslMechanism needs kafka.existingSecret (a Secret with the SASL user name and password)" }}
+{{- end }}
+{{- if and $k.saslMechanism (not (hasPrefix "SASL_" $k.securityProtocol)) }}
+{{- fail "kafka.saslMechanism needs kafka.securityProtocol SASL_PLAINTEXT or SASL_SSL" }}
+{{- end }}
+MARKETPIPE_KAFKA__SECURITY_PROTOCOL: {{ $k.securityProtocol }}
+{{- with $k.saslMechanism }}
+MARKETPIPE_KAFKA__SASL_MECHANISM: {{ . }}
+{{- end }}
+{{- with $k.caSecret }}
+MARKETPIPE_KAFKA__SSL_CA_LOCATION: /etc/marketpipe/kafka-ca/{{ $k.caKey }}
+{{- end }}
 {{- end }}
 
 {{/* Where a pod may run and how its images are pulled: every pod of the chart. */}}

@@ -68,6 +68,7 @@ from marketpipe.features.transforms import (
     parse_ticks,
 )
 from marketpipe.features.windows import combine, span
+from marketpipe.kafka.config import client_config, java_client_options
 from marketpipe.retry import Abandoned, Backoff, GaveUp, first_line, retry
 from marketpipe.runtime import Readiness
 from marketpipe.settings import FeaturesSettings, KafkaSettings
@@ -136,17 +137,20 @@ def kafka_reader(
     base = spark.readStream if stream else spark.read
     if cfg.source == "python":
         spark.dataSource.register(KafkaSource)
-        return (
-            base.format("marketpipe-kafka")
-            .option("bootstrap.servers", kafka.bootstrap_servers)
-            .option("topic", kafka.topic_valid)
-        )
+        return base.format("marketpipe-kafka").options(**python_source_options(kafka))
     return (
         base.format("kafka")
-        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .options(**java_client_options(kafka))
         .option("subscribe", kafka.topic_valid)
         .option("kafka.isolation.level", "read_committed")
     )
+
+
+def python_source_options(kafka: KafkaSettings) -> dict[str, str]:
+    """The Python source's options: ticks.valid and the librdkafka connection properties every
+    marketpipe client uses (security included)."""
+    conf = {k: str(v) for k, v in client_config(kafka).items() if k != "logger"}
+    return {**conf, "topic": kafka.topic_valid}
 
 
 def typed_ticks(reader: DataStreamReader | DataFrameReader, cfg: FeaturesSettings) -> DataFrame:
@@ -279,8 +283,7 @@ class FeatureJob:
     ) -> None:  # fmt: skip
         self.spark, self.kafka, self.cfg, self.sinks = spark, kafka, cfg, sinks
         self.readiness = readiness or Readiness()
-        options = {"bootstrap.servers": kafka.bootstrap_servers, "topic": kafka.topic_valid}
-        self.metrics = JobMetrics(instruments, partial(backlog, options))
+        self.metrics = JobMetrics(instruments, partial(backlog, python_source_options(kafka)))
         self.queries: list[StreamingQuery] = []
         self.failures: dict[str, str] = {}
         self._abandoned: set[str] = set()  # queries whose retrying batch a stop cut short

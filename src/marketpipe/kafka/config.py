@@ -23,8 +23,42 @@ def client_config(cfg: KafkaSettings) -> dict[str, Any]:
         conf["sasl.mechanism"] = cfg.sasl_mechanism
         conf["sasl.username"] = cfg.sasl_username
         conf["sasl.password"] = cfg.sasl_password.get_secret_value() if cfg.sasl_password else ""
+    if cfg.ssl_ca_location:
+        conf["ssl.ca.location"] = cfg.ssl_ca_location
     conf.update(cfg.extra_config)
     return conf
+
+
+_JAAS_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def java_client_options(cfg: KafkaSettings) -> dict[str, str]:
+    """The same connection for a Java Kafka client (Spark's connector), as its ``kafka.``
+    options: bootstrap, security protocol, SASL as a JAAS line, the CA as a PEM truststore.
+    (``extra_config`` holds librdkafka properties and is not translated.)"""
+    opts = {
+        "kafka.bootstrap.servers": cfg.bootstrap_servers,
+        "kafka.security.protocol": cfg.security_protocol,
+    }
+    if cfg.sasl_mechanism:
+        password = cfg.sasl_password.get_secret_value() if cfg.sasl_password else ""
+        opts["kafka.sasl.mechanism"] = cfg.sasl_mechanism
+        opts["kafka.sasl.jaas.config"] = (
+            f'{_JAAS_MODULES[cfg.sasl_mechanism]} required username="{_jaas(cfg.sasl_username)}" '
+            f'password="{_jaas(password)}";'
+        )
+    if cfg.ssl_ca_location:
+        opts["kafka.ssl.truststore.type"] = "PEM"
+        opts["kafka.ssl.truststore.location"] = cfg.ssl_ca_location
+    return opts
+
+
+def _jaas(value: str | None) -> str:
+    return (value or "").replace("\\", "\\\\").replace('"', '\\"')
 
 
 def producer_config(cfg: KafkaSettings, transactional_id: str | None = None) -> dict[str, Any]:
