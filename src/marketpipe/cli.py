@@ -606,6 +606,34 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if healthy else EXIT_FAILED
 
 
+def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
+    """Create the chart's generated Secrets once; never overwrite a value (a Helm hook)."""
+    from marketpipe import cluster
+    from marketpipe.k8s_secrets import ensure, parse_spec
+
+    try:
+        specs = [parse_spec(text) for text in args.secrets]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    labels = dict(label.split("=", 1) for label in args.label)
+    try:
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.config import ConfigException
+    except ImportError:
+        raise ConfigError(
+            "`marketpipe secrets` needs the k8s extra: pip install marketpipe[k8s]"
+        ) from None
+    try:
+        api = cluster.core_api(args.kubeconfig)
+        for spec in specs:
+            print(ensure(api, args.namespace, spec, labels))
+    except (ConfigException, ApiException, OSError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc).strip().splitlines()[0]
+        print(f"marketpipe secrets: Kubernetes API: {reason}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.kafka import ensure_topics, pipeline_topics, wait_for_broker
 
@@ -980,6 +1008,19 @@ def build_parser() -> argparse.ArgumentParser:
         "bucket", "create the object store bucket if missing (idempotent)", "marketpipe bucket",
         cmd_bucket,
     )  # fmt: skip
+
+    p = cmd.add(
+        "secrets", "create Kubernetes Secrets with generated values once; never overwrite one",
+        "marketpipe secrets --namespace mp mp-timescaledb:password mp-minio:root-user=user,"
+        "root-password", cmd_secrets,
+        " The chart's pre-install/pre-upgrade hook: a Secret that exists keeps its values; only "
+        "keys it lacks are added.",
+    )  # fmt: skip
+    p.add_argument("secrets", nargs="+", metavar="NAME:KEY[=user|password],...")
+    p.add_argument("--namespace", required=True, help="namespace of the Secrets")
+    p.add_argument("--label", action="append", default=[], metavar="K=V",
+                   help="label of a created Secret (repeatable)")  # fmt: skip
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
 
     p = cmd.add(
         "fetch", "copy objects under s3://BUCKET/PREFIX into a folder",

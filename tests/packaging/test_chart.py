@@ -186,7 +186,9 @@ def test_pods_run_non_root_with_a_locked_down_container(scenario: str) -> None:
 
 def test_only_the_spark_driver_gets_an_api_token(scenario: str) -> None:
     for doc, spec in pod_specs(render(scenario)):
-        wants_token = doc["metadata"]["labels"]["app.kubernetes.io/component"] == "features"
+        # The Spark driver starts executors; the secrets hook creates the generated Secrets.
+        component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+        wants_token = component in ("features", "secrets")
         assert spec.get("automountServiceAccountToken") is wants_token, doc["metadata"]["name"]
 
 
@@ -238,9 +240,22 @@ def test_existing_secrets_mean_no_rendered_secret() -> None:
     assert refs == {"marketpipe-postgres", "marketpipe-s3", "marketpipe-minio-root"}
 
 
+def known_secrets(docs: list[Manifest]) -> dict[str, set[str]]:
+    """Secrets and their keys: rendered ones, and those the secrets hook creates (its args)."""
+    found = {name: set(s["data"]) for name, s in by_kind(docs, "Secret").items()}
+    hook = by_kind(docs, "Job").get(f"{RELEASE}-marketpipe-secrets")
+    if hook is not None:
+        (c,) = hook["spec"]["template"]["spec"]["containers"]
+        for spec in (a for a in c["args"][1:] if not a.startswith("--")):
+            name, keys = spec.split(":", 1)
+            found[name] = {k.split("=")[0] for k in keys.split(",")}
+    return found
+
+
 def test_generated_secrets_cover_every_reference() -> None:
     docs = render("default")
-    secrets = {name: set(s["data"]) for name, s in by_kind(docs, "Secret").items()}
+    assert by_kind(docs, "Secret") == {}  # generated in the cluster, not rendered: GitOps-safe
+    secrets = known_secrets(docs)
     for doc, spec in pod_specs(docs):
         for c in containers(spec):
             for env in c.get("env", []):
@@ -367,7 +382,7 @@ def test_spark_conf_points_executors_back_at_the_driver() -> None:
         int(conf["spark.driver.port"]), int(conf["spark.driver.blockManager.port"])}  # fmt: skip
     assert conf["spark.kubernetes.namespace"] == NAMESPACE
     assert conf["spark.kubernetes.container.image"] == "ghcr.io/marketpipe/marketpipe-spark:0.1.0"
-    secrets = {name: set(s["data"]) for name, s in by_kind(docs, "Secret").items()}
+    secrets = known_secrets(docs)
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         name, item = conf[f"spark.kubernetes.executor.secretKeyRef.{key}"].split(":")
         assert item in secrets[name]
@@ -412,7 +427,7 @@ def test_executors_pull_from_the_registry_the_other_pods_use() -> None:
 def test_operator_mode_renders_a_spark_application_instead_of_the_driver() -> None:
     docs = render("spark-operator-values")
     assert f"{RELEASE}-marketpipe-features" not in by_kind(docs, "Deployment")
-    assert by_kind(docs, "Role") == {}
+    assert set(by_kind(docs, "Role")) == {f"{RELEASE}-marketpipe-secrets"}  # no driver Role
     app = next(d for d in docs if d["kind"] == "SparkApplication")
     assert app["spec"]["arguments"] == ["features"]
     assert app["spec"]["mainApplicationFile"].endswith("/marketpipe/__main__.py")
@@ -539,8 +554,10 @@ def test_an_external_kafka_takes_sasl_and_tls_from_secrets() -> None:
         if d["kind"] in ("Deployment", "StatefulSet", "Job") and "template" in d["spec"]
     ]  # fmt: skip
     marketpipe = [
-        (d, s) for d, s in pods if any("marketpipe" in c["image"] for c in s["containers"])
-    ]
+        (d, s) for d, s in pods
+        if any("marketpipe" in c["image"] for c in s["containers"])
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] != "secrets"  # no Kafka
+    ]  # fmt: skip
     assert marketpipe
     for doc, spec in marketpipe:
         for c in spec["containers"]:
