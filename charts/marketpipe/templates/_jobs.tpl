@@ -1,6 +1,6 @@
 {{/*
-A post-install/post-upgrade hook Job running one marketpipe command. Call with
-(dict "root" $ "name" "topics" "weight" "0" "args" (list "topics")).
+A hook Job running one marketpipe command, post-install/post-upgrade unless "hooks" says
+otherwise. Call with (dict "root" $ "name" "topics" "weight" "0" "args" (list "topics")).
 */}}
 {{- define "marketpipe.hookJob" -}}
 {{- $root := .root }}
@@ -12,7 +12,7 @@ metadata:
   labels:
     {{- include "marketpipe.labels" (list $root .name) | nindent 4 }}
   annotations:
-    helm.sh/hook: post-install,post-upgrade
+    helm.sh/hook: {{ .hooks | default "post-install,post-upgrade" }}
     helm.sh/hook-weight: {{ .weight | quote }}
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 spec:

@@ -201,9 +201,39 @@ def applied_versions(conn: psycopg.Connection) -> set[int]:
     return {v for (v,) in conn.execute(f"SELECT version FROM {MIGRATIONS_TABLE}")}
 
 
+def extension_update(installed: str | None, default: str | None) -> str | None:
+    """The version ``ALTER EXTENSION timescaledb UPDATE`` would move to, or None when the
+    extension is not installed or already at the version the server's files provide."""
+    if installed is None or default is None or installed == default:
+        return None
+    return default
+
+
+def update_timescaledb(conninfo: str) -> str:
+    """After an image bump the server's TimescaleDB files are newer than the extension in the
+    database: update it. TimescaleDB wants the ALTER as the first command of its session, so
+    it gets a connection of its own."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT installed_version, default_version FROM pg_available_extensions "
+            "WHERE name = 'timescaledb'"
+        ).fetchone()
+    installed, default = row if row else (None, None)
+    target = extension_update(installed, default)
+    if row is None:
+        return "timescaledb: not available on this server (plain PostgreSQL tables)"
+    if target is None:
+        return f"timescaledb: {installed or 'not installed'}, up to date"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("ALTER EXTENSION timescaledb UPDATE")
+    log.info("timescaledb updated from %s to %s", installed, target)
+    return f"timescaledb: updated from {installed} to {target}"
+
+
 def migrate(conninfo: str) -> list[str]:
-    """Apply every step not applied yet; returns one line per step (applied or skipped)."""
-    lines = []
+    """Update the TimescaleDB extension if the server has a newer one, then apply every step
+    not applied yet; returns one line per step (applied or skipped)."""
+    lines = [update_timescaledb(conninfo)]
     with psycopg.connect(conninfo, autocommit=True) as conn:
         # One migrator at a time, whoever runs it (a Helm hook Job and a developer, say).
         conn.execute("SELECT pg_advisory_lock(hashtext('marketpipe-migrations'))")
