@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 import psycopg
 
-from marketpipe.sinks.tables import PROGRESS_TABLE
+from marketpipe.sinks.tables import (
+    BARS,
+    INDICATORS,
+    PROGRESS_TABLE,
+    WINDOW_BUCKETS,
+    WINDOW_FEATURES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,74 +37,13 @@ class Step:
 
 
 def table_ddl() -> list[str]:
-    """CREATE TABLE statements for the feature tables; also valid DuckDB SQL."""
-    return [
-        """
-        CREATE TABLE IF NOT EXISTS bars (
-            symbol           text             NOT NULL,
-            interval_seconds integer          NOT NULL,
-            window_start     timestamptz      NOT NULL,
-            window_end       timestamptz      NOT NULL,
-            open             double precision NOT NULL,
-            high             double precision NOT NULL,
-            low              double precision NOT NULL,
-            close            double precision NOT NULL,
-            volume           double precision,
-            trades           bigint           NOT NULL,
-            vwap             double precision,
-            last_bid         double precision,
-            last_ask         double precision,
-            mean_spread      double precision,
-            last_event_time  timestamptz      NOT NULL,
-            written_at       timestamptz      NOT NULL,
-            PRIMARY KEY (symbol, interval_seconds, window_start)
-        )""",
-        """
-        CREATE TABLE IF NOT EXISTS window_features (
-            symbol       text             NOT NULL,
-            window_start timestamptz      NOT NULL,
-            window_end   timestamptz      NOT NULL,
-            log_return   double precision,
-            volatility   double precision,
-            ticks        bigint           NOT NULL,
-            last_event_time timestamptz   NOT NULL,
-            written_at   timestamptz      NOT NULL,
-            PRIMARY KEY (symbol, window_start, window_end)
-        )""",
-        """
-        CREATE TABLE IF NOT EXISTS indicators (
-            symbol       text             NOT NULL,
-            window_start timestamptz      NOT NULL,
-            close        double precision NOT NULL,
-            sma_20       double precision,
-            ema_20       double precision,
-            rsi_14       double precision,
-            macd         double precision,
-            macd_signal  double precision,
-            macd_hist    double precision,
-            state        text             NOT NULL,
-            written_at   timestamptz      NOT NULL,
-            PRIMARY KEY (symbol, window_start)
-        )""",
-        bucket_ddl(),
-    ]
+    """CREATE TABLE statements for the feature tables (declared in ``tables``); also valid
+    DuckDB SQL."""
+    return [t.ddl() for t in (BARS, WINDOW_FEATURES, INDICATORS)] + [bucket_ddl()]
 
 
 def bucket_ddl() -> str:
-    return """
-        CREATE TABLE IF NOT EXISTS window_buckets (
-            symbol           text             NOT NULL,
-            interval_seconds integer          NOT NULL,
-            window_start     timestamptz      NOT NULL,
-            window_end       timestamptz      NOT NULL,
-            open             double precision NOT NULL,
-            close            double precision NOT NULL,
-            trades           bigint           NOT NULL,
-            m2               double precision NOT NULL,
-            last_event_time  timestamptz      NOT NULL,
-            written_at       timestamptz      NOT NULL,
-            PRIMARY KEY (symbol, interval_seconds, window_start)
-        )"""
+    return WINDOW_BUCKETS.ddl()
 
 
 def _buckets(timescale: bool) -> list[str]:

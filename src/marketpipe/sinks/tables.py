@@ -1,10 +1,12 @@
-"""The feature tables as the sinks see them: columns in write order and the upsert key.
-Their DDL lives in ``migrations.table_ddl``; a test keeps the two in step."""
+"""The feature tables, declared once: each column's type and nullability, and the upsert key.
+The DDL (PostgreSQL and DuckDB alike, ``TableSpec.ddl``), the Arrow schema of the cold Parquet
+files (``arrow_schema``) and the column order the sinks write in all come from here."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import pyarrow as pa
 
@@ -15,13 +17,46 @@ class SchemaMismatch(ConfigError):
     """A sink's table lacks columns this version writes (created by an older marketpipe)."""
 
 
+Kind = Literal["text", "int32", "int64", "float", "time"]
+_UTC_US = pa.timestamp("us", tz="UTC")
+#: Kind -> (Arrow type, SQL type valid in PostgreSQL and DuckDB).
+KINDS: dict[Kind, tuple[pa.DataType, str]] = {
+    "text": (pa.string(), "text"), "int32": (pa.int32(), "integer"),
+    "int64": (pa.int64(), "bigint"), "float": (pa.float64(), "double precision"),
+    "time": (_UTC_US, "timestamptz"),
+}  # fmt: skip
+#: A column name means the same in every table: its kind.
+COLUMN_KINDS: dict[str, Kind] = {
+    "symbol": "text", "interval_seconds": "int32", "window_start": "time", "window_end": "time",
+    "open": "float", "high": "float", "low": "float", "close": "float", "volume": "float",
+    "trades": "int64", "vwap": "float", "last_bid": "float", "last_ask": "float",
+    "mean_spread": "float", "last_event_time": "time", "written_at": "time",
+    "log_return": "float", "volatility": "float", "ticks": "int64", "sma_20": "float",
+    "ema_20": "float", "rsi_14": "float", "macd": "float", "macd_signal": "float",
+    "macd_hist": "float", "state": "text", "m2": "float",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
+    #: Columns that may hold null (all others are NOT NULL).
+    nullable: frozenset[str] = field(default_factory=frozenset)
     #: Among rows with the same key in one batch, the one with the latest of this column wins.
     version_column: str = "written_at"
+
+    def ddl(self) -> str:
+        """``CREATE TABLE IF NOT EXISTS``, valid in PostgreSQL and DuckDB."""
+        width = max(len(c) for c in self.columns)
+        lines = [
+            f"{c:<{width}} {KINDS[COLUMN_KINDS[c]][1]}{'' if c in self.nullable else ' NOT NULL'}"
+            for c in self.columns
+        ]
+        lines.append(f"PRIMARY KEY ({', '.join(self.key)})")
+        body = ",\n    ".join(lines)
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    {body}\n)"
 
 
 BARS = TableSpec(
@@ -30,18 +65,21 @@ BARS = TableSpec(
      "volume", "trades", "vwap", "last_bid", "last_ask", "mean_spread", "last_event_time",
      "written_at"),
     ("symbol", "interval_seconds", "window_start"),
+    frozenset({"volume", "vwap", "last_bid", "last_ask", "mean_spread"}),
 )  # fmt: skip
 WINDOW_FEATURES = TableSpec(
     "window_features",
     ("symbol", "window_start", "window_end", "log_return", "volatility", "ticks",
      "last_event_time", "written_at"),
     ("symbol", "window_start", "window_end"),
+    frozenset({"log_return", "volatility"}),
 )  # fmt: skip
 INDICATORS = TableSpec(
     "indicators",
     ("symbol", "window_start", "close", "sma_20", "ema_20", "rsi_14", "macd", "macd_signal",
      "macd_hist", "state", "written_at"),
     ("symbol", "window_start"),
+    frozenset({"sma_20", "ema_20", "rsi_14", "macd", "macd_signal", "macd_hist"}),
 )  # fmt: skip
 
 #: What sliding windows are made of: tumbling buckets of gcd(length, slide) seconds, each with
@@ -59,19 +97,8 @@ FEATURE_TABLES = (BARS, WINDOW_FEATURES, INDICATORS, WINDOW_BUCKETS)
 #: (``migrations.progress_ddl``; written and read by the hot sinks, see ``job.advance``).
 PROGRESS_TABLE = "feature_progress"
 
-_UTC_US = pa.timestamp("us", tz="UTC")
-#: Arrow types of the feature tables' columns (a column name means the same in every table).
-ARROW_TYPES: dict[str, pa.DataType] = {
-    "symbol": pa.string(), "interval_seconds": pa.int32(), "window_start": _UTC_US,
-    "window_end": _UTC_US, "open": pa.float64(), "high": pa.float64(), "low": pa.float64(),
-    "close": pa.float64(), "volume": pa.float64(), "trades": pa.int64(), "vwap": pa.float64(),
-    "last_bid": pa.float64(), "last_ask": pa.float64(), "mean_spread": pa.float64(),
-    "last_event_time": _UTC_US, "written_at": _UTC_US, "log_return": pa.float64(),
-    "volatility": pa.float64(), "ticks": pa.int64(), "sma_20": pa.float64(),
-    "ema_20": pa.float64(), "rsi_14": pa.float64(), "macd": pa.float64(),
-    "macd_signal": pa.float64(), "macd_hist": pa.float64(), "state": pa.string(),
-    "m2": pa.float64(),
-}  # fmt: skip
+#: Arrow types of the feature tables' columns.
+ARROW_TYPES: dict[str, pa.DataType] = {c: KINDS[k][0] for c, k in COLUMN_KINDS.items()}
 
 
 def rows_ending_sql(table: TableSpec, placeholder: str) -> str:

@@ -33,6 +33,27 @@ def test_migrate_is_idempotent_and_recorded(database: Settings) -> None:
     assert {"bars_window_end", "window_features_window_end", "window_buckets_window_end"} <= indexes
 
 
+PG_TYPES = {"text": "text", "int32": "integer", "int64": "bigint", "float": "double precision",
+            "time": "timestamp with time zone"}  # fmt: skip
+
+
+def test_postgres_holds_what_the_tables_declare(database: Settings) -> None:
+    from marketpipe.sinks.tables import COLUMN_KINDS, FEATURE_TABLES
+
+    migrate(database.postgres.conninfo())
+    with psycopg.connect(database.postgres.conninfo()) as conn:
+        for table in FEATURE_TABLES:
+            info = conn.execute(
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                "WHERE table_name = %s ORDER BY ordinal_position",
+                (table.name,),
+            ).fetchall()
+            assert tuple(name for name, _, _ in info) == table.columns
+            for name, kind, nullable in info:
+                assert kind == PG_TYPES[COLUMN_KINDS[name]], (table.name, name)
+                assert (nullable == "YES") == (name in table.nullable), (table.name, name)
+
+
 def test_migrate_can_create_the_database_first(database: Settings) -> None:
     name = database.postgres.database + "_new"
     fresh = database.model_copy(
