@@ -13,13 +13,13 @@ import logging
 import os
 import sys
 import textwrap
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from marketpipe.cliopts import SectionOptions
 from marketpipe.output import add_output_option, emit, wants_json
+from marketpipe.runner import finish
 from marketpipe.settings import (
     ConfigError,
     DashboardSettings,
@@ -44,8 +44,6 @@ log = logging.getLogger("marketpipe")
 _SummaryT = TypeVar("_SummaryT")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNAVAILABLE = 0, 1, 2, 3
-# Commands that run as services and beat MARKETPIPE_HEALTH_FILE (the liveness probe's).
-LONG_RUNNING = frozenset({"produce", "replay", "live", "quality", "features"})
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -85,37 +83,28 @@ def _publish(
     source: str,
     run: Callable[[Publisher, StopFlag], _SummaryT],
 ) -> _SummaryT:
-    """What every source command shares: telemetry, a reachable broker and topic, a counting
-    publisher, and a clean stop on SIGINT/SIGTERM."""
-    from marketpipe.kafka import Publisher, require_topic, wait_for_broker
-    from marketpipe.runtime import Readiness, stop_on_signals
-    from marketpipe.telemetry import ProducerInstruments, setup_telemetry
+    """What every source command adds to the runner: a counting publisher to ``topic``."""
+    from marketpipe.kafka import Publisher
+    from marketpipe.runner import service as running
+    from marketpipe.telemetry import ProducerInstruments
 
-    telemetry = setup_telemetry(settings.otel, service)
-    try:
-        wait_for_broker(settings.kafka)
-        require_topic(settings.kafka, topic)
-        with stop_on_signals(stop_flag(settings)) as stop:
-            readiness = Readiness(settings.health_file)
-            telemetry.watch(stop, readiness)
-            publisher = Publisher(
-                settings.kafka,
-                ProducerInstruments.create(telemetry.meter),
-                {"source": source, "topic": topic},
-                stopping=stop.is_set,
-                give_up=lambda reason: stop.set("give-up"),
-                readiness=readiness,
-            )
-            summary = run(publisher, stop)
-        if publisher.report.gave_up:
-            print(
-                f"marketpipe {service}: gave up: {publisher.report.gave_up} (is the broker up? "
-                "MARKETPIPE_KAFKA__GIVE_UP_S sets how long to wait)",
-                file=sys.stderr,
-            )
-        return summary
-    finally:
-        telemetry.shutdown()
+    with running(settings, service, [topic]) as ctx:
+        publisher = Publisher(
+            settings.kafka,
+            ProducerInstruments.create(ctx.telemetry.meter),
+            {"source": source, "topic": topic},
+            stopping=ctx.stop.is_set,
+            give_up=lambda reason: ctx.stop.set("give-up"),
+            readiness=ctx.readiness,
+        )
+        summary = run(publisher, ctx.stop)
+    if publisher.report.gave_up:
+        print(
+            f"marketpipe {service}: gave up: {publisher.report.gave_up} (is the broker up? "
+            "MARKETPIPE_KAFKA__GIVE_UP_S sets how long to wait)",
+            file=sys.stderr,
+        )
+    return summary
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
@@ -142,9 +131,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
         return SyntheticProducer(cfg, publisher, topic, resume).run(stop)
 
     summary = _publish(settings, topic, "producer", cfg.source, produce)
-    for line in summary.lines():
-        print(line)
-    return EXIT_OK if summary.delivery.ok else EXIT_FAILED
+    return finish("produce", summary.lines(), EXIT_OK if summary.delivery.ok else EXIT_FAILED)
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -164,12 +151,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         settings, topic, "replay", cfg.source,
         lambda publisher, stop: Replayer(cfg, publisher, topic, Progress()).run(paths, stop),
     )  # fmt: skip
-    for line in summary.lines():
-        print(line)
-    if not summary.ok:
-        return EXIT_FAILED
     rejected = sum(summary.accounting.rejected.values())
-    return EXIT_FAILED if args.strict and rejected else EXIT_OK
+    failed = not summary.ok or (args.strict and rejected)
+    return finish("replay", summary.lines(), EXIT_FAILED if failed else EXIT_OK)
 
 
 def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
@@ -190,52 +174,41 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
             lambda publisher, stop: LiveSource(cfg, client, publisher, topic).run(stop),
         )  # fmt: skip
     except AuthError as exc:
-        print(f"marketpipe live: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    for line in summary.lines():
-        print(line)
-    return EXIT_OK if summary.delivery.ok else EXIT_FAILED
+        return finish("live", [], EXIT_CONFIG, str(exc))
+    return finish("live", summary.lines(), EXIT_OK if summary.delivery.ok else EXIT_FAILED)
 
 
 def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpipe.kafka import require_topic, wait_for_broker
     from marketpipe.kafka.transactions import Fenced, Unavailable
     from marketpipe.quality.service import QualityService
-    from marketpipe.runtime import Readiness, stop_on_signals
-    from marketpipe.telemetry import QualityInstruments, setup_telemetry
+    from marketpipe.runner import service
+    from marketpipe.telemetry import QualityInstruments
 
     cfg = QUALITY.apply(settings.quality, args)
-    telemetry = setup_telemetry(settings.otel, "quality")
-    wait_for_broker(settings.kafka)
     kafka = settings.kafka
-    for topic in (kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, kafka.topic_quality_state):
-        require_topic(kafka, topic)
-    readiness = Readiness(settings.health_file)
-    service = QualityService(
-        kafka, cfg, QualityInstruments.create(telemetry.meter), readiness=readiness
-    )
-    log.info(
-        "checking %s -> %s / %s (%s, group %s)",
-        kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, cfg.delivery, cfg.group_id,
-    )  # fmt: skip
+    topics = [kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, kafka.topic_quality_state]
+    checker: QualityService | None = None
     failure: str | None = None
     code = EXIT_OK
     try:
-        with stop_on_signals(stop_flag(settings)) as stop:
-            telemetry.watch(stop, readiness)
-            service.run(stop, idle_exit_s=args.until_idle)
+        with service(settings, "quality", topics) as ctx:
+            instruments = QualityInstruments.create(ctx.telemetry.meter)
+            checker = QualityService(kafka, cfg, instruments, readiness=ctx.readiness)
+            log.info(
+                "checking %s -> %s / %s (%s, group %s)",
+                kafka.topic_raw, kafka.topic_valid, kafka.topic_dlq, cfg.delivery, cfg.group_id,
+            )  # fmt: skip
+            checker.run(ctx.stop, idle_exit_s=args.until_idle)
     except Fenced as exc:
         failure, code = f"fenced by another instance with the same id, stopping: {exc}", EXIT_FAILED
     except Unavailable as exc:
         failure, code = str(exc), EXIT_UNAVAILABLE
-    finally:
-        telemetry.shutdown()
-    for line in service.report.lines():  # on every way out: what was committed, what is left
-        print(line)
-    if failure:
-        print(f"marketpipe quality: {failure}", file=sys.stderr)
-        return code
-    return EXIT_OK if service.report.balanced else EXIT_FAILED
+    if checker is None:  # never started: the runner's failure (broker, topics) says why
+        return finish("quality", [], code, failure)
+    if failure is None and not checker.report.balanced:
+        code = EXIT_FAILED
+    # On every way out: what was committed, what is left.
+    return finish("quality", checker.report.lines(), code, failure)
 
 
 DB_WAIT_S = 10.0
@@ -284,51 +257,47 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.features.job import FeatureJob, quiet_query_errors, spark_session
-    from marketpipe.kafka import require_topic, wait_for_broker
-    from marketpipe.runtime import Readiness, stop_on_signals
+    from marketpipe.runner import service
     from marketpipe.sinks.hub import FeatureSinks
-    from marketpipe.telemetry import FeatureInstruments, setup_telemetry
+    from marketpipe.telemetry import FeatureInstruments
 
-    telemetry = setup_telemetry(settings.otel, "features")
-    wait_for_broker(settings.kafka)
-    require_topic(settings.kafka, settings.kafka.topic_valid)
-    spark = spark_session(settings.features)
-    if settings.log_level != "DEBUG":
-        quiet_query_errors(spark)
-    sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
-    readiness = Readiness(settings.health_file)
-    job = FeatureJob(spark, settings.kafka, settings.features, sinks, readiness,
-                     FeatureInstruments.create(telemetry.meter))  # fmt: skip
-    queries = job.start(available_now=args.available_now)
-    log.info("features: %d streaming queries over %s", len(queries), settings.kafka.topic_valid)
-    try:
-        with stop_on_signals(stop_flag(settings)) as stop:
-            telemetry.watch(stop, readiness)
+    with service(settings, "features", [settings.kafka.topic_valid]) as ctx:
+        spark = spark_session(settings.features)
+        if settings.log_level != "DEBUG":
+            quiet_query_errors(spark)
+        sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
+        try:
+            job = FeatureJob(spark, settings.kafka, settings.features, sinks, ctx.readiness,
+                             FeatureInstruments.create(ctx.telemetry.meter))  # fmt: skip
+            queries = job.start(available_now=args.available_now)
+            log.info("features: %d streaming queries over %s", len(queries),
+                     settings.kafka.topic_valid)  # fmt: skip
             # Until stopped, every query done (--available-now), or one failed: the others
             # would run on without it, so the job stops and exits non-zero (a pod restarts).
             # A query retrying through a sink outage is neither: the loop (and so the
             # heartbeat) turns on while it waits.
-            while not stop.is_set() and any(q.isActive for q in queries):
+            while not ctx.stop.is_set() and any(q.isActive for q in queries):
                 if any(q.exception() is not None for q in queries):
                     break
-                stop.wait(1.0)
-        failed = job.stop()
-    finally:
-        sinks.close()
-        spark.stop()
-        telemetry.shutdown()
-    for line in job.metrics.lines():
-        print(line)
+                ctx.stop.wait(1.0)
+            failed = job.stop()
+        finally:
+            sinks.close()
+            spark.stop()
+    lines = job.metrics.lines()
+    failures = []
     for q in queries:
         why = job.failure(q)
         if why is None:
-            print(f"{q.name}: stopped")
+            lines.append(f"{q.name}: stopped")
             continue
         # One line a person can act on; Spark's exception (with the query's whole plan) is
         # for DEBUG.
-        print(f"marketpipe features: {why}", file=sys.stderr)
+        failures.append(why)
         log.debug("query %s: %s", q.name, q.exception())
-    return EXIT_FAILED if failed else EXIT_OK
+    return finish(
+        "features", lines, EXIT_FAILED if failed else EXIT_OK, "; ".join(failures) or None
+    )
 
 
 def _instant(text: str) -> int:
@@ -709,27 +678,6 @@ def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-_startup_beats: list[threading.Event] = []
-
-
-def start_heartbeat(settings: Settings) -> None:
-    """With MARKETPIPE_HEALTH_FILE set, beat it while the command starts up (waiting for its
-    services); ``stop_flag`` hands the beat over to the command's main loop."""
-    from marketpipe.runtime import Heartbeat
-
-    if settings.health_file:
-        _startup_beats.append(Heartbeat(settings.health_file).beat_in_background())
-
-
-def stop_flag(settings: Settings) -> StopFlag:
-    """The stop flag of a long-running command, beating MARKETPIPE_HEALTH_FILE if set."""
-    from marketpipe.runtime import Heartbeat, StopFlag
-
-    while _startup_beats:
-        _startup_beats.pop().set()
-    return StopFlag(Heartbeat(settings.health_file) if settings.health_file else None)
-
-
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 while the service's heartbeat is fresh: the Kubernetes liveness probe. With
     ``--ready``, also while no part of it is in trouble: the readiness probe (a stage retrying
@@ -1056,8 +1004,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from marketpipe.telemetry import setup_logging
 
     setup_logging(settings.log_level, settings.log_format)
-    if args.command in LONG_RUNNING:
-        start_heartbeat(settings)
     return run_handler(args.handler, args, settings)
 
 
