@@ -1,0 +1,1 @@
+"""The CLI's commands, a module per family; ``marketpipe.cli`` parses and dispatches."""

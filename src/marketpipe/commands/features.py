@@ -1,0 +1,108 @@
+"""``features``, ``backfill``, ``validate``: the Spark features job and its checks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from marketpipe.commands.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from marketpipe.output import emit, wants_json
+from marketpipe.runner import finish
+from marketpipe.settings import ConfigError, Settings
+
+log = logging.getLogger("marketpipe")
+
+
+def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.features.job import FeatureJob, quiet_query_errors, spark_session
+    from marketpipe.runner import service
+    from marketpipe.sinks.hub import FeatureSinks
+    from marketpipe.telemetry import FeatureInstruments
+
+    with service(settings, "features", [settings.kafka.topic_valid]) as ctx:
+        spark = spark_session(settings.features)
+        if settings.log_level != "DEBUG":
+            quiet_query_errors(spark)
+        sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
+        try:
+            job = FeatureJob(spark, settings.kafka, settings.features, sinks, ctx.readiness,
+                             FeatureInstruments.create(ctx.telemetry.meter))  # fmt: skip
+            queries = job.start(available_now=args.available_now)
+            log.info("features: %d streaming queries over %s", len(queries),
+                     settings.kafka.topic_valid)  # fmt: skip
+            # Until stopped, every query done (--available-now), or one failed: the others
+            # would run on without it, so the job stops and exits non-zero (a pod restarts).
+            # A query retrying through a sink outage is neither: the loop (and so the
+            # heartbeat) turns on while it waits.
+            while not ctx.stop.is_set() and any(q.isActive for q in queries):
+                if any(q.exception() is not None for q in queries):
+                    break
+                ctx.stop.wait(1.0)
+            failed = job.stop()
+        finally:
+            sinks.close()
+            spark.stop()
+    lines = job.metrics.lines()
+    failures = []
+    for q in queries:
+        why = job.failure(q)
+        if why is None:
+            lines.append(f"{q.name}: stopped")
+            continue
+        # One line a person can act on; Spark's exception (with the query's whole plan) is
+        # for DEBUG.
+        failures.append(why)
+        log.debug("query %s: %s", q.name, q.exception())
+    return finish(
+        "features", lines, EXIT_FAILED if failed else EXIT_OK, "; ".join(failures) or None
+    )
+
+
+def _range(args: argparse.Namespace) -> tuple[int, int]:
+    if args.end <= args.start:
+        raise ConfigError("--end must be after --start")
+    return args.start, args.end
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.features.backfill import run_backfill
+    from marketpipe.features.job import spark_session
+    from marketpipe.sinks.hub import FeatureSinks
+
+    start, end = _range(args)
+    if args.source == "topic":
+        from marketpipe.kafka import require_topic, wait_for_broker
+
+        wait_for_broker(settings.kafka)
+        require_topic(settings.kafka, settings.kafka.topic_valid)
+    elif not settings.features.archive_root:
+        print("marketpipe backfill: no archive (MARKETPIPE_FEATURES__ARCHIVE_ROOT is empty); "
+              "use --source topic", file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    spark = spark_session(settings.features, "marketpipe-backfill")
+    sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
+    try:
+        report = run_backfill(spark, settings, sinks, start, end, args.source)
+    finally:
+        sinks.close()
+        spark.stop()
+    for line in report.lines():
+        print(line)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpipe.features.validate import validate
+
+    start, end = _range(args)
+    report = validate(settings, start, end, args.sink)
+    if wants_json(args):
+        emit(report.as_dict())
+    else:
+        for line in report.lines():
+            print(line)
+    if not report.ticks:
+        print("marketpipe validate: no archived ticks in that range", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if report.ok else EXIT_FAILED
