@@ -59,6 +59,8 @@ COMMAND_OPTIONS: dict[str, tuple[tuple[SectionOptions, str | None], ...]] = {
 }
 
 
+#: The long-running stages: their exit summary can be JSON too (runner.finish).
+STAGES = frozenset({"produce", "replay", "live", "quality", "features"})
 _TOPIC_HELP = "target topic (default: MARKETPIPE_KAFKA__TOPIC_RAW)"
 
 
@@ -83,6 +85,8 @@ class _Commands:
         )  # fmt: skip
         for options, title in COMMAND_OPTIONS.get(name, ()):
             options.add_to(p, title)
+        if name in STAGES:  # their exit summary, for scripts
+            add_output_option(p)
         if handler is not None:
             p.set_defaults(handler=handler)
         return p

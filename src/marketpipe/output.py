@@ -30,10 +30,26 @@ def wants_json(args: argparse.Namespace) -> bool:
 
 
 def dumps(value: Any) -> str:
-    """``value`` as indented JSON: dataclasses, datetimes and paths included."""
+    """``value`` as indented JSON: dataclasses (with their public properties, e.g. a delivery
+    report's ``delivered`` and ``ok``), datetimes and paths included."""
     return orjson.dumps(
-        value, default=_default, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        plain(value), default=_default, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
     ).decode()
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses as dicts of their fields and public properties, recursively."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        for name, attr in vars(type(value)).items():
+            if isinstance(attr, property) and not name.startswith("_"):
+                out[name] = plain(getattr(value, name))
+        return out
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
 
 
 def emit(value: Any) -> None:

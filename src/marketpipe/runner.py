@@ -59,11 +59,20 @@ def service(
         telemetry.shutdown()
 
 
-def finish(name: str, lines: Iterable[str], code: int, failure: str | None = None) -> int:
-    """The summary on stdout (on every way out: what was done, what is left), a failure as
-    one line on stderr, the exit code."""
-    for line in lines:
-        print(line)
+def finish(
+    name: str, lines: Iterable[str], code: int, failure: str | None = None,
+    summary: object = None, as_json: bool = False,
+) -> int:  # fmt: skip
+    """The summary on stdout (on every way out: what was done, what is left), or with
+    ``as_json`` one object ``{command, exit_code, failure, summary}``; a failure as one line
+    on stderr; the exit code."""
+    if as_json:
+        from marketpipe.output import emit
+
+        emit({"command": name, "exit_code": code, "failure": failure, "summary": summary})
+    else:
+        for line in lines:
+            print(line)
     if failure:
         print(f"marketpipe {name}: {failure}", file=sys.stderr)
     return code

@@ -93,7 +93,9 @@ def test_topic_summary_shape() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["settings", "latest", "cold", "validate", "summary", "local status", "cluster"]
-)
+    "command",
+    ["settings", "latest", "cold", "validate", "summary", "local status", "cluster",
+     "produce|replay|live|quality|features"],
+)  # fmt: skip
 def test_every_shape_is_documented(command: str) -> None:
     assert f"### `marketpipe {command} --output json`" in DOCS.read_text()

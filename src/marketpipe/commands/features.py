@@ -54,9 +54,12 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
         # for DEBUG.
         failures.append(why)
         log.debug("query %s: %s", q.name, q.exception())
+    summary = {**job.metrics.as_dict(), "queries": {q.name: job.failure(q) or "stopped"
+                                                     for q in queries}}  # fmt: skip
     return finish(
-        "features", lines, EXIT_FAILED if failed else EXIT_OK, "; ".join(failures) or None
-    )
+        "features", lines, EXIT_FAILED if failed else EXIT_OK, "; ".join(failures) or None,
+        summary, wants_json(args),
+    )  # fmt: skip
 
 
 def _range(args: argparse.Namespace) -> tuple[int, int]:

@@ -7,6 +7,7 @@ import logging
 
 from marketpipe.commands.common import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 from marketpipe.commands.options import QUALITY
+from marketpipe.output import wants_json
 from marketpipe.runner import finish
 from marketpipe.settings import Settings
 
@@ -39,8 +40,10 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     except Unavailable as exc:
         failure, code = str(exc), EXIT_UNAVAILABLE
     if checker is None:  # never started: the runner's failure (broker, topics) says why
-        return finish("quality", [], code, failure)
+        return finish("quality", [], code, failure, None, wants_json(args))
     if failure is None and not checker.report.balanced:
         code = EXIT_FAILED
     # On every way out: what was committed, what is left.
-    return finish("quality", checker.report.lines(), code, failure)
+    return finish(
+        "quality", checker.report.lines(), code, failure, checker.report, wants_json(args)
+    )

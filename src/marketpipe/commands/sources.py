@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from marketpipe.commands.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from marketpipe.commands.options import FAULTS, LIVE, PRODUCE, REPLAY
+from marketpipe.output import wants_json
 from marketpipe.runner import finish
 from marketpipe.settings import ConfigError, Settings, with_overrides
 
@@ -77,7 +78,8 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
         return SyntheticProducer(cfg, publisher, topic, resume).run(stop)
 
     summary = _publish(settings, topic, "producer", cfg.source, produce)
-    return finish("produce", summary.lines(), EXIT_OK if summary.delivery.ok else EXIT_FAILED)
+    code = EXIT_OK if summary.delivery.ok else EXIT_FAILED
+    return finish("produce", summary.lines(), code, None, summary, wants_json(args))
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,7 +101,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     )  # fmt: skip
     rejected = sum(summary.accounting.rejected.values())
     failed = not summary.ok or (args.strict and rejected)
-    return finish("replay", summary.lines(), EXIT_FAILED if failed else EXIT_OK)
+    code = EXIT_FAILED if failed else EXIT_OK
+    return finish("replay", summary.lines(), code, None, summary, wants_json(args))
 
 
 def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
@@ -120,5 +123,6 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
             lambda publisher, stop: LiveSource(cfg, client, publisher, topic).run(stop),
         )  # fmt: skip
     except AuthError as exc:
-        return finish("live", [], EXIT_CONFIG, str(exc))
-    return finish("live", summary.lines(), EXIT_OK if summary.delivery.ok else EXIT_FAILED)
+        return finish("live", [], EXIT_CONFIG, str(exc), None, wants_json(args))
+    code = EXIT_OK if summary.delivery.ok else EXIT_FAILED
+    return finish("live", summary.lines(), code, None, summary, wants_json(args))

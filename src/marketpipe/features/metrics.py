@@ -167,6 +167,18 @@ class JobMetrics(StreamingQueryListener):
                 if v
             }
 
+    def as_dict(self) -> dict[str, object]:
+        """The ``--output json`` summary: per query and per output, and latency p50/p99 (s)."""
+        with self._lock:
+            out: dict[str, object] = {
+                "input_ticks": dict(self.input_rows),
+                "window_copies_dropped": dict(self.dropped),
+                "rows_written": dict(self.rows_written),
+                "late_ticks": self.late,
+            }
+        out["latency_s"] = {k: {"p50": a, "p99": b} for k, (a, b) in self.percentiles().items()}
+        return out
+
     def lines(self) -> list[str]:
         out = []
         with self._lock:

@@ -105,3 +105,26 @@ def test_a_restarted_producer_continues_every_series(settings: Settings) -> None
         by_seq = dict(points)
         for seq in range(2, len(points) + 1):  # no step anywhere near a restart-size jump
             assert abs(by_seq[seq] / by_seq[seq - 1] - 1) < 0.02, (symbol, seq)
+
+
+def test_stage_summaries_as_json(settings: Settings) -> None:
+    """A script reads what the producer and the checker did (docs/cli-json.md)."""
+    import json
+
+    produced = run_cli(settings, "produce", "--count", "400", "--tps", "0", "--crossed", "0.05",
+                       "--output", "json")  # fmt: skip
+    assert produced.returncode == 0, produced.stderr
+    out = json.loads(produced.stdout)
+    assert (out["command"], out["exit_code"], out["failure"]) == ("produce", 0, None)
+    summary = out["summary"]
+    assert summary["ticks"] == 400
+    assert summary["delivery"]["ok"] is True
+    assert summary["delivery"]["delivered"] == summary["messages"] == 400
+    crossed = summary["labels"]["crossed"]
+    checked = run_cli(settings, "quality", "--until-idle", "2", "-o", "json")
+    assert checked.returncode == 0, checked.stderr
+    report = json.loads(checked.stdout)["summary"]
+    assert report["consumed"] == 400
+    assert report["balanced"] is True
+    assert report["counts"]["dlq"] == report["counts"]["reasons"]["crossed"] == crossed
+    assert report["lag"] == 0

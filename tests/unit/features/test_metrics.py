@@ -105,6 +105,11 @@ def test_rows_written_and_their_latency_per_output() -> None:
     assert metrics.percentiles()["bars_1s"] == (2.0, 2.98)
     assert got["marketpipe.features.late_ticks"][()] == 2  # 150 and 50: older than 200
     assert metrics.late == 2
+    # The exit summary as JSON (--output json) says the same.
+    summary = metrics.as_dict()
+    assert summary["rows_written"] == {"bars_1s": 2}
+    assert summary["late_ticks"] == 2
+    assert summary["latency_s"] == {"bars_1s": {"p50": 2.0, "p99": 2.98}}
 
 
 def test_kafka_offsets_from_either_source() -> None:
