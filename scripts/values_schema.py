@@ -67,6 +67,8 @@ FREE_FORM: dict[str, dict[str, Any]] = {
     "replay.files": {"type": "array", "items": {"type": "string", "minLength": 1}},
     # Kubernetes label selectors and label maps.
     "metrics.scraper.namespaceSelector": {"type": "object"},
+    "ingress.controllerNamespaceSelector": {"type": "object"},
+    "ingress.annotations": {"type": "object", "additionalProperties": {"type": "string"}},
     "metrics.scraper.podSelector": {"type": "object"},
     "metrics.*.labels": {"type": "object", "additionalProperties": {"type": "string"}},
 }

@@ -480,7 +480,7 @@ def test_helm_test_checks_rows_and_objects() -> None:
     assert pod["spec"]["containers"][0]["args"][:3] == ["smoke", "--sink", "postgres"]
 
 
-def test_notes_give_the_port_forwards(tmp_path: Path) -> None:
+def rendered_notes(tmp_path: Path, *extra: str) -> str:
     """NOTES.txt rendered without a cluster: a copy of the chart renders it as a ConfigMap."""
     import shutil
 
@@ -495,9 +495,14 @@ def test_notes_give_the_port_forwards(tmp_path: Path) -> None:
         '{{ include "notes.check" . | indent 4 }}\n'
     )
     done = run(tool("helm"), "template", RELEASE, str(chart), "--namespace", NAMESPACE,
-               "--show-only", "templates/notes-check.yaml")  # fmt: skip
+               "--show-only", "templates/notes-check.yaml", *extra)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    notes = yaml.safe_load(done.stdout)["data"]["notes"]
+    return str(yaml.safe_load(done.stdout)["data"]["notes"])
+
+
+def test_notes_give_the_port_forwards(tmp_path: Path) -> None:
+    notes = rendered_notes(tmp_path)
+    assert f"port-forward svc/{RELEASE}-marketpipe-dashboard 8501:8501" in notes
     for svc, ports in (("console", "8080:8080"), ("minio", "9001:9001"),
                        ("timescaledb", "5432:5432")):  # fmt: skip
         assert f"port-forward svc/{RELEASE}-marketpipe-{svc} {ports}" in notes
@@ -601,3 +606,56 @@ def test_a_kafka_security_mistake_is_one_line(extra: tuple[str, ...], message: s
     done = run(tool("helm"), "template", RELEASE, str(CHART), *extra)
     assert done.returncode != 0
     assert message in done.stderr
+
+
+INGRESS = (
+    "--set", "ingress.enabled=true", "--set", "ingress.dashboardHost=mp.example.com",
+    "--set", "ingress.minioHost=minio.example.com", "--set", "ingress.tlsSecret=mp-tls",
+    "--set", "ingress.className=nginx",
+)  # fmt: skip
+
+
+def test_the_consoles_can_be_published_through_an_ingress(tmp_path: Path) -> None:
+    text = render_text("default", *INGRESS)
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(text)
+    done = run(tool("kubernetes-validate"), "-k", KUBERNETES_VERSIONS[-1], "--strict", "--quiet",
+               str(rendered))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    (ingress,) = by_kind(docs, "Ingress").values()
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    routes = {
+        r["host"]: (p["backend"]["service"]["name"], p["backend"]["service"]["port"]["number"])
+        for r in ingress["spec"]["rules"] for p in r["http"]["paths"]
+    }  # fmt: skip
+    assert routes == {
+        "mp.example.com": (f"{RELEASE}-marketpipe-dashboard", 8501),
+        "minio.example.com": (f"{RELEASE}-marketpipe-minio", 9001),
+    }
+    assert ingress["spec"]["tls"] == [
+        {"secretName": "mp-tls", "hosts": ["mp.example.com", "minio.example.com"]}
+    ]
+    # The controller's namespace reaches exactly the published ports, nothing else.
+    policies = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p
+                for p in by_kind(docs, "NetworkPolicy").values()}  # fmt: skip
+    for component, port in (("dashboard", 8501), ("minio", 9001)):
+        rules = [r for r in policies[component]["spec"]["ingress"]
+                 if any("namespaceSelector" in f for f in r.get("from", []))
+                 and r["from"][0]["namespaceSelector"]["matchLabels"]
+                 == {"kubernetes.io/metadata.name": "ingress-nginx"}]  # fmt: skip
+        assert [[p["port"] for p in r["ports"]] for r in rules] == [[port]], component
+    assert not by_kind(render("default"), "Ingress")  # off by default
+
+
+def test_notes_give_the_published_hosts(tmp_path: Path) -> None:
+    notes = rendered_notes(tmp_path, *INGRESS)
+    assert "dashboard:       https://mp.example.com/" in notes
+    assert "MinIO console:   https://minio.example.com/" in notes
+    assert "Redpanda Console: https" not in notes  # no consoleHost given
+
+
+def test_an_ingress_without_a_host_is_refused() -> None:
+    done = run(tool("helm"), "template", RELEASE, str(CHART), "--set", "ingress.enabled=true")
+    assert done.returncode != 0
+    assert "ingress.enabled needs a host" in done.stderr
