@@ -107,6 +107,7 @@ bench: install ## Throughput benchmarks; prints medians and ratios to plain clie
 	$(PY) benchmarks/bench_latency.py --runs 3 --seconds 60
 	$(PY) benchmarks/naive.py --runs 3 --seconds 20 --tps 2000
 	$(PY) benchmarks/bench_dashboard.py --runs 5
+	$(PY) benchmarks/bench_stream.py --runs 5
 	$(MAKE) bench-e2e
 
 .PHONY: bench-e2e

@@ -78,6 +78,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "image.pullPolicy": PULL_POLICY,
     "features.image.pullPolicy": PULL_POLICY,
     "features.mode": {"enum": ["submit", "operator"]},
+    "live.mode": {"enum": ["stream", "poll"]},
     "kafka.securityProtocol": {"enum": ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]},
     "kafka.saslMechanism": {"enum": ["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]},
     "postgres.sslmode": {

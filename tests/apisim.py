@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,10 @@ class FakeMarketApi:
         self.script: dict[str, deque[Scripted]] = defaultdict(deque)
         self.log: list[tuple[str, int]] = []
         self.lock = threading.Lock()
+        #: symbol -> every trade so far, in the history endpoint's shape (tests/feedsim.py).
+        self.history: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.page_size = 50
+        self.base_url = ""
 
     # -- scripting -----------------------------------------------------------------------------
     def list_symbol(self, symbol: str) -> None:
@@ -69,18 +74,36 @@ class FakeMarketApi:
                     )
                 return Scripted(200, body={"status": "OK", "results": details})
             symbol = parts[3] if len(parts) > 3 else ""
+            if parts[:2] == ["v3", "trades"] and len(parts) == 3:
+                symbol = parts[2]
             if symbol not in self.known:
                 return Scripted(404, body={"status": "NOT_FOUND"})
             if parts[:3] == ["v2", "last", "trade"]:
                 return Scripted(200, body={"status": "OK", "results": self.trades.get(symbol)})
             if parts[:3] == ["v2", "last", "nbbo"]:
                 return Scripted(200, body={"status": "OK", "results": self.quotes.get(symbol)})
+            if parts[:2] == ["v3", "trades"]:
+                return self._trades_page(symbol, path)
             if parts[:3] == ["v2", "aggs", "ticker"]:
                 bars = self.aggregates[symbol]
                 return Scripted(
                     200, body={"status": "OK", "resultsCount": len(bars), "results": bars}
                 )
         return Scripted(404, body={"status": "NOT_FOUND"})
+
+    def _trades_page(self, symbol: str, path: str) -> Scripted:
+        """/v3/trades/{symbol}?timestamp.gt=NS: oldest first, ``page_size`` per page, then a
+        ``next_url`` carrying a cursor (the index of the next trade), as the real API pages."""
+        query = dict(urllib.parse.parse_qsl(path.split("?", 1)[1] if "?" in path else ""))
+        after = int(query.get("timestamp.gt", "0"))
+        trades = [t for t in self.history[symbol] if t["sip_timestamp"] > after]
+        start = int(query.get("cursor", "0"))
+        page = trades[start : start + self.page_size]
+        body: dict[str, Any] = {"status": "OK", "results": page}
+        if start + self.page_size < len(trades):
+            rest = urllib.parse.urlencode({**query, "cursor": start + self.page_size})
+            body["next_url"] = f"{self.base_url}/v3/trades/{symbol}?{rest}"
+        return Scripted(200, body=body)
 
     @contextmanager
     def serve(self) -> Iterator[str]:
@@ -105,8 +128,9 @@ class FakeMarketApi:
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
+        self.base_url = f"http://127.0.0.1:{server.server_address[1]}"
         try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
+            yield self.base_url
         finally:
             server.shutdown()
             server.server_close()

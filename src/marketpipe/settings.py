@@ -522,6 +522,20 @@ class QualitySettings(_Section):
 class LiveSettings(_Section):
     """The live source: a Polygon.io-style REST API polled for last trade and quote."""
 
+    mode: Literal["poll", "stream"] = Field(
+        "poll",
+        description="poll: last trade and NBBO per symbol every poll_interval_s (a sample of "
+        "the tape); stream: every trade and quote from the WebSocket feed, with the gaps of a "
+        "disconnect or restart filled from the REST history",
+    )
+    stream_url: str = Field(
+        "wss://socket.polygon.io/stocks", description="WebSocket feed of the stream mode"
+    )
+    gap_fill_max_s: PositiveFloat = Field(
+        3600.0,
+        description="stream mode: how far back a gap-fill reaches when the topic has nothing "
+        "newer (a first start fetches this much history)",
+    )
     base_url: str = Field(
         "https://api.polygon.io", description="base URL of the Polygon.io-style REST API"
     )

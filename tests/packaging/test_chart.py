@@ -659,3 +659,34 @@ def test_an_ingress_without_a_host_is_refused() -> None:
     done = run(tool("helm"), "template", RELEASE, str(CHART), "--set", "ingress.enabled=true")
     assert done.returncode != 0
     assert "ingress.enabled needs a host" in done.stderr
+
+
+LIVE = ("--set", "live.enabled=true", "--set", "live.symbols=AAPL\\,MSFT",
+        "--set", "live.existingSecret=polygon")  # fmt: skip
+
+
+def test_the_live_source_streams_with_its_key_from_a_secret(tmp_path: Path) -> None:
+    text = render_text("default", *LIVE)
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(text)
+    done = run(tool("kubernetes-validate"), "-k", KUBERNETES_VERSIONS[-1], "--strict", "--quiet",
+               str(rendered))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    live = by_kind(docs, "Deployment")[f"{RELEASE}-marketpipe-live"]
+    assert live["spec"]["replicas"] == 1  # two would publish every trade twice
+    assert live["spec"]["strategy"]["type"] == "Recreate"
+    (c,) = live["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["live"]
+    env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in c["env"]}
+    assert env["MARKETPIPE_LIVE__API_KEY"] == {"name": "polygon", "key": "api-key"}
+    own = by_kind(docs, "ConfigMap")[f"{RELEASE}-marketpipe-live"]["data"]
+    assert own == {"MARKETPIPE_LIVE__MODE": "stream", "MARKETPIPE_LIVE__SYMBOLS": "AAPL,MSFT"}
+    assert "metrics" in [p["name"] for p in c["ports"]]
+    assert f"{RELEASE}-marketpipe-live" not in by_kind(render("default"), "Deployment")
+
+
+def test_the_live_source_needs_its_key_and_symbols() -> None:
+    done = run(tool("helm"), "template", RELEASE, str(CHART), "--set", "live.enabled=true")
+    assert done.returncode != 0
+    assert "live.existingSecret" in done.stderr

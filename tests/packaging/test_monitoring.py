@@ -96,8 +96,9 @@ def test_dashboards_are_labelled_config_maps_of_valid_dashboards() -> None:
 
 def test_the_scraper_namespace_reaches_exactly_the_metrics_ports() -> None:
     docs = render("default", *ALL_ON)
-    # The replay Job is off by default; its policy is there for when it runs.
-    ports = metrics_ports(docs) | {"redpanda": 9644, "replay": 9464}
+    # The replay Job and the live source are off by default; their policies are there for
+    # when they run.
+    ports = metrics_ports(docs) | {"redpanda": 9644, "replay": 9464, "live": 9464}
     policies = {component(p): p for p in by_kind(docs, "NetworkPolicy").values()}
     for name, port in ports.items():
         scrape = [

@@ -34,8 +34,8 @@ REPLAY = SectionOptions(("replay",), ReplaySettings, dict.fromkeys((
 
 
 LIVE = SectionOptions(("live",), LiveSettings, {
-    "symbols": None, "base_url": None, "poll_interval_s": "--interval", "duration_s": None,
-    "source": None,
+    "mode": None, "symbols": None, "base_url": None, "poll_interval_s": "--interval",
+    "duration_s": None, "source": None, "stream_url": None,
 })  # fmt: skip
 
 

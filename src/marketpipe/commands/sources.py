@@ -106,8 +106,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpipe.ingest.live import LiveSource
+    from marketpipe.ingest.live import LiveSource, LiveSummary
     from marketpipe.ingest.polygon import AuthError, PolygonClient
+    from marketpipe.ingest.resume import resume_points
+    from marketpipe.ingest.stream import StreamSource, StreamSummary
 
     cfg = LIVE.apply(settings.live, args)
     if not cfg.symbols:
@@ -117,11 +119,21 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     except AuthError as exc:
         raise ConfigError(str(exc)) from None
     topic = args.topic or settings.kafka.topic_raw
+
+    def stream(publisher: Publisher, stop: StopFlag) -> StreamSummary:
+        # Where each symbol stands comes from the topic: a restarted pod resumes right.
+        resume = resume_points(settings.kafka, topic, cfg.source, cfg.symbols)
+        return StreamSource(cfg, client, publisher, topic, resume).run(stop)
+
+    def poll(publisher: Publisher, stop: StopFlag) -> LiveSummary:
+        return LiveSource(cfg, client, publisher, topic).run(stop)
+
+    summary: LiveSummary | StreamSummary
     try:
-        summary = _publish(
-            settings, topic, "live", cfg.source,
-            lambda publisher, stop: LiveSource(cfg, client, publisher, topic).run(stop),
-        )  # fmt: skip
+        if cfg.mode == "stream":
+            summary = _publish(settings, topic, "live", cfg.source, stream)
+        else:
+            summary = _publish(settings, topic, "live", cfg.source, poll)
     except AuthError as exc:
         return finish("live", [], EXIT_CONFIG, str(exc), None, wants_json(args))
     code = EXIT_OK if summary.delivery.ok else EXIT_FAILED

@@ -41,6 +41,40 @@ log = logging.getLogger(__name__)
 MINUTE_US = 60_000_000
 
 
+class Coverage:
+    """Published trades per symbol and minute, against the minute aggregates' trade counts
+    (``n``): the share of the tape a source saw, per closed minute."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._per_minute: defaultdict[str, Counter[int]] = defaultdict(Counter)
+        self._clock = clock
+
+    def saw(self, symbol: str, event_us: int) -> None:
+        self._per_minute[symbol][event_us // MINUTE_US] += 1
+
+    def check(self, client: PolygonClient) -> dict[str, float]:
+        """Each symbol's share of the closed minutes' trades seen since the last check."""
+        out: dict[str, float] = {}
+        now_us = self._clock() * 1e6
+        for symbol, minutes in self._per_minute.items():
+            closed = sorted(m for m in minutes if (m + 1) * MINUTE_US <= now_us)
+            if not closed:
+                continue
+            try:
+                bars = client.minute_aggregates(
+                    symbol, closed[0] * 60_000, (closed[-1] + 1) * 60_000 - 1
+                )
+            except ApiError as exc:
+                log.info("%s: coverage check skipped: %s", symbol, exc)
+                continue
+            tape = sum(int(b.get("n", 0)) for b in bars)
+            seen = sum(minutes.pop(m) for m in closed)
+            if tape:
+                out[symbol] = seen / tape
+                log.info("%s: saw %d of %d trades (%.1f%%)", symbol, seen, tape, 100 * seen / tape)
+        return out
+
+
 @dataclass
 class LiveSummary:
     topic: str
@@ -126,7 +160,7 @@ class LiveSource:
         self._clock = clock
         self.metadata = MetadataCache(client.ticker_details, cfg.metadata_ttl_s, clock)
         self._last_seq: dict[str, int] = {}
-        self._per_minute: dict[str, Counter[int]] = defaultdict(Counter)
+        self.coverage = Coverage()
         self._next_coverage = clock() + cfg.coverage_interval_s
 
     def poll_once(self, summary: LiveSummary) -> None:
@@ -169,7 +203,7 @@ class LiveSource:
     ) -> None:
         self._last_seq[trade.symbol] = trade.sequence
         event_us = trade.sip_ns // 1000
-        self._per_minute[trade.symbol][event_us // MINUTE_US] += 1
+        self.coverage.saw(trade.symbol, event_us)
         if quote is None:
             summary.locked_quotes += 1
             quote = Quote(trade.price, trade.price, None, None, trade.sip_ns)
@@ -184,23 +218,7 @@ class LiveSource:
         batch.ask_size.append(quote.ask_size)
 
     def check_coverage(self, summary: LiveSummary) -> None:
-        """Published trades per closed minute versus the aggregates' trade counts."""
-        for symbol, minutes in self._per_minute.items():
-            closed = sorted(m for m in minutes if (m + 1) * MINUTE_US <= time.time() * 1e6)
-            if not closed:
-                continue
-            try:
-                bars = self.client.minute_aggregates(
-                    symbol, closed[0] * 60_000, (closed[-1] + 1) * 60_000 - 1
-                )
-            except ApiError as exc:
-                log.info("%s: coverage check skipped: %s", symbol, exc)
-                continue
-            tape = sum(int(b.get("n", 0)) for b in bars)
-            seen = sum(minutes.pop(m) for m in closed)
-            if tape:
-                summary.coverage[symbol] = seen / tape
-                log.info("%s: saw %d of %d trades (%.1f%%)", symbol, seen, tape, 100 * seen / tape)
+        summary.coverage.update(self.coverage.check(self.client))
 
     def run(self, stop: StopFlag) -> LiveSummary:
         summary = LiveSummary(topic=self.topic)

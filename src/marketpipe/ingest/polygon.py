@@ -119,6 +119,34 @@ class PolygonClient:
             sip_ns=int(r.get("t", 0)),
         )
 
+    def trades_since(self, symbol: str, after_ns: int, limit: int = 50_000) -> list[Trade]:
+        """Every trade with a SIP timestamp after ``after_ns``, oldest first, following the
+        history endpoint's pages (``next_url``); the rate limit and retries apply per page."""
+        out: list[Trade] = []
+        path = f"/v3/trades/{_quote(symbol)}"
+        params: dict[str, str] | None = {
+            "timestamp.gt": str(after_ns), "order": "asc", "sort": "timestamp",
+            "limit": str(limit),
+        }  # fmt: skip
+        while True:
+            page = self.get(path, params)
+            for r in page.get("results") or []:
+                out.append(
+                    Trade(
+                        symbol=symbol,
+                        price=float(r["price"]),
+                        size=None if r.get("size") is None else float(r["size"]),
+                        sip_ns=int(r["sip_timestamp"]),
+                        sequence=int(r["sequence_number"]),
+                        trade_id=str(r.get("id", "")),
+                    )
+                )
+            next_url = page.get("next_url")
+            if not next_url:
+                return out
+            parsed = urllib.parse.urlparse(str(next_url))
+            path, params = parsed.path, dict(urllib.parse.parse_qsl(parsed.query)) or None
+
     def ticker_details(self, symbol: str) -> dict[str, Any]:
         results: dict[str, Any] = (
             self.get(f"/v3/reference/tickers/{_quote(symbol)}").get("results") or {}
