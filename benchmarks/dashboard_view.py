@@ -143,8 +143,8 @@ def running_dashboard(
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
-#: The candlesticks are drawn: Plotly renders a candlestick trace as box paths.
-CANDLES = ".js-plotly-plot g.boxlayer path"
+#: The charts are drawn: Vega renders them (SVG or canvas) inside its embed.
+CANDLES = ".vega-embed svg.marks, .vega-embed canvas"
 
 
 def browser(profile: Path, width: int = 1500, height: int = 1300):  # type: ignore[no-untyped-def]

@@ -74,7 +74,7 @@ def _market(store: HotStore, symbol: str, interval_s: int, limit: int) -> None:
     cols[1].metric("VWAP", f"{last['vwap']:,.4g}" if pd.notna(last["vwap"]) else "-")
     cols[2].metric("Volume", f"{last['volume']:,.0f}")
     cols[3].metric("Bar", f"{last['window_start']:%H:%M:%S}")
-    st.plotly_chart(charts.market_figure(symbol, interval_s, bars, ind, vol), width="stretch")
+    st.altair_chart(charts.market_chart(symbol, interval_s, bars, ind, vol), width="stretch")
 
 
 def _store_health(store: HotStore) -> None:
@@ -114,7 +114,7 @@ def _prometheus_health(settings: Settings) -> None:
     reasons = health.by_label["DLQ by reason (5 min)"]
     left.caption("DLQ by reason, last 5 min")
     if reasons:
-        left.plotly_chart(charts.dlq_figure(reasons), width="stretch")
+        left.altair_chart(charts.dlq_chart(reasons), width="stretch")
     else:
         left.write("none")
     latency = pd.DataFrame(
@@ -125,7 +125,7 @@ def _prometheus_health(settings: Settings) -> None:
 
 
 def _interval_name(seconds: int) -> str:
-    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+    return charts._interval(seconds)
 
 
 def main() -> None:

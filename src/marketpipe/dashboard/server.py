@@ -38,13 +38,13 @@ def check_port_free(cfg: DashboardSettings) -> None:
 
 
 def check_can_serve(cfg: DashboardSettings) -> None:
-    """Streamlit and Plotly installed, the port free: or one ConfigError saying what to do."""
+    """Streamlit and Altair installed, the port free: or one ConfigError saying what to do."""
     try:
-        import plotly  # noqa: F401
+        import altair  # noqa: F401
         import streamlit  # noqa: F401
     except ImportError as exc:
         raise ConfigError(
-            "the dashboard needs Streamlit and Plotly: pip install 'marketpipe[dashboard]'"
+            "the dashboard needs Streamlit and Altair: pip install 'marketpipe[dashboard]'"
         ) from exc
     check_port_free(cfg)
 

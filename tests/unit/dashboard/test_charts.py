@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from marketpipe.dashboard.charts import dlq_figure, market_figure
+from marketpipe.dashboard.charts import dlq_chart, market_chart
 from marketpipe.dashboard.server import streamlit_argv
 from marketpipe.features.indicators import indicators
 from marketpipe.settings import DashboardSettings
@@ -34,35 +34,70 @@ def frames(n: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return bars, ind, vol
 
 
+def layers(spec: dict[str, object]) -> list[dict[str, object]]:
+    """Every single-mark chart in a (nested) Vega-Lite spec."""
+    found: list[dict[str, object]] = []
+    for key in ("vconcat", "layer"):
+        for part in spec.get(key, []):  # type: ignore[attr-defined]
+            found += layers(part)
+    if "mark" in spec:
+        found.append(spec)
+    return found
+
+
+def mark(chart: dict[str, object]) -> str:
+    m = chart["mark"]
+    return str(m["type"] if isinstance(m, dict) else m)
+
+
 def test_every_panel_has_its_series() -> None:
     bars, ind, vol = frames(60)
-    fig = market_figure("AAA", 60, bars, ind, vol)
-    by_name = {t.name: t for t in fig.data}
-    assert by_name["60 s bars"].type == "candlestick"
-    assert list(by_name["60 s bars"].close) == list(bars["close"])
-    # Overlays on the price panel, indicators in their own panels, on one time axis.
-    assert {by_name[n].yaxis for n in ("VWAP", "SMA 20 (1 min)", "EMA 20 (1 min)")} == {"y"}
-    assert by_name["RSI 14"].yaxis == "y3"
-    assert {by_name[n].yaxis for n in ("MACD", "signal", "MACD histogram")} == {"y4"}
-    assert by_name["volatility"].yaxis == "y5"
-    assert [t.type for t in fig.data if t.yaxis == "y2"] == ["bar"]  # volume
-    assert not fig.layout.annotations[0].text.startswith("no ")  # subplot titles only
-    sma = [v for v in by_name["SMA 20 (1 min)"].y if v is not None and not pd.isna(v)]
-    assert len(sma) == 60 - 19  # SMA 20 needs 20 closes
+    spec = market_chart("AAA", 60, bars, ind, vol).to_dict()
+    panels = spec["vconcat"]
+    assert len(panels) == 5  # price, volume, RSI, MACD, volatility
+    assert spec["resolve"]["scale"]["x"] == "shared"  # one time axis
+    price = layers(panels[0])
+    assert [mark(c) for c in price] == ["rule", "bar", "line"]  # wicks, bodies, overlays
+    assert price[0]["encoding"]["y"]["field"] == "low"
+    assert price[0]["encoding"]["y2"]["field"] == "high"
+    assert price[1]["encoding"]["y"]["field"] == "open"
+    assert price[1]["encoding"]["y2"]["field"] == "close"
+    overlay = spec["datasets"][price[2]["data"]["name"]]
+    series = {row["series"] for row in overlay}
+    assert series == {"VWAP", "SMA 20 (1 min)", "EMA 20 (1 min)"}
+    assert sum(1 for row in overlay if row["series"] == "SMA 20 (1 min)") == 60 - 19
+    assert layers(panels[1])[0]["encoding"]["y"]["field"] == "volume"
+    assert layers(panels[2])[0]["encoding"]["y"]["field"] == "rsi_14"
+    assert {c["encoding"]["y"]["field"] for c in layers(panels[3])} == {
+        "macd_hist",
+        "macd",
+        "macd_signal",
+    }
+    assert layers(panels[4])[0]["encoding"]["y"]["field"] == "volatility"
 
 
 def test_panels_without_data_say_why() -> None:
     bars, ind, vol = frames(5)
-    fig = market_figure("AAA", 1, bars, ind.iloc[0:0], vol.iloc[0:0])
-    notes = [a.text for a in fig.layout.annotations]
-    assert notes.count("no indicators yet: they need closed 1-minute bars") == 2
-    assert "no closed sliding windows yet" in notes
-    assert {t.name for t in fig.data} == {"1 s bars", "VWAP", "volume"}
+    spec = market_chart("AAA", 1, bars, ind.iloc[0:0], vol.iloc[0:0]).to_dict()
+    notes = [
+        spec["datasets"][c["data"]["name"]][0]["text"]
+        for c in layers(spec) if mark(c) == "text"
+    ]  # fmt: skip
+    assert notes == [
+        "no indicators yet: they need closed 1-minute bars",
+        "no closed sliding windows yet",
+    ]
+    assert spec["vconcat"][0]["description"] == "AAA 1 s bars"
 
 
 def test_dlq_reasons_largest_first() -> None:
-    fig = dlq_figure({"crossed": 3.0, "malformed": 10.0, "duplicate": 1.0})
-    assert list(fig.data[0].y) == ["malformed", "crossed", "duplicate"]
+    spec = dlq_chart({"crossed": 3.0, "malformed": 10.0, "duplicate": 1.0}).to_dict()
+    assert spec["encoding"]["y"]["sort"] == "-x"
+    assert {r["reason"]: r["messages"] for r in spec["datasets"][spec["data"]["name"]]} == {
+        "crossed": 3.0,
+        "malformed": 10.0,
+        "duplicate": 1.0,
+    }
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "0.0.0.0"])
