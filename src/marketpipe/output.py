@@ -61,8 +61,6 @@ def _default(value: Any) -> Any:
         return float(value)
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, tuple | set | frozenset):
+    if isinstance(value, set | frozenset):  # dataclasses, tuples: already plain()
         return list(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

@@ -3,6 +3,7 @@ environment variable, type, default and description, one table per section."""
 
 from __future__ import annotations
 
+import types
 import typing
 
 from pydantic import BaseModel
@@ -55,7 +56,7 @@ def _type(annotation: typing.Any) -> str:
         return _type(args[0])
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
-    if origin in (typing.Union, __import__("types").UnionType):
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         return " \\| ".join(_type(a) for a in inner) + " (optional)"
     if origin is list:

@@ -608,6 +608,16 @@ def test_a_kafka_security_mistake_is_one_line(extra: tuple[str, ...], message: s
     assert message in done.stderr
 
 
+def strictly_valid(text: str, tmp_path: Path) -> list[Manifest]:
+    """Rendered manifests that kubernetes-validate accepts strictly (newest version), parsed."""
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(text)
+    done = run(tool("kubernetes-validate"), "-k", KUBERNETES_VERSIONS[-1], "--strict", "--quiet",
+               str(rendered))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
 INGRESS = (
     "--set", "ingress.enabled=true", "--set", "ingress.dashboardHost=mp.example.com",
     "--set", "ingress.minioHost=minio.example.com", "--set", "ingress.tlsSecret=mp-tls",
@@ -616,13 +626,7 @@ INGRESS = (
 
 
 def test_the_consoles_can_be_published_through_an_ingress(tmp_path: Path) -> None:
-    text = render_text("default", *INGRESS)
-    rendered = tmp_path / "rendered.yaml"
-    rendered.write_text(text)
-    done = run(tool("kubernetes-validate"), "-k", KUBERNETES_VERSIONS[-1], "--strict", "--quiet",
-               str(rendered))  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    docs = [d for d in yaml.safe_load_all(text) if d]
+    docs = strictly_valid(render_text("default", *INGRESS), tmp_path)
     (ingress,) = by_kind(docs, "Ingress").values()
     assert ingress["spec"]["ingressClassName"] == "nginx"
     routes = {
@@ -666,13 +670,7 @@ LIVE = ("--set", "live.enabled=true", "--set", "live.symbols=AAPL\\,MSFT",
 
 
 def test_the_live_source_streams_with_its_key_from_a_secret(tmp_path: Path) -> None:
-    text = render_text("default", *LIVE)
-    rendered = tmp_path / "rendered.yaml"
-    rendered.write_text(text)
-    done = run(tool("kubernetes-validate"), "-k", KUBERNETES_VERSIONS[-1], "--strict", "--quiet",
-               str(rendered))  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    docs = [d for d in yaml.safe_load_all(text) if d]
+    docs = strictly_valid(render_text("default", *LIVE), tmp_path)
     live = by_kind(docs, "Deployment")[f"{RELEASE}-marketpipe-live"]
     assert live["spec"]["replicas"] == 1  # two would publish every trade twice
     assert live["spec"]["strategy"]["type"] == "Recreate"

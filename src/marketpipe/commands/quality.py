@@ -39,7 +39,7 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
         failure, code = f"fenced by another instance with the same id, stopping: {exc}", EXIT_FAILED
     except Unavailable as exc:
         failure, code = str(exc), EXIT_UNAVAILABLE
-    if checker is None:  # never started: the runner's failure (broker, topics) says why
+    if checker is None:  # failed while it was being built: no report to print
         return finish("quality", [], code, failure, None, wants_json(args))
     if failure is None and not checker.report.balanced:
         code = EXIT_FAILED

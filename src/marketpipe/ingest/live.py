@@ -41,6 +41,23 @@ log = logging.getLogger(__name__)
 MINUTE_US = 60_000_000
 
 
+def append_trade(batch: TickColumns, trade: Trade, quote: Quote | None) -> bool:
+    """Add ``trade`` with its prevailing ``quote`` to ``batch``; a trade with no quote gets
+    one locked at its price. False when the quote was locked so (the callers count them)."""
+    locked = quote is None
+    q = Quote(trade.price, trade.price, None, None, trade.sip_ns) if quote is None else quote
+    batch.symbol.append(trade.symbol)
+    batch.event_time.append(trade.sip_ns // 1000)
+    batch.seq.append(trade.sequence)
+    batch.price.append(trade.price)
+    batch.size.append(trade.size)
+    batch.bid.append(q.bid)
+    batch.ask.append(q.ask)
+    batch.bid_size.append(q.bid_size)
+    batch.ask_size.append(q.ask_size)
+    return not locked
+
+
 class Coverage:
     """Published trades per symbol and minute, against the minute aggregates' trade counts
     (``n``): the share of the tape a source saw, per closed minute."""
@@ -202,20 +219,9 @@ class LiveSource:
         self, batch: TickColumns, trade: Trade, quote: Quote | None, summary: LiveSummary
     ) -> None:
         self._last_seq[trade.symbol] = trade.sequence
-        event_us = trade.sip_ns // 1000
-        self.coverage.saw(trade.symbol, event_us)
-        if quote is None:
+        self.coverage.saw(trade.symbol, trade.sip_ns // 1000)
+        if not append_trade(batch, trade, quote):
             summary.locked_quotes += 1
-            quote = Quote(trade.price, trade.price, None, None, trade.sip_ns)
-        batch.symbol.append(trade.symbol)
-        batch.event_time.append(event_us)
-        batch.seq.append(trade.sequence)
-        batch.price.append(trade.price)
-        batch.size.append(trade.size)
-        batch.bid.append(quote.bid)
-        batch.ask.append(quote.ask)
-        batch.bid_size.append(quote.bid_size)
-        batch.ask_size.append(quote.ask_size)
 
     def check_coverage(self, summary: LiveSummary) -> None:
         summary.coverage.update(self.coverage.check(self.client))

@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from marketpipe.contracts import TickColumns
-from marketpipe.ingest.live import Coverage
+from marketpipe.ingest.live import Coverage, append_trade
 from marketpipe.ingest.polygon import ApiUnavailable, AuthError, PolygonClient, Quote, Trade
 from marketpipe.ingest.synthetic import ResumePoint
 from marketpipe.kafka import DeliveryReport, Publisher
@@ -263,22 +263,9 @@ class StreamSource:
             return
         self._last_seq[symbol] = trade.sequence
         self._last_ns[symbol] = max(self._last_ns.get(symbol, 0), trade.sip_ns)
-        quote = self._quotes.get(symbol)
-        if quote is None:
+        self.coverage.saw(symbol, trade.sip_ns // 1000)
+        if not append_trade(self._batch, trade, self._quotes.get(symbol)):
             summary.locked_quotes += 1
-            quote = Quote(trade.price, trade.price, None, None, trade.sip_ns)
-        event_us = trade.sip_ns // 1000
-        self.coverage.saw(symbol, event_us)
-        b = self._batch
-        b.symbol.append(symbol)
-        b.event_time.append(event_us)
-        b.seq.append(trade.sequence)
-        b.price.append(trade.price)
-        b.size.append(trade.size)
-        b.bid.append(quote.bid)
-        b.ask.append(quote.ask)
-        b.bid_size.append(quote.bid_size)
-        b.ask_size.append(quote.ask_size)
         summary.published += 1
 
     def _flush(self, summary: StreamSummary, stop: StopFlag, force: bool = False) -> bool:
@@ -288,7 +275,7 @@ class StreamSource:
                               or self._clock() - self._flushed_at >= FLUSH_S):  # fmt: skip
             return True
         values = b.encode()
-        keys = [s.encode() for s in b.symbol]
+        keys = b.keys()
         stamps = [t // 1000 for t in b.event_time]
         sent = self.publisher.publish(self.topic, keys, values, stamps)
         self._batch = TickColumns(source=self.cfg.source)
