@@ -2,7 +2,7 @@
 
     with Pipeline(make_folder(), PipelineConfig(rate=2000, seconds=75)) as p:
         p.start()                   # checker, features job (ready), then the producer
-        p.settle()                  # every stage within 5 s of input: past the JVM's warm-up
+        p.settle()                  # every stage within 10 s of input: past the JVM's warm-up
         fault = p.outage("kafka", 10, signal.SIGKILL)  # or p.kill_stage("checker"), ...
         report = p.finish([fault])  # drain to lag 0, SIGTERM the stages, account, check sinks
         assert report.ok, "\n".join(report.lines())
@@ -358,11 +358,11 @@ class Pipeline:
         """Drain (producer done, every stage at lag 0), then stop and verify."""
         return self.verify(faults, self.drain(drain_timeout_s))
 
-    def settle(self, within_s: float = 30.0, timeout_s: float = 120.0) -> float:
+    def settle(self, within_s: float = 10.0, timeout_s: float = 120.0) -> float:
         """Wait until every stage has committed work and is within ``within_s`` seconds of
         input of the end (the features job's first micro-batches are slow while its JVM warms
-        up; on a busy 2-core machine it runs 10-30 s behind even when warm), so a fault's
-        recovery is not measured against a warm-up; returns the seconds waited."""
+        up; on a busy 2-core machine it then runs 2-6 s behind), so a fault's recovery is not
+        measured against a warm-up; returns the seconds waited."""
         started = time.monotonic()
         names = ["checker", *self._checkpoints()]
         limit = self.cfg.rate * within_s

@@ -33,6 +33,7 @@ the exports) and reports as p50/p99.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -45,6 +46,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyspark
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 from pyspark.sql.streaming.query import StreamingQuery
@@ -97,6 +99,9 @@ def spark_session(cfg: FeaturesSettings, app: str = "marketpipe-features") -> Sp
     builder = SparkSession.builder.appName(app)
     if not launched_by_spark_submit():
         builder = builder.master(cfg.master)
+    java = driver_java_options(cfg)
+    if java:
+        builder = builder.config("spark.driver.extraJavaOptions", java)
     builder = (
         builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
@@ -108,6 +113,37 @@ def spark_session(cfg: FeaturesSettings, app: str = "marketpipe-features") -> Sp
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def class_archive_path(setting: str) -> Path | None:
+    """Where the class-data archive is (see ``FeaturesSettings.class_archive``)."""
+    if not setting:
+        return None
+    if setting != "auto":
+        return Path(setting).absolute()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "marketpipe" / f"spark-{pyspark.__version__}-classes.jsa"
+
+
+def driver_java_options(cfg: FeaturesSettings) -> str:
+    """``cfg.driver_java_options`` and the class-data archive's flag: map the archive if it
+    exists, else have the JVM write it at exit (if its folder can be written)."""
+    # The JVM's own warnings (an archive it cannot use, say) to stderr: stdout is the
+    # command's (--output json).
+    options = [*cfg.driver_java_options.split(), "-Xlog:disable", "-Xlog:all=warning:stderr"]
+    archive = class_archive_path(cfg.class_archive)
+    if archive is not None:
+        if archive.is_file():
+            options.append(f"-XX:SharedArchiveFile={archive}")
+        else:
+            folder = archive.parent
+            with contextlib.suppress(OSError):
+                folder.mkdir(parents=True, exist_ok=True)
+            if folder.is_dir() and os.access(folder, os.W_OK):
+                options.append(f"-XX:ArchiveClassesAtExit={archive}")
+            else:
+                log.debug("no class-data archive: %s cannot be written", folder)
+    return " ".join(options)
 
 
 # The classes that log a failed query at ERROR with every stack trace (Spark 4 and 3 packages).

@@ -83,6 +83,12 @@ class JobMetrics(StreamingQueryListener):
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
         progress = event.progress
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "query %s batch %d: %d rows, %s", progress.name, progress.batchId,
+                progress.numInputRows,
+                ", ".join(f"{k} {v / 1000:.2f}s" for k, v in sorted(progress.durationMs.items())),
+            )  # fmt: skip
         dropped = sum(op.numRowsDroppedByWatermark for op in progress.stateOperators)
         with self._lock:
             self.input_rows[progress.name] += progress.numInputRows
