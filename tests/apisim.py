@@ -92,11 +92,16 @@ class FakeMarketApi:
         return Scripted(404, body={"status": "NOT_FOUND"})
 
     def _trades_page(self, symbol: str, path: str) -> Scripted:
-        """/v3/trades/{symbol}?timestamp.gt=NS: oldest first, ``page_size`` per page, then a
-        ``next_url`` carrying a cursor (the index of the next trade), as the real API pages."""
+        """/v3/trades/{symbol}?timestamp.gte=NS (or .gt): oldest first, ``page_size`` per
+        page, then a ``next_url`` carrying a cursor (the index of the next trade), as the real
+        API pages."""
         query = dict(urllib.parse.parse_qsl(path.split("?", 1)[1] if "?" in path else ""))
-        after = int(query.get("timestamp.gt", "0"))
-        trades = [t for t in self.history[symbol] if t["sip_timestamp"] > after]
+        if "timestamp.gt" in query:
+            after = int(query["timestamp.gt"])
+            trades = [t for t in self.history[symbol] if t["sip_timestamp"] > after]
+        else:
+            since = int(query.get("timestamp.gte", "0"))
+            trades = [t for t in self.history[symbol] if t["sip_timestamp"] >= since]
         start = int(query.get("cursor", "0"))
         page = trades[start : start + self.page_size]
         body: dict[str, Any] = {"status": "OK", "results": page}

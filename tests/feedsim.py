@@ -32,6 +32,7 @@ class FakeFeed:
         self.made = 0
         self.duplicate_every = 0  # send every n-th trade twice (0: never)
         self.paused = threading.Event()
+        self.muted = threading.Event()  # trades made (and in the history) but not sent
         self.dropped = 0
         self._stop = threading.Event()
         self._rng = random.Random(7)
@@ -75,6 +76,8 @@ class FakeFeed:
             self._broadcast(symbol, events)
 
     def _broadcast(self, symbol: str, events: list[dict[str, Any]]) -> None:
+        if self.muted.is_set():  # a provider dropping messages, the connection up
+            return
         frame = json.dumps(events)
         with self.lock:
             clients = list(self.clients)

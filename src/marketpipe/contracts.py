@@ -37,6 +37,7 @@ TICK_FIELDS: tuple[str, ...] = (
     "bid_size",
     "ask_size",
     "source",
+    "received_at",
 )
 
 #: Raised by ``decode_tick`` for anything off-contract (bad JSON or a bad value).
@@ -102,6 +103,17 @@ class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     source: Annotated[
         str, msgspec.Meta(pattern=NAME_PATTERN, description="Feed that produced the tick.")
     ]
+    received_at: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                **_INT63,
+                description="When marketpipe's source received the tick: epoch microseconds, "
+                "UTC; null or absent when unknown (a replayed file); " + _INT_LITERAL,
+            ),
+        ]
+        | None
+    ) = None
 
     def to_json(self) -> bytes:
         return msgspec.json.encode(self)
@@ -144,7 +156,8 @@ class TickColumns:
     """A batch of ticks as parallel Python lists (not numpy arrays), in emission order.
 
     Every source builds one of these; ``encode`` is the one fast path to wire messages.
-    ``source`` is one name for the whole batch or one per tick.
+    ``source`` is one name for the whole batch or one per tick; so is ``received_at`` (one
+    time, or one per tick; None: unknown, null on the wire).
     """
 
     symbol: list[str] = field(default_factory=list)
@@ -157,6 +170,7 @@ class TickColumns:
     bid_size: list[float | None] = field(default_factory=list)
     ask_size: list[float | None] = field(default_factory=list)
     source: str | list[str] = ""
+    received_at: int | list[int | None] | None = None
 
     def __len__(self) -> int:
         return len(self.event_time)
@@ -166,6 +180,10 @@ class TickColumns:
         dumps = orjson.dumps
         n = len(self.event_time)
         sources = [self.source] * n if isinstance(self.source, str) else self.source
+        if isinstance(self.received_at, list):
+            received: list[int | None] = self.received_at
+        else:
+            received = [self.received_at] * n
         return [
             dumps(
                 {
@@ -179,9 +197,10 @@ class TickColumns:
                     "bid_size": bz,
                     "ask_size": az,
                     "source": src,
+                    "received_at": r,
                 }
             )
-            for s, t, q, p, z, b, a, bz, az, src in zip(
+            for s, t, q, p, z, b, a, bz, az, src, r in zip(
                 self.symbol,
                 self.event_time,
                 self.seq,
@@ -192,13 +211,14 @@ class TickColumns:
                 self.bid_size,
                 self.ask_size,
                 sources,
+                received,
                 strict=True,
             )
         ]
 
     def select(self, rows: Sequence[int]) -> TickColumns:
         """The given rows, in the given order."""
-        source = self.source
+        source, received = self.source, self.received_at
         return TickColumns(
             symbol=[self.symbol[i] for i in rows],
             event_time=[self.event_time[i] for i in rows],
@@ -210,6 +230,7 @@ class TickColumns:
             bid_size=[self.bid_size[i] for i in rows],
             ask_size=[self.ask_size[i] for i in rows],
             source=source if isinstance(source, str) else [source[i] for i in rows],
+            received_at=received if not isinstance(received, list) else [received[i] for i in rows],
         )
 
     def keys(self) -> list[bytes]:

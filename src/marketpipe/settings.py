@@ -536,6 +536,13 @@ class LiveSettings(_Section):
         description="stream mode: how far back a gap-fill reaches when the topic has nothing "
         "newer (a first start fetches this much history)",
     )
+    stream_silence_s: NonNegativeFloat = Field(
+        30.0,
+        description="stream mode: a feed that sends nothing for this long while connected "
+        "(a provider can drop messages and keep the connection) is checked against the "
+        "history: the gap-fill runs as after a reconnect, and again every such period while "
+        "the silence lasts. 0: only connects fill gaps",
+    )
     base_url: str = Field(
         "https://api.polygon.io", description="base URL of the Polygon.io-style REST API"
     )

@@ -295,6 +295,7 @@ class FeatureInstruments:
     source_lag: _Gauge
     rows_written: Counter
     latency: Histogram
+    feed_latency: Histogram
     late: Counter
 
     @classmethod
@@ -321,6 +322,9 @@ class FeatureInstruments:
                            description="Rows written per output"),
             latency=h("marketpipe.features.latency", unit="s",
                       description="Event time of a row's newest tick -> the row written"),
+            feed_latency=h("marketpipe.features.feed.latency", unit="s",
+                           description="A tick's receipt by its source minus its event time "
+                           "(a sample of up to 1,000 archived ticks per micro-batch)"),
             late=c("marketpipe.features.late_ticks", unit="{tick}",
                    description="Ticks older than an earlier batch's newest (archived)"),
         )  # fmt: skip

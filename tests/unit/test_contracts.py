@@ -60,6 +60,7 @@ sizes = st.none() | finite
     ask=finite,
     bid_size=sizes,
     ask_size=sizes,
+    received_at=st.none() | st.integers(min_value=0, max_value=2**63 - 1),
 )
 def test_fast_encoder_agrees_with_the_model(**fields: object) -> None:
     columns = TickColumns(**{k: [v] for k, v in fields.items()}, source="synthetic")  # type: ignore[arg-type]
@@ -68,6 +69,34 @@ def test_fast_encoder_agrees_with_the_model(**fields: object) -> None:
     tick = decode_tick(payload)
     assert tick.to_dict() == {**fields, "source": "synthetic"}
     jsonschema.validate(orjson.loads(payload), tick_json_schema())
+
+
+def test_a_message_without_a_receipt_time_is_still_a_tick() -> None:
+    """Messages written before received_at joined the contract still validate."""
+    assert "received_at" not in GOOD
+    assert decode_tick(orjson.dumps(GOOD)).received_at is None
+    jsonschema.validate(GOOD, tick_json_schema())
+    assert decode_tick(orjson.dumps({**GOOD, "received_at": 1_700_000_000_200_000})).received_at
+    for bad in (-1, 1.5, "soon"):
+        with pytest.raises(ContractError):
+            decode_tick(orjson.dumps({**GOOD, "received_at": bad}))
+
+
+def test_one_receipt_time_for_a_batch_or_one_per_tick() -> None:
+    def columns(received_at: int | list[int | None] | None) -> TickColumns:
+        return TickColumns(
+            symbol=["A", "B"], event_time=[1, 2], seq=[1, 1], price=[1.0, 2.0],
+            size=[None, None], bid=[1.0, 2.0], ask=[1.0, 2.0], bid_size=[None, None],
+            ask_size=[None, None], source="x", received_at=received_at,
+        )  # fmt: skip
+
+    def received(c: TickColumns) -> list[int | None]:
+        return [decode_tick(v).received_at for v in c.encode()]
+
+    assert received(columns(None)) == [None, None]
+    assert received(columns(7)) == [7, 7]
+    assert received(columns([5, None])) == [5, None]
+    assert received(columns([5, None]).select([1, 0])) == [None, 5]
 
 
 @pytest.mark.parametrize(
@@ -139,7 +168,9 @@ def test_the_arrow_types_of_a_tick_follow_the_contract() -> None:
     assert {f.name: str(f.type) for f in schema} == {
         "symbol": "string", "event_time": "int64", "seq": "int64", "price": "double",
         "size": "double", "bid": "double", "ask": "double", "bid_size": "double",
-        "ask_size": "double", "source": "string",
+        "ask_size": "double", "source": "string", "received_at": "int64",
     }  # fmt: skip
     # Only the fields the contract lets be null are nullable.
-    assert [f.name for f in schema if f.nullable] == ["size", "bid_size", "ask_size"]
+    assert [f.name for f in schema if f.nullable] == [
+        "size", "bid_size", "ask_size", "received_at"
+    ]  # fmt: skip

@@ -492,6 +492,7 @@ class FeatureJob:
         if ticks.num_rows:
             self._retrying("archive", partial(self.sinks.archive, str(batch_id), ticks))
             self.metrics.count_late(ticks.column("event_time"))
+            self.metrics.count_received(ticks.column("received_at"), ticks.column("event_time"))
             self.metrics.wrote("archive", ticks)
 
     def await_all(self, timeout_s: int | None = None) -> None:

@@ -25,6 +25,8 @@ from marketpipe.telemetry import FeatureInstruments
 
 log = logging.getLogger(__name__)
 
+#: Ticks per archive micro-batch whose feed latency is kept and recorded.
+FEED_SAMPLE = 1_000
 LATENCY_SAMPLES = 100_000  # per output, the most recent
 #: Messages past a query's newest batch, from its end offsets (None: not a Kafka source).
 Backlog = Callable[[dict[str, int]], int | None]
@@ -74,6 +76,8 @@ class JobMetrics(StreamingQueryListener):
         self.rows_written: Counter[str] = Counter()
         self.latency_s: dict[str, deque[float]] = {}
         self.late = 0  # older than the newest tick of an earlier archive micro-batch
+        self.feed_ticks = 0  # archived ticks that carried a receipt time
+        self.feed_s: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # a sample of their delays
         self._max_event_us: int | None = None
         self._trends: dict[str, LagTrend] = {}  # per query: says so when it falls behind
 
@@ -165,6 +169,23 @@ class JobMetrics(StreamingQueryListener):
         if self.instruments is not None and n_late:
             self.instruments.late.add(n_late)
 
+    def count_received(self, received_us: pa.ChunkedArray, event_time_us: pa.ChunkedArray) -> None:
+        """Feed latency, receipt time minus event time, of the (archive) batch's ticks that
+        carry a receipt time: counted all, kept and recorded for up to ``FEED_SAMPLE`` of them
+        per batch, evenly spread (a histogram sample per tick would cost more than the tick)."""
+        delays = pc.subtract(received_us, event_time_us).drop_null()
+        n = len(delays)
+        if not n:
+            return
+        every = -(-n // FEED_SAMPLE)  # ceil: at most FEED_SAMPLE of them
+        sample = pc.divide(delays.take(pa.array(range(0, n, every))), 1e6).to_pylist()
+        with self._lock:
+            self.feed_ticks += n
+            self.feed_s.extend(sample)
+        if self.instruments is not None:
+            for value in sample:
+                self.instruments.feed_latency.record(value)
+
     def percentiles(self) -> dict[str, tuple[float, float]]:
         with self._lock:
             return {
@@ -183,7 +204,16 @@ class JobMetrics(StreamingQueryListener):
                 "late_ticks": self.late,
             }
         out["latency_s"] = {k: {"p50": a, "p99": b} for k, (a, b) in self.percentiles().items()}
+        out["feed_latency_s"] = self._feed()
         return out
+
+    def _feed(self) -> dict[str, float | int] | None:
+        """p50/p99 of the feed latency sample and how many ticks had a receipt time."""
+        with self._lock:
+            sample, ticks = list(self.feed_s), self.feed_ticks
+        if not sample:
+            return None
+        return {"p50": percentile(sample, 50), "p99": percentile(sample, 99), "ticks": ticks}
 
     def lines(self) -> list[str]:
         out = []
@@ -203,6 +233,12 @@ class JobMetrics(StreamingQueryListener):
             )
         for name, (p50, p99) in sorted(self.percentiles().items()):
             out.append(f"latency {name}: p50 {p50:.3f} s, p99 {p99:.3f} s (event time -> row)")
+        feed = self._feed()
+        if feed is not None:
+            out.append(
+                f"feed latency: p50 {feed['p50']:.3f} s, p99 {feed['p99']:.3f} s (event time -> "
+                f"received by the source; {feed['ticks']:,} ticks had a receipt time)"
+            )
         return out
 
 

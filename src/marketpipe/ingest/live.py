@@ -42,8 +42,9 @@ MINUTE_US = 60_000_000
 
 
 def append_trade(batch: TickColumns, trade: Trade, quote: Quote | None) -> bool:
-    """Add ``trade`` with its prevailing ``quote`` to ``batch``; a trade with no quote gets
-    one locked at its price. False when the quote was locked so (the callers count them)."""
+    """Add ``trade`` with its prevailing ``quote`` and receipt time to ``batch`` (built with
+    ``received_at=[]``); a trade with no quote gets one locked at its price. False when the
+    quote was locked so (the callers count them)."""
     locked = quote is None
     q = Quote(trade.price, trade.price, None, None, trade.sip_ns) if quote is None else quote
     batch.symbol.append(trade.symbol)
@@ -55,6 +56,8 @@ def append_trade(batch: TickColumns, trade: Trade, quote: Quote | None) -> bool:
     batch.ask.append(q.ask)
     batch.bid_size.append(q.bid_size)
     batch.ask_size.append(q.ask_size)
+    assert isinstance(batch.received_at, list)
+    batch.received_at.append(trade.received_us)
     return not locked
 
 
@@ -182,7 +185,7 @@ class LiveSource:
 
     def poll_once(self, summary: LiveSummary) -> None:
         """One round over every symbol; publishes what is new."""
-        batch = TickColumns(source=self.cfg.source)
+        batch = TickColumns(source=self.cfg.source, received_at=[])
         for symbol in self.cfg.symbols:
             try:
                 if self.metadata.get(symbol) is None:

@@ -53,6 +53,7 @@ class Trade:
     sip_ns: int  # SIP timestamp, epoch nanoseconds
     sequence: int  # increasing per symbol (not contiguous)
     trade_id: str
+    received_us: int | None = None  # when marketpipe got it, epoch microseconds
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class PolygonClient:
     # -- endpoints -----------------------------------------------------------------------------
     def last_trade(self, symbol: str) -> Trade | None:
         r = self.get(f"/v2/last/trade/{_quote(symbol)}").get("results")
+        received_us = time.time_ns() // 1000
         if not r or r.get("p") is None or r.get("t") is None:
             return None
         return Trade(
@@ -105,6 +107,7 @@ class PolygonClient:
             sip_ns=int(r["t"]),
             sequence=int(r.get("q", 0)),
             trade_id=str(r.get("i", "")),
+            received_us=received_us,
         )
 
     def last_quote(self, symbol: str) -> Quote | None:
@@ -119,17 +122,20 @@ class PolygonClient:
             sip_ns=int(r.get("t", 0)),
         )
 
-    def trades_since(self, symbol: str, after_ns: int, limit: int = 50_000) -> list[Trade]:
-        """Every trade with a SIP timestamp after ``after_ns``, oldest first, following the
+    def trades_since(self, symbol: str, from_ns: int, limit: int = 50_000) -> list[Trade]:
+        """Every trade with a SIP timestamp at or after ``from_ns`` (trades can share the
+        newest published one's time: the caller drops what it has by sequence number), oldest
+        first, following the
         history endpoint's pages (``next_url``); the rate limit and retries apply per page."""
         out: list[Trade] = []
         path = f"/v3/trades/{_quote(symbol)}"
         params: dict[str, str] | None = {
-            "timestamp.gt": str(after_ns), "order": "asc", "sort": "timestamp",
+            "timestamp.gte": str(from_ns), "order": "asc", "sort": "timestamp",
             "limit": str(limit),
         }  # fmt: skip
         while True:
             page = self.get(path, params)
+            received_us = time.time_ns() // 1000
             for r in page.get("results") or []:
                 out.append(
                     Trade(
@@ -139,6 +145,7 @@ class PolygonClient:
                         sip_ns=int(r["sip_timestamp"]),
                         sequence=int(r["sequence_number"]),
                         trade_id=str(r.get("id", "")),
+                        received_us=received_us,
                     )
                 )
             next_url = page.get("next_url")

@@ -105,6 +105,7 @@ class SyntheticProducer:
             bid_size=batch.bid_size.tolist(),
             ask_size=batch.ask_size.tolist(),
             source=self.cfg.source,
+            received_at=time.time_ns() // 1000,  # generated = received, for a synthetic feed
         ).encode()
         keys = [self._keys[i] for i in sym]
         stamps = (batch.event_time // 1000).tolist()

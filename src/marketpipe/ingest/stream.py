@@ -62,6 +62,7 @@ class StreamSummary:
     locked_quotes: int = 0
     connects: int = 0
     disconnects: int = 0
+    silences: int = 0  # gap-fills run because the feed went quiet while connected
     coverage: dict[str, float] = field(default_factory=dict)
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
     requests: int = 0
@@ -75,8 +76,9 @@ class StreamSummary:
             f"{self.elapsed_s:.1f}s ({self.from_history} of them from the history after a "
             f"connect), {self.duplicates} duplicates dropped, {self.quotes} quotes, "
             f"stopped by {self.stopped_by}",
-            f"connections: {self.connects}, lost {self.disconnects}; history requests "
-            f"{self.requests}, rate-limited {self.rate_limited}",
+            f"connections: {self.connects}, lost {self.disconnects}, silent spells checked "
+            f"against the history {self.silences}; history requests {self.requests}, "
+            f"rate-limited {self.rate_limited}",
             *self.delivery.lines(),
         ]
         if self.locked_quotes:
@@ -127,8 +129,10 @@ class StreamSource:
         self._quotes: dict[str, Quote] = {}
         self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
         self.coverage = Coverage()
-        self._batch = TickColumns(source=cfg.source)
+        self._batch = TickColumns(source=cfg.source, received_at=[])
         self._flushed_at = clock()
+        self._heard_at = clock()  # the feed's last market event (or the connect's gap-fill)
+        self._filled_at = clock()  # the last gap-fill for a silence
         self.summary = StreamSummary(topic=topic)
 
     @property
@@ -151,12 +155,14 @@ class StreamSource:
                         self._subscribe(ws)
                         summary.connects += 1
                         self._gap_fill(summary, stop)
+                        self._heard_at = self._clock()  # up to date: silence counts anew
                         attempt = 0
                         while not stop.is_set():
                             if deadline is not None and self._clock() >= deadline:
                                 summary.stopped_by = "duration"
                                 return summary
-                            self._read(ws, summary)
+                            self._read(ws, summary, stop)
+                            self._check_silence(summary, stop)
                             if not self._flush(summary, stop):
                                 return summary
                             if (self.cfg.coverage_interval_s
@@ -218,9 +224,17 @@ class StreamSource:
             return []
         return [e for e in (data if isinstance(data, list) else [data]) if isinstance(e, dict)]
 
-    def _read(self, ws: Any, summary: StreamSummary) -> None:
+    def _read(self, ws: Any, summary: StreamSummary, stop: StopFlag) -> None:
         """One frame (or none within FLUSH_S): quotes update, trades go to the batch."""
-        for event in self._events(ws, timeout=FLUSH_S):
+        events = self._events(ws, timeout=FLUSH_S)
+        received_us = self._wall_ns() // 1000
+        if any(e.get("ev") in ("T", "Q") for e in events):
+            if self._silent():
+                # Back after a silence: what the feed dropped since the last look at the
+                # history comes from it first (this frame waits), as after a reconnect.
+                self._fill_silence(summary, stop)
+            self._heard_at = self._clock()
+        for event in events:
             kind = event.get("ev")
             try:
                 if kind == "Q":
@@ -234,9 +248,29 @@ class StreamSource:
                         symbol=str(event["sym"]), price=float(event["p"]),
                         size=_opt(event.get("s")), sip_ns=int(event["t"]) * 1_000_000,
                         sequence=int(event["q"]), trade_id=str(event.get("i", "")),
+                        received_us=received_us,
                     ), summary)  # fmt: skip
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("feed event without a usable %s: %s", exc, str(event)[:200])
+
+    def _silent(self) -> bool:
+        """The feed has sent no market event for ``stream_silence_s`` or more: a feed may drop
+        messages and keep the connection (a slow consumer, a provider fault), so a silence is
+        checked against the history."""
+        limit = self.cfg.stream_silence_s
+        return bool(limit) and self._clock() - self._heard_at >= limit
+
+    def _check_silence(self, summary: StreamSummary, stop: StopFlag) -> None:
+        """While the silence lasts, the history once per ``stream_silence_s``."""
+        if self._silent() and self._clock() - self._filled_at >= self.cfg.stream_silence_s:
+            self._fill_silence(summary, stop)
+
+    def _fill_silence(self, summary: StreamSummary, stop: StopFlag) -> None:
+        log.info("feed %s silent for %.0fs while connected: checking the history",
+                 self.cfg.stream_url, self._clock() - self._heard_at)  # fmt: skip
+        summary.silences += 1
+        self._gap_fill(summary, stop)
+        self._filled_at = self._clock()
 
     # -- history -------------------------------------------------------------------------------
     def _gap_fill(self, summary: StreamSummary, stop: StopFlag) -> None:
@@ -278,7 +312,7 @@ class StreamSource:
         keys = b.keys()
         stamps = [t // 1000 for t in b.event_time]
         sent = self.publisher.publish(self.topic, keys, values, stamps)
-        self._batch = TickColumns(source=self.cfg.source)
+        self._batch = TickColumns(source=self.cfg.source, received_at=[])
         self._flushed_at = self._clock()
         if sent < len(values):
             summary.published -= len(values) - sent

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import duckdb
+import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
 from marketpipe.features.job import FeatureJob
@@ -15,6 +17,7 @@ from marketpipe.kafka import Publisher
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import FeaturesSettings, ProducerSettings, Settings
 from marketpipe.sinks.hub import FeatureSinks
+from marketpipe.sinks.parquet import read_archive
 
 
 def produce(settings: Settings, n: int, seed: int) -> dict[str, int]:
@@ -85,9 +88,16 @@ def test_valid_ticks_are_archived_once_and_read_back_by_the_replay_loader(
         checkpoint_dir=str(tmp_path / "cp"), archive_root=str(tmp_path / "archive"),
         duckdb_path=str(tmp_path / "f.duckdb"), max_offsets_per_trigger=700,
     )  # fmt: skip
+    produced_us = time.time_ns() // 1000
     per_symbol = produce(settings, 2000, seed=4)
-    for _ in range(2):  # the second run resumes from the checkpoint: nothing is rewritten
-        run_once(spark, settings, cfg)
+    jobs = [run_once(spark, settings, cfg) for _ in range(2)]  # the second resumes: no rewrite
+    # The synthetic feed's receipt times are archived, and give the feed latency figure.
+    archived = read_archive(cfg.archive_root, None, produced_us - 60_000_000, 2 * produced_us)
+    assert archived.num_rows == 2000
+    assert pc.min(archived.column("received_at")).as_py() >= produced_us
+    feed = jobs[0].metrics.as_dict()["feed_latency_s"]
+    assert isinstance(feed, dict)
+    assert feed["ticks"] == 2000
     acc = Accounting()
     seen: dict[str, list[int]] = {}
     for chunk in read_file(tmp_path / "archive" / "raw", ReadOptions(), acc):

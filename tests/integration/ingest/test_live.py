@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -39,6 +40,7 @@ def test_polls_publish_each_trade_once_and_survive_failures(
     settings: Settings, api: tuple[FakeMarketApi, str]
 ) -> None:
     fake, url = api
+    started_us = time.time_ns() // 1000
     cfg = live_settings(url)
     client = PolygonClient(cfg, backoff=Backoff(0.01, 0.02))
     source = LiveSource(cfg, client, Publisher(settings.kafka), settings.kafka.topic_raw)
@@ -81,6 +83,9 @@ def test_polls_publish_each_trade_once_and_survive_failures(
     ]
     aapl = next(t for t in ticks if t.symbol == "AAPL")
     assert (aapl.bid, aapl.ask, aapl.source) == (189.49, 189.51, "polygon")
+    # Each trade carries when its poll's answer came in (the provider's time is long past).
+    ended_us = time.time_ns() // 1000
+    assert all(t.received_at and started_us <= t.received_at <= ended_us for t in ticks)
 
 
 def test_cli_runs_for_a_duration_and_reports(

@@ -98,6 +98,7 @@ def test_a_restarted_producer_continues_every_series(settings: Settings) -> None
     for msg in read_to_end(settings.kafka, settings.kafka.topic_raw):
         tick = decode_tick(msg.value() or b"")
         series.setdefault(tick.symbol, []).append((tick.seq, tick.price))
+        assert tick.received_at is not None  # the synthetic feed: generated = received
     assert sum(len(s) for s in series.values()) == 6000
     for symbol, points in series.items():
         seqs = sorted(seq for seq, _ in points)

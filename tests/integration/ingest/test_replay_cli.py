@@ -38,6 +38,7 @@ def test_replay_kibot_keeps_event_time_and_order(
     assert ticks[-1].event_time == int(first.timestamp() * 1e6) + (2999 // 3) * 1_000_000
     prices = [float(r.split(",")[2]) for r in rows]
     assert [t.price for t in ticks] == prices
+    assert {t.received_at for t in ticks} == {None}  # a file's ticks: receipt time unknown
 
 
 def test_bad_rows_are_reported_not_fatal_and_strict_fails(

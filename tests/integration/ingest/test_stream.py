@@ -65,11 +65,52 @@ def made(feed: FakeFeed) -> dict[str, list[int]]:
     return {s: [t["sequence_number"] for t in feed.tape(s)] for s in SYMBOLS}
 
 
+def silent_spell(settings: Settings, feed: FakeFeed, cfg: LiveSettings) -> StreamSource:
+    """The feed goes quiet for 2 s with the connection up while trades go on being made."""
+    stop = StopFlag()
+    holder: list[StreamSource] = []
+    runner = threading.Thread(target=lambda: holder.append(run_source(settings, cfg, stop)))
+    runner.start()
+    time.sleep(1.5)
+    feed.muted.set()
+    time.sleep(2.0)
+    feed.muted.clear()
+    time.sleep(1.0)
+    feed.paused.set()  # the market closes
+    time.sleep(1.0)
+    stop.set("test")
+    runner.join(30)
+    return holder[0]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("silence_s", [0.5, 0.0], ids=["checked", "unchecked"])
+def test_a_feed_that_goes_silent_is_checked_against_the_history(
+    settings: Settings, provider: tuple[FakeFeed, str, str], silence_s: float
+) -> None:
+    """A provider can drop messages and keep the connection: no reconnect tells the source.
+    Checked after ``stream_silence_s`` of silence, the history fills the gap; unchecked (0),
+    the trades made meanwhile are missing until some later reconnect."""
+    feed, rest, ws = provider
+    source = silent_spell(settings, feed, stream_settings(rest, ws, stream_silence_s=silence_s))
+    got, want = on_topic(settings), made(feed)
+    missed = sum(len(set(want[s]) - set(got[s])) for s in SYMBOLS)
+    assert feed.dropped == 0
+    assert source.summary.connects == 1
+    if silence_s:
+        assert missed == 0
+        assert all(got[s] == want[s] for s in SYMBOLS)
+        assert source.summary.silences >= 1
+    else:
+        assert missed > 100  # what the check is for: 2 s of a 300 trades/s tape
+
+
 @pytest.mark.timeout(180)
 def test_every_trade_once_in_order_through_disconnects_duplicates_and_a_restart(
     settings: Settings, provider: tuple[FakeFeed, str, str]
 ) -> None:
     feed, rest, ws = provider
+    started_us = time.time_ns() // 1000
     feed.api.page_size = 40  # the gap-fills page through the history
     feed.duplicate_every = 7  # the provider repeats itself
     cfg = stream_settings(rest, ws)
@@ -109,6 +150,12 @@ def test_every_trade_once_in_order_through_disconnects_duplicates_and_a_restart(
             f"{symbol}: {len(set(want[symbol]) - set(got[symbol]))} missed, "
             f"{len(got[symbol]) - len(set(got[symbol]))} duplicated"
         )
+    # Receipt time: on every trade, streamed or gap-filled, after it happened, during the test.
+    ended_us = time.time_ns() // 1000
+    ticks = [decode_tick(m.value()) for m in read_to_end(settings.kafka, settings.kafka.topic_raw)]
+    late = [t for t in ticks if not (t.received_at and started_us <= t.received_at <= ended_us)]
+    assert not late, late[:3]
+    assert all(t.event_time <= (t.received_at or 0) for t in ticks)
 
 
 def test_the_cli_runs_the_stream_and_says_how_much_of_the_tape_it_saw(

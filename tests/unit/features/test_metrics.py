@@ -8,12 +8,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from pyspark.sql.streaming.listener import QueryProgressEvent, StreamingQueryProgress
 
-from marketpipe.features.metrics import JobMetrics, kafka_offsets, watermark_delay_s
+from marketpipe.features.metrics import FEED_SAMPLE, JobMetrics, kafka_offsets, watermark_delay_s
 from marketpipe.telemetry import FeatureInstruments
 
 
@@ -110,6 +111,36 @@ def test_rows_written_and_their_latency_per_output() -> None:
     assert summary["rows_written"] == {"bars_1s": 2}
     assert summary["late_ticks"] == 2
     assert summary["latency_s"] == {"bars_1s": {"p50": 2.0, "p99": 2.98}}
+
+
+def test_feed_latency_from_the_ticks_that_carry_a_receipt_time() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = JobMetrics(FeatureInstruments.create(provider.get_meter("t")))
+    s = 1_000_000
+    event = pa.chunked_array([pa.array([10 * s, 20 * s, 30 * s, 40 * s], pa.int64())])
+    received = pa.chunked_array([pa.array([10 * s + s // 2, None, 31 * s, 42 * s], pa.int64())])
+    metrics.count_received(received, event)
+    replayed = pa.chunked_array([pa.nulls(3, pa.int64())])  # a replay: no receipt times
+    metrics.count_received(replayed, pa.chunked_array([pa.array([1, 2, 3], pa.int64())]))
+    assert metrics.as_dict()["feed_latency_s"] == {"p50": 1.0, "p99": 1.98, "ticks": 3}
+    assert points(reader)["marketpipe.features.feed.latency"][()] == 3
+    assert any(
+        line.startswith("feed latency: p50 1.000 s, p99 1.980 s") for line in metrics.lines()
+    )
+    # A batch far larger than the sample: every tick counted, up to FEED_SAMPLE kept per batch.
+    many = pa.chunked_array([pa.array(range(100_000), pa.int64())])
+    metrics.count_received(pc.add(many, 2 * s), many)
+    assert metrics.feed_ticks == 100_003
+    assert len(metrics.feed_s) == 3 + FEED_SAMPLE
+
+
+def test_no_feed_latency_line_without_receipt_times() -> None:
+    metrics = JobMetrics()
+    metrics.count_received(pa.chunked_array([pa.nulls(2, pa.int64())]),
+                           pa.chunked_array([pa.array([1, 2], pa.int64())]))  # fmt: skip
+    assert metrics.as_dict()["feed_latency_s"] is None
+    assert not [line for line in metrics.lines() if "feed latency" in line]
 
 
 def test_kafka_offsets_from_either_source() -> None:

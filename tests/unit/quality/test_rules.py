@@ -32,7 +32,7 @@ def sound_records(draw: st.DrawFn) -> dict[str, Any]:
     half = mid * draw(st.floats(min_value=1e-5, max_value=0.01))
     bid, ask = mid - half, mid + half
     assume(0 < bid < ask)
-    return {
+    record = {
         "symbol": draw(names),
         "event_time": NOW - draw(st.integers(0, 1_000_000)),
         "seq": draw(st.integers(0, 2**63 - 1)),
@@ -44,6 +44,11 @@ def sound_records(draw: st.DrawFn) -> dict[str, Any]:
         "ask_size": draw(sizes),
         "source": draw(names),
     }
+    # Receipt time: optional (old messages and replays have none), null, or a time.
+    received = draw(st.sampled_from(["absent", "null", "time"]))
+    if received != "absent":
+        record["received_at"] = None if received == "null" else NOW + draw(st.integers(0, 10**7))
+    return record
 
 
 scalars = (
@@ -65,16 +70,24 @@ json_values = st.recursive(
 SCHEMA = tick_json_schema()
 FIELDS = list(SCHEMA["properties"])
 FLOAT_FIELDS = {f.name for f in msgspec.structs.fields(Tick) if "float" in repr(f.type)}
-INT_FIELDS = {name for name, spec in SCHEMA["properties"].items() if spec.get("type") == "integer"}
+INT_FIELDS = {
+    name
+    for name, spec in SCHEMA["properties"].items()
+    if "integer" in {spec.get("type"), *(s.get("type") for s in spec.get("anyOf", []))}
+}
 
 
 def as_decoded(record: dict[str, Any]) -> dict[str, Any]:
     """The record as the contract decodes it: JSON integers in number fields become floats
     (a 64-bit integer may round to the nearest double, which is what the tick then carries)."""
     return {
-        k: float(v) if k in FLOAT_FIELDS and isinstance(v, int) and not isinstance(v, bool) else v
-        for k, v in record.items()
-    }
+        "received_at": None,  # the default of an optional field the record leaves out
+        **{
+            k: float(v) if k in FLOAT_FIELDS and isinstance(v, int) and not isinstance(v, bool)
+            else v
+            for k, v in record.items()
+        },
+    }  # fmt: skip
 
 
 SOUND: dict[str, Any] = {
