@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -85,11 +85,22 @@ class FakeMarketApi:
             if parts[:2] == ["v3", "trades"]:
                 return self._trades_page(symbol, path)
             if parts[:3] == ["v2", "aggs", "ticker"]:
-                bars = self.aggregates[symbol]
+                bars = self.aggregates[symbol] or self._minutes_of_the_tape(symbol, parts)
                 return Scripted(
                     200, body={"status": "OK", "resultsCount": len(bars), "results": bars}
                 )
         return Scripted(404, body={"status": "NOT_FOUND"})
+
+    def _minutes_of_the_tape(self, symbol: str, parts: list[str]) -> list[dict[str, Any]]:
+        """Minute bars of the history's trades (``.../range/1/minute/FROM_MS/TO_MS``): their
+        trade counts ``n``, what a coverage check compares with."""
+        first_ms, last_ms = int(parts[-2]), int(parts[-1])
+        counts: Counter[int] = Counter()
+        for t in self.history[symbol]:
+            ms = t["sip_timestamp"] // 1_000_000
+            if first_ms <= ms <= last_ms:
+                counts[ms - ms % 60_000] += 1
+        return [{"t": start, "n": n} for start, n in sorted(counts.items())]
 
     def _trades_page(self, symbol: str, path: str) -> Scripted:
         """/v3/trades/{symbol}?timestamp.gte=NS (or .gt): oldest first, ``page_size`` per

@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from marketpipe.contracts import decode_tick
+from marketpipe.ingest.live import Coverage
 from marketpipe.ingest.polygon import PolygonClient
 from marketpipe.ingest.resume import resume_points
 from marketpipe.ingest.stream import StreamSource
@@ -156,6 +157,31 @@ def test_every_trade_once_in_order_through_disconnects_duplicates_and_a_restart(
     late = [t for t in ticks if not (t.received_at and started_us <= t.received_at <= ended_us)]
     assert not late, late[:3]
     assert all(t.event_time <= (t.received_at or 0) for t in ticks)
+
+
+@pytest.mark.timeout(120)
+def test_the_coverage_check_reads_100_percent_against_the_fake_provider(
+    settings: Settings, provider: tuple[FakeFeed, str, str]
+) -> None:
+    """Through a disconnect and repeated trades, the share of the tape seen, checked against
+    the provider's minute bars once the minutes have closed, is all of it."""
+    feed, rest, ws = provider
+    feed.duplicate_every = 5
+    cfg = stream_settings(rest, ws)
+    topic = settings.kafka.topic_raw
+    source = StreamSource(cfg, PolygonClient(cfg), Publisher(settings.kafka), topic, {})
+    source.coverage = Coverage(clock=lambda: time.time() + 120)  # the minutes have closed
+    stop = StopFlag()
+    runner = threading.Thread(target=lambda: source.run(stop))
+    runner.start()
+    time.sleep(1.5)
+    feed.drop_all()
+    time.sleep(1.5)
+    feed.paused.set()
+    time.sleep(1.0)
+    stop.set("test")
+    runner.join(30)
+    assert source.coverage.check(PolygonClient(cfg)) == dict.fromkeys(SYMBOLS, 1.0)
 
 
 def test_the_cli_runs_the_stream_and_says_how_much_of_the_tape_it_saw(
