@@ -776,8 +776,10 @@ class FeaturesSettings(_Section):
     driver_java_options: str = Field(
         "-XX:TieredStopAtLevel=1",
         description=(
-            "JVM options of the Spark driver (spark.driver.extraJavaOptions, unless "
-            "spark_conf sets it). The default keeps the JIT to its quick C1 tier: in "
+            "JVM options of the Spark driver (as spark.driver.defaultJavaOptions: "
+            "spark.driver.extraJavaOptions in spark_conf adds to them; not applied "
+            "under spark-submit, whose driver JVM is already running). The default "
+            "keeps the JIT to its quick C1 tier: in "
             "local mode the driver also runs the tasks, and on few cores the C2 "
             "compiler's threads slow a (re)started job's first minute more than its "
             "code gains (measured: no loss of steady throughput in local[2])."
@@ -787,13 +789,16 @@ class FeaturesSettings(_Section):
         "auto",
         description=(
             "A class-data archive (JVM CDS) that makes the driver start faster: when "
-            "the file is missing and its folder writable, the job writes it as its JVM "
-            "exits; later starts map it (the Spark session up about 30% sooner). "
-            '"auto": one per user and Spark version in the user\'s cache folder '
-            "($XDG_CACHE_HOME or ~/.cache, then marketpipe/), shared by every run "
-            "whatever its working folder. The JVM ignores an archive that no longer "
-            "matches its JDK, with a warning on stderr: delete the file and the next "
-            "run writes a new one. Empty: none."
+            "the file is missing and its folder writable, `features` or `backfill` has "
+            "its JVM write it at a clean exit (to a file of its own, renamed into place "
+            "once the JVM has exited 0); later starts map it (the Spark session up about "
+            '30% sooner). "auto": in the user\'s cache folder ($XDG_CACHE_HOME or '
+            "~/.cache, then marketpipe/), named after the Spark version and a "
+            "fingerprint of the JDK and the jars, so an upgrade gets a new one; shared "
+            "by every run whatever its working folder. The JVM ignores an archive it "
+            "cannot use (sometimes silently): delete it and the next clean exit writes "
+            "a new one. Empty: none. Not applied under spark-submit (its driver JVM "
+            "is already running)."
         ),
     )
     spark_conf: dict[str, str] = Field(

@@ -16,12 +16,13 @@ log = logging.getLogger("marketpipe")
 
 def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.features.job import FeatureJob, quiet_query_errors, spark_session
+    from marketpipe.features.jvm import stop_session
     from marketpipe.runner import service
     from marketpipe.sinks.hub import FeatureSinks
     from marketpipe.telemetry import FeatureInstruments
 
     with service(settings, "features", [settings.kafka.topic_valid]) as ctx:
-        spark = spark_session(settings.features)
+        spark = spark_session(settings.features, write_archive=True)
         if settings.log_level != "DEBUG":
             quiet_query_errors(spark)
         sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
@@ -40,22 +41,20 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
                     break
                 ctx.stop.wait(1.0)
             failed = job.stop()
+            # Read from the JVM while it runs: one line a person can act on per failed query;
+            # Spark's exception (with the query's whole plan) is for DEBUG.
+            outcomes = {q.name: job.failure(q) for q in queries}
+            for q in queries:
+                if outcomes[q.name] is not None:
+                    log.debug("query %s: %s", q.name, q.exception())
         finally:
             sinks.close()
-            spark.stop()
+            stop_session(spark, settings.features)
     lines = job.metrics.lines()
-    failures = []
-    for q in queries:
-        why = job.failure(q)
-        if why is None:
-            lines.append(f"{q.name}: stopped")
-            continue
-        # One line a person can act on; Spark's exception (with the query's whole plan) is
-        # for DEBUG.
-        failures.append(why)
-        log.debug("query %s: %s", q.name, q.exception())
-    summary = {**job.metrics.as_dict(), "queries": {q.name: job.failure(q) or "stopped"
-                                                     for q in queries}}  # fmt: skip
+    lines += [f"{name}: stopped" for name, why in outcomes.items() if why is None]
+    failures = [why for why in outcomes.values() if why is not None]
+    summary = {**job.metrics.as_dict(),
+               "queries": {name: why or "stopped" for name, why in outcomes.items()}}  # fmt: skip
     return finish(
         "features", lines, EXIT_FAILED if failed else EXIT_OK, "; ".join(failures) or None,
         summary, wants_json(args),
@@ -71,6 +70,7 @@ def _range(args: argparse.Namespace) -> tuple[int, int]:
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.features.backfill import run_backfill
     from marketpipe.features.job import spark_session
+    from marketpipe.features.jvm import stop_session
     from marketpipe.sinks.hub import FeatureSinks
 
     start, end = _range(args)
@@ -83,13 +83,13 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         print("marketpipe backfill: no archive (MARKETPIPE_FEATURES__ARCHIVE_ROOT is empty); "
               "use --source topic", file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
-    spark = spark_session(settings.features, "marketpipe-backfill")
+    spark = spark_session(settings.features, "marketpipe-backfill", write_archive=True)
     sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
     try:
         report = run_backfill(spark, settings, sinks, start, end, args.source)
     finally:
         sinks.close()
-        spark.stop()
+        stop_session(spark, settings.features)
     for line in report.lines():
         print(line)
     return EXIT_OK

@@ -33,7 +33,6 @@ the exports) and reports as p50/p99.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -46,7 +45,6 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyspark
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 from pyspark.sql.streaming.query import StreamingQuery
@@ -55,6 +53,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from marketpipe.contracts import TICK_FIELDS
 from marketpipe.features.indicators import extend_series
+from marketpipe.features.jvm import driver_java_options
 from marketpipe.features.kafka_source import KafkaSource, backlog
 from marketpipe.features.metrics import JobMetrics
 from marketpipe.features.progress import Progress, advance
@@ -92,16 +91,19 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def spark_session(cfg: FeaturesSettings, app: str = "marketpipe-features") -> SparkSession:
+def spark_session(
+    cfg: FeaturesSettings, app: str = "marketpipe-features", write_archive: bool = False
+) -> SparkSession:
     """The session of the job. Under ``spark-submit`` the master is spark-submit's (its
-    ``--master``/``--conf`` win); otherwise ``cfg.master``. ``cfg.spark_conf`` is applied last."""
+    ``--master``/``--conf`` win, and its driver JVM runs already: the driver's Java options
+    are spark-submit's); otherwise ``cfg.master``. ``cfg.spark_conf`` is applied last. With
+    ``write_archive`` the JVM may write the class-data archive: end with ``stop_session``."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app)
     if not launched_by_spark_submit():
-        builder = builder.master(cfg.master)
-    java = driver_java_options(cfg)
-    if java:
-        builder = builder.config("spark.driver.extraJavaOptions", java)
+        # Spark puts these before spark.driver.extraJavaOptions, which stays the user's.
+        java = driver_java_options(cfg, write_archive)
+        builder = builder.master(cfg.master).config("spark.driver.defaultJavaOptions", java)
     builder = (
         builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
@@ -113,37 +115,6 @@ def spark_session(cfg: FeaturesSettings, app: str = "marketpipe-features") -> Sp
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
-
-
-def class_archive_path(setting: str) -> Path | None:
-    """Where the class-data archive is (see ``FeaturesSettings.class_archive``)."""
-    if not setting:
-        return None
-    if setting != "auto":
-        return Path(setting).absolute()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "marketpipe" / f"spark-{pyspark.__version__}-classes.jsa"
-
-
-def driver_java_options(cfg: FeaturesSettings) -> str:
-    """``cfg.driver_java_options`` and the class-data archive's flag: map the archive if it
-    exists, else have the JVM write it at exit (if its folder can be written)."""
-    # The JVM's own warnings (an archive it cannot use, say) to stderr: stdout is the
-    # command's (--output json).
-    options = [*cfg.driver_java_options.split(), "-Xlog:disable", "-Xlog:all=warning:stderr"]
-    archive = class_archive_path(cfg.class_archive)
-    if archive is not None:
-        if archive.is_file():
-            options.append(f"-XX:SharedArchiveFile={archive}")
-        else:
-            folder = archive.parent
-            with contextlib.suppress(OSError):
-                folder.mkdir(parents=True, exist_ok=True)
-            if folder.is_dir() and os.access(folder, os.W_OK):
-                options.append(f"-XX:ArchiveClassesAtExit={archive}")
-            else:
-                log.debug("no class-data archive: %s cannot be written", folder)
-    return " ".join(options)
 
 
 # The classes that log a failed query at ERROR with every stack trace (Spark 4 and 3 packages).

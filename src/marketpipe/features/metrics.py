@@ -173,7 +173,8 @@ class JobMetrics(StreamingQueryListener):
         """Feed latency, receipt time minus event time, of the (archive) batch's ticks that
         carry a receipt time: counted all, kept and recorded for up to ``FEED_SAMPLE`` of them
         per batch, evenly spread (a histogram sample per tick would cost more than the tick)."""
-        delays = pc.subtract(received_us, event_time_us).drop_null()
+        # A source's clock a little behind the provider's must not make it negative.
+        delays = pc.max_element_wise(pc.subtract(received_us, event_time_us).drop_null(), 0)
         n = len(delays)
         if not n:
             return

@@ -56,9 +56,11 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:
     first, last = produce_history(settings, 3000, tps=20.0, seed=21)  # 150 s of market
+    archive = tmp_path / "jvm" / "classes.jsa"
     cfg = features_cfg(
-        tmp_path, "crash", max_offsets_per_trigger=250, trigger_s=0.5, sinks=["duckdb", "parquet"]
-    )
+        tmp_path, "crash", max_offsets_per_trigger=250, trigger_s=0.5,
+        sinks=["duckdb", "parquet"], class_archive=str(archive),
+    )  # fmt: skip
     crashing = settings.model_copy(update={"features": cfg})
     log = (tmp_path / "features.log").open("w")  # a pipe nobody reads would fill and block
     proc = subprocess.Popen(
@@ -78,8 +80,13 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
         log.close()
     assert committed(cp / "features") < 3000 / 250, "killed too late to prove anything"
 
+    # A JVM killed mid-run never leaves a (partial) class-data archive where others map it.
+    assert not archive.exists()
     restarted = run_cli(crashing, "features", "--available-now", timeout=300)
     assert restarted.returncode == 0, restarted.stderr[-3000:]
+    # The clean exit wrote it, whole, then renamed it into place.
+    assert archive.stat().st_size > 10_000_000
+    assert [p.name for p in archive.parent.iterdir()] == [archive.name]
 
     con = duckdb.connect(cfg.duckdb_path, read_only=True)
     try:

@@ -120,19 +120,24 @@ def test_feed_latency_from_the_ticks_that_carry_a_receipt_time() -> None:
     s = 1_000_000
     event = pa.chunked_array([pa.array([10 * s, 20 * s, 30 * s, 40 * s], pa.int64())])
     received = pa.chunked_array([pa.array([10 * s + s // 2, None, 31 * s, 42 * s], pa.int64())])
+    skewed = pa.chunked_array([pa.array([5 * s - 1], pa.int64())])  # receiver's clock behind
+    metrics.count_received(skewed, pa.chunked_array([pa.array([5 * s], pa.int64())]))
     metrics.count_received(received, event)
     replayed = pa.chunked_array([pa.nulls(3, pa.int64())])  # a replay: no receipt times
     metrics.count_received(replayed, pa.chunked_array([pa.array([1, 2, 3], pa.int64())]))
-    assert metrics.as_dict()["feed_latency_s"] == {"p50": 1.0, "p99": 1.98, "ticks": 3}
-    assert points(reader)["marketpipe.features.feed.latency"][()] == 3
+    assert metrics.as_dict()["feed_latency_s"] == {
+        "p50": 0.75, "p99": pytest.approx(1.97), "ticks": 4
+    }  # fmt: skip
+    assert points(reader)["marketpipe.features.feed.latency"][()] == 4
+    assert min(metrics.feed_s) == 0.0
     assert any(
-        line.startswith("feed latency: p50 1.000 s, p99 1.980 s") for line in metrics.lines()
+        line.startswith("feed latency: p50 0.750 s, p99 1.970 s") for line in metrics.lines()
     )
     # A batch far larger than the sample: every tick counted, up to FEED_SAMPLE kept per batch.
     many = pa.chunked_array([pa.array(range(100_000), pa.int64())])
     metrics.count_received(pc.add(many, 2 * s), many)
-    assert metrics.feed_ticks == 100_003
-    assert len(metrics.feed_s) == 3 + FEED_SAMPLE
+    assert metrics.feed_ticks == 100_004
+    assert len(metrics.feed_s) == 4 + FEED_SAMPLE
 
 
 def test_no_feed_latency_line_without_receipt_times() -> None:
