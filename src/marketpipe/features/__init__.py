@@ -1,1 +1,1 @@
-"""Features: bars, window features and indicators (pure transforms; Spark job to come)."""
+"""Features: the Spark streaming job, its bars, window features and indicators, and checks."""

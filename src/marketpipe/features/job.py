@@ -91,6 +91,13 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def worker_python() -> str:
+    """The Python of Spark's Python workers: ``marketpipe-spark-python`` beside this
+    interpreter (see ``pyworker``) when installed, else this interpreter."""
+    script = Path(sys.executable).with_name("marketpipe-spark-python")
+    return str(script) if os.access(script, os.X_OK) else sys.executable
+
+
 def spark_session(
     cfg: FeaturesSettings, app: str = "marketpipe-features", write_archive: bool = False
 ) -> SparkSession:
@@ -98,7 +105,7 @@ def spark_session(
     ``--master``/``--conf`` win, and its driver JVM runs already: the driver's Java options
     are spark-submit's); otherwise ``cfg.master``. ``cfg.spark_conf`` is applied last. With
     ``write_archive`` the JVM may write the class-data archive: end with ``stop_session``."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_PYTHON", worker_python())
     builder = SparkSession.builder.appName(app)
     if not launched_by_spark_submit():
         # Spark puts these before spark.driver.extraJavaOptions, which stays the user's.

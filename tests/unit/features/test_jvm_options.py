@@ -16,6 +16,7 @@ from marketpipe.features.jvm import (
     driver_java_options,
     pending_archive,
 )
+from marketpipe.features.pyworker import worker_env
 from marketpipe.settings import FeaturesSettings
 
 
@@ -72,3 +73,16 @@ def test_auto_is_per_user_jdk_and_jars(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("JAVA_HOME", str(other))
     assert class_archive_path("auto") != tmp_path / "home" / ".cache" / "marketpipe" / found.name
     assert class_archive_path("") is None
+
+
+def test_spark_workers_import_the_installed_pyspark_not_the_zip() -> None:
+    """Spark puts its zips first on the workers' PYTHONPATH; compiled anew by every worker
+    process (a zip holds no bytecode cache). The worker's Python drops them, keeps the rest."""
+    path = os.pathsep.join([
+        "/opt/spark/python/lib/pyspark.zip", "/work/app",
+        "/opt/spark/python/lib/py4j-0.10.9.9-src.zip", "/srv/not-pyspark.zip",
+    ])  # fmt: skip
+    env = worker_env({"PYTHONPATH": path, "PYTHONHASHSEED": "0"})
+    assert env == {"PYTHONPATH": f"/work/app{os.pathsep}/srv/not-pyspark.zip",
+                   "PYTHONHASHSEED": "0"}  # fmt: skip
+    assert worker_env({})["PYTHONPATH"] == ""
