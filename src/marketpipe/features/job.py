@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -57,6 +56,7 @@ from marketpipe.features.jvm import driver_java_options
 from marketpipe.features.kafka_source import KafkaSource, backlog
 from marketpipe.features.metrics import JobMetrics
 from marketpipe.features.progress import Progress, advance
+from marketpipe.features.pyworker import worker_python
 from marketpipe.features.transforms import (
     BAR_COLUMNS,
     BARS_KIND,
@@ -89,13 +89,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def launched_by_spark_submit() -> bool:
     """True when ``spark-submit`` started this Python process (it hands over its gateway)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
-
-
-def worker_python() -> str:
-    """The Python of Spark's Python workers: ``marketpipe-spark-python`` beside this
-    interpreter (see ``pyworker``) when installed, else this interpreter."""
-    script = Path(sys.executable).with_name("marketpipe-spark-python")
-    return str(script) if os.access(script, os.X_OK) else sys.executable
 
 
 def spark_session(

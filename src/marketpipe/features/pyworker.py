@@ -28,6 +28,13 @@ def worker_env(environ: dict[str, str]) -> dict[str, str]:
     return {**environ, "PYTHONPATH": os.pathsep.join(p for p in paths if not _is_spark_zip(p))}
 
 
+def worker_python() -> str:
+    """The Python to start Spark's Python workers with: this console script beside this
+    interpreter when installed, else this interpreter."""
+    script = os.path.join(os.path.dirname(sys.executable), "marketpipe-spark-python")
+    return script if os.access(script, os.X_OK) else sys.executable
+
+
 def main() -> None:
     os.execve(sys.executable, [sys.executable, *sys.argv[1:]], worker_env(dict(os.environ)))
 

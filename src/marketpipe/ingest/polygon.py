@@ -56,6 +56,11 @@ class Trade:
     received_us: int | None = None  # when marketpipe got it, epoch microseconds
 
 
+def optional_float(value: Any) -> float | None:
+    """A provider's number that may be missing (sizes): float, or None."""
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class Quote:
     bid: float
@@ -103,7 +108,7 @@ class PolygonClient:
         return Trade(
             symbol=symbol,
             price=float(r["p"]),
-            size=None if r.get("s") is None else float(r["s"]),
+            size=optional_float(r.get("s")),
             sip_ns=int(r["t"]),
             sequence=int(r.get("q", 0)),
             trade_id=str(r.get("i", "")),
@@ -117,8 +122,8 @@ class PolygonClient:
         return Quote(
             bid=float(r["p"]),
             ask=float(r["P"]),
-            bid_size=None if r.get("s") is None else float(r["s"]),
-            ask_size=None if r.get("S") is None else float(r["S"]),
+            bid_size=optional_float(r.get("s")),
+            ask_size=optional_float(r.get("S")),
             sip_ns=int(r.get("t", 0)),
         )
 
@@ -141,7 +146,7 @@ class PolygonClient:
                     Trade(
                         symbol=symbol,
                         price=float(r["price"]),
-                        size=None if r.get("size") is None else float(r["size"]),
+                        size=optional_float(r.get("size")),
                         sip_ns=int(r["sip_timestamp"]),
                         sequence=int(r["sequence_number"]),
                         trade_id=str(r.get("id", "")),

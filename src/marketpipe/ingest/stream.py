@@ -38,10 +38,17 @@ import orjson
 
 from marketpipe.contracts import TickColumns
 from marketpipe.ingest.live import Coverage, append_trade
-from marketpipe.ingest.polygon import ApiUnavailable, AuthError, PolygonClient, Quote, Trade
+from marketpipe.ingest.polygon import (
+    ApiUnavailable,
+    AuthError,
+    PolygonClient,
+    Quote,
+    Trade,
+    optional_float,
+)
 from marketpipe.ingest.synthetic import ResumePoint
 from marketpipe.kafka import DeliveryReport, Publisher
-from marketpipe.retry import Backoff
+from marketpipe.retry import Backoff, first_line
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import LiveSettings
 
@@ -179,7 +186,7 @@ class StreamSource:
                     attempt += 1
                     delay = self._backoff.delay(attempt)
                     log.warning("feed %s lost (%s): reconnecting in %.1fs (attempt %d)",
-                                self.cfg.stream_url, _why(exc), delay, attempt)  # fmt: skip
+                                self.cfg.stream_url, first_line(exc), delay, attempt)  # fmt: skip
                     if stop.wait(delay):
                         break
         finally:
@@ -239,14 +246,14 @@ class StreamSource:
             try:
                 if kind == "Q":
                     self._quotes[str(event["sym"])] = Quote(
-                        float(event["bp"]), float(event["ap"]), _opt(event.get("bs")),
-                        _opt(event.get("as")), int(event["t"]) * 1_000_000,
+                        float(event["bp"]), float(event["ap"]), optional_float(event.get("bs")),
+                        optional_float(event.get("as")), int(event["t"]) * 1_000_000,
                     )  # fmt: skip
                     summary.quotes += 1
                 elif kind == "T":
                     self._add(Trade(
                         symbol=str(event["sym"]), price=float(event["p"]),
-                        size=_opt(event.get("s")), sip_ns=int(event["t"]) * 1_000_000,
+                        size=optional_float(event.get("s")), sip_ns=int(event["t"]) * 1_000_000,
                         sequence=int(event["q"]), trade_id=str(event.get("i", "")),
                         received_us=received_us,
                     ), summary)  # fmt: skip
@@ -274,7 +281,8 @@ class StreamSource:
 
     # -- history -------------------------------------------------------------------------------
     def _gap_fill(self, summary: StreamSummary, stop: StopFlag) -> None:
-        """Each symbol's trades after its newest published one, from the REST history."""
+        """Each symbol's trades from its newest published one's time on (that one and any
+        other already published are dropped by sequence number), from the REST history."""
         floor = self._wall_ns() - int(self.cfg.gap_fill_max_s * 1e9)
         for symbol in self.cfg.symbols:
             since = max(self._last_ns.get(symbol, floor), floor)
@@ -319,14 +327,6 @@ class StreamSource:
             summary.stopped_by = stop.signal_name or self.publisher.report.gave_up or "stop"
             return False
         return True
-
-
-def _opt(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _why(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _is_connection_error(exc: Exception) -> bool:

@@ -134,16 +134,17 @@ def read_archive(root: str, s3: S3Settings | None, start_us: int, end_us: int) -
     )
     if not paths:
         return pa.table({name: pa.array([], type) for name, type in TICK_ARROW_TYPES.items()})
-    # One schema for every file: files archived before a column joined the contract (say
-    # received_at) read as nulls in it.
-    schema = pa.schema([(n, t) for n, t in TICK_ARROW_TYPES.items() if n != "symbol"])
+    # One schema for every file, the contract's types: files archived before a column joined
+    # the contract (say received_at) read as nulls in it.
+    schema = pa.unify_schemas([pa.schema(list(TICK_ARROW_TYPES.items())), _HIVE.schema])
     dataset = ds.dataset(
-        paths, schema=pa.unify_schemas([schema, _HIVE.schema]), filesystem=fs, format="parquet",
-        partitioning=_HIVE, partition_base_dir=f"{base}/raw",
+        paths, schema=schema, filesystem=fs, format="parquet", partitioning=_HIVE,
+        partition_base_dir=f"{base}/raw",
     )  # fmt: skip
     time = ds.field("event_time")
-    table = dataset.to_table(filter=(time >= start_us) & (time < end_us))
-    return table.select(list(TICK_ARROW_TYPES)).cast(pa.schema(list(TICK_ARROW_TYPES.items())))
+    return dataset.to_table(filter=(time >= start_us) & (time < end_us)).select(
+        list(TICK_ARROW_TYPES)
+    )
 
 
 def _partition(path: str, name: str) -> str:
