@@ -67,6 +67,10 @@ def provider(ws_port: int, rest_port: int, count: int, ready: Any) -> None:
             if action == "auth":
                 ws.send(json.dumps([{"ev": "status", "status": "auth_success"}]))
             elif action == "subscribe":
+                ws.send(json.dumps([
+                    {"ev": "status", "status": "success", "message": f"subscribed to: {c}"}
+                    for c in json.loads(message)["params"].split(",")
+                ]))  # fmt: skip
                 for frame in prebuilt:
                     ws.send(frame)
 

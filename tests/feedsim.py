@@ -33,6 +33,7 @@ class FakeFeed:
         self.duplicate_every = 0  # send every n-th trade twice (0: never)
         self.paused = threading.Event()
         self.muted = threading.Event()  # trades made (and in the history) but not sent
+        self.subscribe_delay_s = 0.0  # a subscription takes effect (and is confirmed) this late
         self.dropped = 0
         self._stop = threading.Event()
         self._rng = random.Random(7)
@@ -100,9 +101,17 @@ class FakeFeed:
                     if not ok:
                         return
                 elif request.get("action") == "subscribe":
-                    channels.update(str(request["params"]).split(","))
+                    asked = str(request["params"]).split(",")
+                    channels.update(asked)
+                    time.sleep(self.subscribe_delay_s)
                     with self.lock:
                         self.clients.append((ws, channels))
+                    # Confirmed only once trades are sent to it (as the provider does): the
+                    # client's gap-fill waits for these.
+                    ws.send(json.dumps([
+                        {"ev": "status", "status": "success", "message": f"subscribed to: {c}"}
+                        for c in asked
+                    ]))  # fmt: skip
         except (ConnectionClosed, OSError):
             pass
         finally:

@@ -6,7 +6,8 @@ The feed's messages (documented in docs/usage.md):
 
 - ``{"action": "auth", "params": KEY}`` answered by ``[{"ev": "status", "status":
   "auth_success"}]`` (``auth_failed`` otherwise);
-- ``{"action": "subscribe", "params": "T.AAPL,Q.AAPL,..."}``;
+- ``{"action": "subscribe", "params": "T.AAPL,Q.AAPL,..."}`` answered per channel by
+  ``{"ev": "status", "status": "success", "message": "subscribed to: T.AAPL"}``;
 - trades ``{"ev": "T", "sym", "p" (price), "s" (size), "t" (SIP time, epoch ms), "q"
   (sequence number, increasing per symbol), "i" (trade id)}``;
 - quotes ``{"ev": "Q", "sym", "bp", "bs", "ap", "as", "t"}``; a frame is a JSON list of these.
@@ -15,10 +16,12 @@ Missing nothing, twice nothing, in order per symbol:
 
 1. Where each symbol stands comes from the topic itself (the newest tick of this source: its
    ``seq`` and event time), so a restarted pod needs no state file.
-2. On every connect: authenticate, subscribe, then *before reading the feed* fetch each
-   symbol's trades after its newest published one from the history endpoint (paginated, under
-   the client's rate limit and retries) and publish them in sequence order. The feed's frames
-   queue meanwhile, so history and feed overlap rather than leave a hole.
+2. On every connect: authenticate, subscribe and wait until the feed confirms every channel
+   (from then on it sends this connection every trade), then *before reading the feed* fetch
+   each symbol's trades after its newest published one from the history endpoint (paginated,
+   under the client's rate limit and retries) and publish them in sequence order. The feed's
+   frames queue meanwhile (those that came with the confirmations are held), so history and
+   feed overlap rather than leave a hole.
 3. Then the feed: a trade whose sequence number is not above the symbol's newest published one
    is a duplicate (the overlap, or the provider repeating itself) and is dropped, counted. The
    checker's duplicate rule stays as the backstop.
@@ -57,6 +60,13 @@ log = logging.getLogger(__name__)
 #: Trades published per batch (and at least every FLUSH_S seconds).
 BATCH = 2_000
 FLUSH_S = 0.1
+#: How long a connect waits for the feed to confirm its subscriptions before the gap-fill.
+SUBSCRIBE_WAIT_S = 5.0
+SUBSCRIBED = "subscribed to:"  # the confirmation's message, then the channel(s)
+
+Event = dict[str, Any]
+#: Market events of one frame, with the time it arrived (epoch microseconds).
+Frame = tuple[list[Event], int]
 
 
 @dataclass
@@ -159,10 +169,12 @@ class StreamSource:
                 try:
                     with self._connect(self.cfg.stream_url) as ws:
                         self._authenticate(ws)
-                        self._subscribe(ws)
+                        held = self._subscribe(ws)
                         summary.connects += 1
                         self._gap_fill(summary, stop)
                         self._heard_at = self._clock()  # up to date: silence counts anew
+                        for events, received_us in held:
+                            self._handle(events, received_us, summary)
                         attempt = 0
                         while not stop.is_set():
                             if deadline is not None and self._clock() >= deadline:
@@ -215,9 +227,38 @@ class StreamSource:
                     raise AuthError(f"API key refused by {self.cfg.stream_url}")
         raise FeedLost("no answer to the authentication")
 
-    def _subscribe(self, ws: Any) -> None:
-        channels = ",".join(f"{kind}.{s}" for s in self.cfg.symbols for kind in ("T", "Q"))
-        ws.send(orjson.dumps({"action": "subscribe", "params": channels}).decode())
+    def _subscribe(self, ws: Any) -> list[Frame]:
+        """Subscribe, and wait until the feed confirms every channel: a gap-fill before that
+        could miss a trade made after the history answered but before the feed sent this
+        connection anything. Returns the market events that came meanwhile, to be handled after
+        the gap-fill."""
+        channels = [f"{kind}.{s}" for s in self.cfg.symbols for kind in ("T", "Q")]
+        ws.send(orjson.dumps({"action": "subscribe", "params": ",".join(channels)}).decode())
+        pending = set(channels)
+        held: list[Frame] = []
+        deadline = self._clock() + SUBSCRIBE_WAIT_S
+        while pending and (left := deadline - self._clock()) > 0:
+            events = self._events(ws, timeout=min(left, 1.0))
+            market = []
+            for event in events:
+                if event.get("ev") != "status":
+                    market.append(event)
+                    continue
+                status, message = event.get("status"), str(event.get("message", ""))
+                if status == "success" and message.startswith(SUBSCRIBED):
+                    pending.difference_update(
+                        c.strip() for c in message[len(SUBSCRIBED) :].split(",")
+                    )
+                elif status not in ("connected", "auth_success"):
+                    log.warning("feed %s: %s %s", self.cfg.stream_url, status, message[:200])
+            if market:
+                held.append((market, self._wall_ns() // 1000))
+        if pending:
+            log.warning("feed %s confirmed %d of %d subscriptions within %.0fs (none for %s): "
+                        "going on; a trade made until it starts sending may be missed",
+                        self.cfg.stream_url, len(channels) - len(pending), len(channels),
+                        SUBSCRIBE_WAIT_S, ", ".join(sorted(pending)[:5]))  # fmt: skip
+        return held
 
     def _events(self, ws: Any, timeout: float) -> list[dict[str, Any]]:
         try:
@@ -241,6 +282,10 @@ class StreamSource:
                 # history comes from it first (this frame waits), as after a reconnect.
                 self._fill_silence(summary, stop)
             self._heard_at = self._clock()
+        self._handle(events, received_us, summary)
+
+    def _handle(self, events: list[Event], received_us: int, summary: StreamSummary) -> None:
+        """Quotes update the symbol's prevailing quote; trades go to the batch."""
         for event in events:
             kind = event.get("ev")
             try:

@@ -9,11 +9,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from pydantic import SecretStr
 
 from marketpipe.contracts import decode_tick
+from marketpipe.ingest import stream
 from marketpipe.ingest.live import Coverage
 from marketpipe.ingest.polygon import PolygonClient
 from marketpipe.ingest.resume import resume_points
@@ -66,25 +68,66 @@ def made(feed: FakeFeed) -> dict[str, list[int]]:
     return {s: [t["sequence_number"] for t in feed.tape(s)] for s in SYMBOLS}
 
 
-def silent_spell(settings: Settings, feed: FakeFeed, cfg: LiveSettings) -> tuple[StreamSource, int]:
-    """The feed goes quiet for 2 s with the connection up while trades go on being made;
-    returns the source and how many trades were made meanwhile (at least)."""
+@contextmanager
+def source_running(
+    settings: Settings, feed: FakeFeed, cfg: LiveSettings
+) -> Iterator[list[StreamSource]]:
+    """The source runs in a thread while the block runs; then the market closes, the source
+    catches up and stops. Yields a list that holds the source once it has stopped."""
     stop = StopFlag()
     holder: list[StreamSource] = []
     runner = threading.Thread(target=lambda: holder.append(run_source(settings, cfg, stop)))
     runner.start()
-    time.sleep(1.5)
-    feed.muted.set()
-    made_before = feed.made
-    time.sleep(2.0)
-    made_muted = feed.made - made_before
-    feed.muted.clear()
-    time.sleep(1.0)
-    feed.paused.set()  # the market closes
-    time.sleep(1.0)
-    stop.set("test")
-    runner.join(30)
+    try:
+        yield holder
+    finally:
+        feed.paused.set()  # the market closes
+        time.sleep(1.0)
+        stop.set("test")
+        runner.join(30)
+
+
+def missed(got: dict[str, list[int]], want: dict[str, list[int]]) -> int:
+    return sum(len(set(want[s]) - set(got[s])) for s in SYMBOLS)
+
+
+def silent_spell(settings: Settings, feed: FakeFeed, cfg: LiveSettings) -> tuple[StreamSource, int]:
+    """The feed goes quiet for 2 s with the connection up while trades go on being made;
+    returns the source and how many trades were made meanwhile (at least)."""
+    with source_running(settings, feed, cfg) as holder:
+        time.sleep(1.5)
+        feed.muted.set()
+        made_before = feed.made
+        time.sleep(2.0)
+        made_muted = feed.made - made_before
+        feed.muted.clear()
+        time.sleep(1.0)
     return holder[0], made_muted
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("wait_s", [5.0, 0.0], ids=["confirmed", "unconfirmed"])
+def test_the_gap_fill_waits_until_the_feed_confirms_the_subscription(
+    settings: Settings,
+    provider: tuple[FakeFeed, str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    wait_s: float,
+) -> None:
+    """A provider starts sending to a connection a moment after it subscribes (here 1 s), and
+    confirms the subscription then. A gap-fill before the confirmation misses the trades made
+    in between: in neither the history's answer nor the feed."""
+    feed, rest, ws = provider
+    feed.subscribe_delay_s = 1.0
+    monkeypatch.setattr(stream, "SUBSCRIBE_WAIT_S", wait_s)
+    with source_running(settings, feed, stream_settings(rest, ws)) as holder:
+        time.sleep(2.5)
+    got, want = on_topic(settings), made(feed)
+    assert holder[0].summary.connects == 1
+    if wait_s:
+        assert missed(got, want) == 0
+        assert all(got[s] == want[s] for s in SYMBOLS)
+    else:  # what the wait is for: about a second of trades lost
+        assert missed(got, want) > 50
 
 
 @pytest.mark.timeout(120)
@@ -99,16 +142,15 @@ def test_a_feed_that_goes_silent_is_checked_against_the_history(
     cfg = stream_settings(rest, ws, stream_silence_s=silence_s)
     source, made_muted = silent_spell(settings, feed, cfg)
     got, want = on_topic(settings), made(feed)
-    missed = sum(len(set(want[s]) - set(got[s])) for s in SYMBOLS)
     assert feed.dropped == 0
     assert source.summary.connects == 1
     if silence_s:
-        assert missed == 0
+        assert missed(got, want) == 0
         assert all(got[s] == want[s] for s in SYMBOLS)
         assert source.summary.silences >= 1
     else:  # what the check is for: every trade made while muted is missing
         assert made_muted > 10
-        assert missed >= made_muted
+        assert missed(got, want) >= made_muted
 
 
 @pytest.mark.timeout(180)
