@@ -175,9 +175,7 @@ def load_sink(
             rows = pg.execute(
                 f"SELECT {cols} FROM {t.name} WHERE window_start >= %s", (start,)
             ).fetchall()
-            empty = con.execute(f"SELECT {cols} FROM {t.name} LIMIT 0").to_arrow_table()
-            assert empty is not None
-            schema = empty.schema
+            schema = con.sql(f"SELECT {cols} FROM {t.name} LIMIT 0").to_arrow_table().schema
             batch = pa.Table.from_pylist(
                 [dict(zip(t.columns, r, strict=True)) for r in rows], schema=schema
             )
