@@ -63,6 +63,8 @@ class Ledger:
     valid_uncommitted: Counter[Identity] = field(default_factory=Counter)
     #: Messages the producers said the broker acknowledged (None: a run died before saying).
     acknowledged: int | None = None
+    #: An observer tailed the topics (without one, nothing can be said "seen then gone").
+    observed: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class Accounting:
     reprocessed: list[Identity]
     #: Outputs whose raw tick the broker lost after the checker had read it.
     raw_lost_after_processing: int
+    #: The topics were tailed all along (``broker_lost_raw``/``_out`` mean something).
+    observed: bool = True
 
     @property
     def broker_lost_acknowledged(self) -> int | None:
@@ -103,14 +107,20 @@ class Accounting:
         if self.acknowledged is not None:
             acked = f"{self.acknowledged:,}"
         by_acks = self.broker_lost_acknowledged
+        seen = (
+            f"{self.broker_lost_raw:,} raw seen then gone "
+            f"({self.raw_lost_after_processing:,} of them already processed), "
+            f"{len(self.broker_lost_out):,} outputs seen then gone"
+            if self.observed
+            else f"{self.raw_lost_after_processing:,} outputs without their raw tick "
+            "(topics not tailed: no broker fault in this run)"
+        )
         out = [
             f"raw {self.raw:,} ({self.raw_distinct:,} distinct) = valid {self.valid:,} + "
             f"dlq {self.dlq:,} expected; producer acknowledged {acked}",
             "broker lost: "
             + (f"{by_acks:,} acknowledged ticks not in raw, " if by_acks is not None else "")
-            + f"{self.broker_lost_raw:,} raw seen then gone "
-            f"({self.raw_lost_after_processing:,} of them already processed), "
-            f"{len(self.broker_lost_out):,} outputs seen then gone",
+            + seen,
             f"marketpipe lost {len(self.lost):,} ({self.uncommitted:,} of them written to the "
             "valid topic in a transaction that never committed nor aborted), "
             f"duplicated in valid {len(self.duplicated):,}, processed twice "
@@ -148,6 +158,7 @@ def account(ledger: Ledger) -> Accounting:
         duplicated=sorted(i for i, n in valid.items() if n > 1),
         reprocessed=sorted(reprocessed),
         raw_lost_after_processing=len(only_out),
+        observed=ledger.observed,
     )
 
 
@@ -209,6 +220,7 @@ def final_ledger(kafka: KafkaSettings, observer: Observer | None = None) -> Ledg
     )
     ledger.valid_uncommitted = identities(read_to_end(dirty, kafka.topic_valid, timeout_s=60))
     if observer is not None:
+        ledger.observed = True
         ledger.seen_raw = observer.seen("raw")
         ledger.seen_out = observer.seen("valid", "dlq")
     return ledger

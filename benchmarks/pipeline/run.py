@@ -71,8 +71,11 @@ class PipelineConfig:
     cold_trigger_s: float = 2.0
     restart_delay_s: float = 2.0
     sample_every_s: float = 1.0
-    #: Tail the topics all along (needed to tell broker losses apart; memory grows with the
-    #: run, so a long soak turns it off).
+    #: Tail the topics all along: needed to tell broker losses apart, so only where the
+    #: broker is restarted. The local broker answers a fetch at once when it has nothing (no
+    #: long poll), so a tailing consumer's fetch thread kept a third of a core busy, and the
+    #: broker more, taken from the stages measured (the features job's kill -9 recovery: ~30 s
+    #: with it, ~17 s without, 2026-11-29). Its memory grows with the run (a soak turns it off).
     observe: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
 

@@ -19,7 +19,7 @@ from tests.integration.faults.verdict import assert_healed
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("stage", ["producer", "checker", "features"])
 def test_kill_9_of_a_stage(folder: Path, stage: str) -> None:
-    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=75)) as p:
+    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=75, observe=False)) as p:
         p.start()
         p.settle()  # past the features job's slow first micro-batches
         time.sleep(5)
@@ -31,7 +31,9 @@ def test_kill_9_of_a_stage(folder: Path, stage: str) -> None:
 @pytest.mark.timeout(300)
 def test_kill_9_of_the_checker_without_features(folder: Path) -> None:
     """The short version: producer and checker only, 25 s of ticks."""
-    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=25, features=False)) as p:
+    with Pipeline(
+        folder, PipelineConfig(rate=1_000, seconds=25, features=False, observe=False)
+    ) as p:
         p.start()
         time.sleep(8)
         fault = p.kill_stage("checker")

@@ -36,7 +36,9 @@ SIZES = {
 
 @pytest.mark.timeout(300)
 def test_oversized_records_go_to_the_dlq_and_nothing_stalls(folder: Path) -> None:
-    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=20, features=False)) as p:
+    with Pipeline(
+        folder, PipelineConfig(rate=1_000, seconds=20, features=False, observe=False)
+    ) as p:
         p.set_topic_config(p.settings.kafka.topic_raw, {"max.message.bytes": "2000000"})
         p.start()
         time.sleep(5)

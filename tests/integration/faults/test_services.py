@@ -16,7 +16,7 @@ from tests.integration.faults.verdict import assert_healed
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("service", ["postgres", "s3"])
 def test_sink_outage_of_20s(folder: Path, service: str) -> None:
-    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=75)) as p:
+    with Pipeline(folder, PipelineConfig(rate=1_000, seconds=75, observe=False)) as p:
         p.start()
         p.settle()  # past the features job's slow first micro-batches
         time.sleep(5)
