@@ -90,7 +90,7 @@ class Accounting:
     #: Outputs whose raw tick the broker lost after the checker had read it.
     raw_lost_after_processing: int
     #: The topics were tailed all along (``broker_lost_raw``/``_out`` mean something).
-    observed: bool = True
+    observed: bool
 
     @property
     def broker_lost_acknowledged(self) -> int | None:
@@ -113,7 +113,7 @@ class Accounting:
             f"{len(self.broker_lost_out):,} outputs seen then gone"
             if self.observed
             else f"{self.raw_lost_after_processing:,} outputs without their raw tick "
-            "(topics not tailed: no broker fault in this run)"
+            "(topics not tailed: what a broker lost would count as marketpipe's loss)"
         )
         out = [
             f"raw {self.raw:,} ({self.raw_distinct:,} distinct) = valid {self.valid:,} + "

@@ -74,8 +74,9 @@ class PipelineConfig:
     #: Tail the topics all along: needed to tell broker losses apart, so only where the
     #: broker is restarted. The local broker answers a fetch at once when it has nothing (no
     #: long poll), so a tailing consumer's fetch thread kept a third of a core busy, and the
-    #: broker more, taken from the stages measured (the features job's kill -9 recovery: ~30 s
-    #: with it, ~17 s without, 2026-11-29). Its memory grows with the run (a soak turns it off).
+    #: broker more, taken from the stages measured (the features job's kill -9 recovery: 31.7 s
+    #: with it, 18.2 s without, medians of 5, 2026-11-29). Without it, what a broker loses
+    #: counts as marketpipe's loss. Its memory grows with the run (a soak turns it off).
     observe: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
 

@@ -17,11 +17,11 @@ Missing nothing, twice nothing, in order per symbol:
 1. Where each symbol stands comes from the topic itself (the newest tick of this source: its
    ``seq`` and event time), so a restarted pod needs no state file.
 2. On every connect: authenticate, subscribe and wait until the feed confirms every channel
-   (from then on it sends this connection every trade), then *before reading the feed* fetch
-   each symbol's trades after its newest published one from the history endpoint (paginated,
-   under the client's rate limit and retries) and publish them in sequence order. The feed's
-   frames queue meanwhile (those that came with the confirmations are held), so history and
-   feed overlap rather than leave a hole.
+   (assumed: from then on it sends this connection every trade), then *before reading the
+   feed* fetch each symbol's trades after its newest published one from the history endpoint
+   (paginated, under the client's rate limit and retries) and publish them in sequence order.
+   The feed's frames queue meanwhile (those that came with the confirmations are held), so
+   history and feed overlap rather than leave a hole.
 3. Then the feed: a trade whose sequence number is not above the symbol's newest published one
    is a duplicate (the overlap, or the provider repeating itself) and is dropped, counted. The
    checker's duplicate rule stays as the backstop.
@@ -169,7 +169,9 @@ class StreamSource:
                 try:
                     with self._connect(self.cfg.stream_url) as ws:
                         self._authenticate(ws)
-                        held = self._subscribe(ws)
+                        held = self._subscribe(ws, stop)
+                        if stop.is_set():
+                            break
                         summary.connects += 1
                         self._gap_fill(summary, stop)
                         self._heard_at = self._clock()  # up to date: silence counts anew
@@ -227,7 +229,7 @@ class StreamSource:
                     raise AuthError(f"API key refused by {self.cfg.stream_url}")
         raise FeedLost("no answer to the authentication")
 
-    def _subscribe(self, ws: Any) -> list[Frame]:
+    def _subscribe(self, ws: Any, stop: StopFlag) -> list[Frame]:
         """Subscribe, and wait until the feed confirms every channel: a gap-fill before that
         could miss a trade made after the history answered but before the feed sent this
         connection anything. Returns the market events that came meanwhile, to be handled after
@@ -237,7 +239,7 @@ class StreamSource:
         pending = set(channels)
         held: list[Frame] = []
         deadline = self._clock() + SUBSCRIBE_WAIT_S
-        while pending and (left := deadline - self._clock()) > 0:
+        while pending and not stop.is_set() and (left := deadline - self._clock()) > 0:
             events = self._events(ws, timeout=min(left, 1.0))
             market = []
             for event in events:
@@ -253,7 +255,7 @@ class StreamSource:
                     log.warning("feed %s: %s %s", self.cfg.stream_url, status, message[:200])
             if market:
                 held.append((market, self._wall_ns() // 1000))
-        if pending:
+        if pending and not stop.is_set():
             log.warning("feed %s confirmed %d of %d subscriptions within %.0fs (none for %s): "
                         "going on; a trade made until it starts sending may be missed",
                         self.cfg.stream_url, len(channels) - len(pending), len(channels),

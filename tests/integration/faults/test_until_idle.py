@@ -16,7 +16,7 @@ IDLE_S = 3.0
 
 @pytest.mark.timeout(300)
 def test_until_idle_waits_out_a_broker_outage(folder: Path) -> None:
-    with Pipeline(folder, PipelineConfig(rate=500, seconds=4, features=False, observe=False)) as p:
+    with Pipeline(folder, PipelineConfig(rate=500, seconds=4, features=False)) as p:
         checker = p.start_stage("checker", lambda n: ["quality", "--until-idle", f"{IDLE_S:g}"])
         p.start_sampling()
         producer = p.start_producer()

@@ -1,38 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from marketpipe.contracts import decode_tick
 from marketpipe.ingest.replay import Replayer, ReplayPacer
-from marketpipe.kafka import DeliveryReport
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import ReplaySettings
 from tests.tickfiles import kibot_rows, write_lines
-
-
-class ListPublisher:
-    """Stands in for the Kafka publisher in unit tests (integration tests use the broker)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes | None, bytes, int]] = []
-        self.calls = 0
-
-    def publish(
-        self,
-        topic: str,
-        keys: Sequence[bytes | None],
-        values: Sequence[bytes],
-        timestamps_ms: Sequence[int] | None = None,
-    ) -> int:
-        self.calls += 1
-        self.sent.extend(zip(keys, values, timestamps_ms or [0] * len(values), strict=True))
-        return len(values)
-
-    def close(self, timeout_s: float = 30.0) -> DeliveryReport:
-        return DeliveryReport(queued=len(self.sent), queued_bytes=0)
+from tests.unit.ingest.fakes import ListPublisher
 
 
 def replay(paths: list[Path], **cfg: object) -> tuple[ListPublisher, object]:

@@ -18,6 +18,7 @@ def ledger(**changes: object) -> Ledger:
     clean = Ledger(
         raw=Counter(TICKS), valid=Counter(TICKS[:8]), dlq=Counter(TICKS[8:]),
         seen_raw=Counter(TICKS), seen_out=Counter(TICKS), acknowledged=len(TICKS),
+        observed=True,
     )  # fmt: skip
     for name, value in changes.items():
         setattr(clean, name, value)
@@ -83,6 +84,17 @@ def test_a_resent_copy_does_not_hide_a_lost_tick() -> None:
     got = account(ledger(raw=raw, dlq=Counter(TICKS[8:]) + Counter([TICKS[0]])))
     assert got.ok
     assert got.broker_lost_acknowledged == 1
+
+
+def test_without_an_observer_a_broker_loss_is_marketpipes_and_the_summary_says_so() -> None:
+    """No observer: nothing was seen, so nothing can be the broker's; the line does not claim
+    "0 seen then gone"."""
+    got = account(ledger(valid=Counter(TICKS[:7]), seen_raw=Counter(), seen_out=Counter(),
+                         observed=False))  # fmt: skip
+    assert got.lost == [TICKS[7]]
+    assert "not tailed" in got.lines()[1]
+    assert "seen then gone" not in got.lines()[1]
+    assert "seen then gone" in account(ledger()).lines()[1]
 
 
 def test_unknown_acks_are_said_so() -> None:
