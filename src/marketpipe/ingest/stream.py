@@ -60,7 +60,9 @@ log = logging.getLogger(__name__)
 #: Trades published per batch (and at least every FLUSH_S seconds).
 BATCH = 2_000
 FLUSH_S = 0.1
-#: How long a connect waits for the feed to confirm its subscriptions before the gap-fill.
+#: How long a connect waits for the feed to accept the API key, and to confirm its
+#: subscriptions before the gap-fill.
+AUTH_WAIT_S = 10.0
 SUBSCRIBE_WAIT_S = 5.0
 SUBSCRIBED = "subscribed to:"  # the confirmation's message, then the channel(s)
 
@@ -217,17 +219,14 @@ class StreamSource:
     def _authenticate(self, ws: Any) -> None:
         key = self.cfg.api_key.get_secret_value() if self.cfg.api_key else ""
         ws.send(orjson.dumps({"action": "auth", "params": key}).decode())
-        deadline = self._clock() + 10
-        while self._clock() < deadline:
-            for event in self._events(ws, timeout=1.0):
-                if event.get("ev") != "status":
-                    continue
-                status = event.get("status")
-                if status == "auth_success":
-                    return
-                if status == "auth_failed":
-                    raise AuthError(f"API key refused by {self.cfg.stream_url}")
-        raise FeedLost("no answer to the authentication")
+
+        def answered(status: str, message: str) -> bool:
+            if status == "auth_failed":
+                raise AuthError(f"API key refused by {self.cfg.stream_url}")
+            return status == "auth_success"
+
+        if not self._await_status(ws, AUTH_WAIT_S, answered)[0]:
+            raise FeedLost("no answer to the authentication")
 
     def _subscribe(self, ws: Any, stop: StopFlag) -> list[Frame]:
         """Subscribe, and wait until the feed confirms every channel: a gap-fill before that
@@ -237,24 +236,15 @@ class StreamSource:
         channels = [f"{kind}.{s}" for s in self.cfg.symbols for kind in ("T", "Q")]
         ws.send(orjson.dumps({"action": "subscribe", "params": ",".join(channels)}).decode())
         pending = set(channels)
-        held: list[Frame] = []
-        deadline = self._clock() + SUBSCRIBE_WAIT_S
-        while pending and not stop.is_set() and (left := deadline - self._clock()) > 0:
-            events = self._events(ws, timeout=min(left, 1.0))
-            market = []
-            for event in events:
-                if event.get("ev") != "status":
-                    market.append(event)
-                    continue
-                status, message = event.get("status"), str(event.get("message", ""))
-                if status == "success" and message.startswith(SUBSCRIBED):
-                    pending.difference_update(
-                        c.strip() for c in message[len(SUBSCRIBED) :].split(",")
-                    )
-                elif status not in ("connected", "auth_success"):
-                    log.warning("feed %s: %s %s", self.cfg.stream_url, status, message[:200])
-            if market:
-                held.append((market, self._wall_ns() // 1000))
+
+        def answered(status: str, message: str) -> bool:
+            if status == "success" and message.startswith(SUBSCRIBED):
+                pending.difference_update(c.strip() for c in message[len(SUBSCRIBED) :].split(","))
+            elif status not in ("connected", "auth_success"):
+                log.warning("feed %s: %s %s", self.cfg.stream_url, status, message[:200])
+            return not pending
+
+        _, held = self._await_status(ws, SUBSCRIBE_WAIT_S, answered, stop)
         if pending and not stop.is_set():
             log.warning("feed %s confirmed %d of %d subscriptions within %.0fs (none for %s): "
                         "going on; a trade made until it starts sending may be missed",
@@ -262,7 +252,29 @@ class StreamSource:
                         SUBSCRIBE_WAIT_S, ", ".join(sorted(pending)[:5]))  # fmt: skip
         return held
 
-    def _events(self, ws: Any, timeout: float) -> list[dict[str, Any]]:
+    def _await_status(
+        self, ws: Any, wait_s: float, answered: Callable[[str, str], bool],
+        stop: StopFlag | None = None,
+    ) -> tuple[bool, list[Frame]]:  # fmt: skip
+        """Read frames until ``answered(status, message)`` is true of one of their status
+        events (True), or ``wait_s`` has passed or ``stop`` is set (False). The market events
+        read meanwhile come back with the time they arrived, to be handled later."""
+        held: list[Frame] = []
+        deadline = self._clock() + wait_s
+        while not (stop and stop.is_set()) and (left := deadline - self._clock()) > 0:
+            events = self._events(ws, timeout=min(left, 1.0))
+            if market := [e for e in events if e.get("ev") != "status"]:
+                held.append((market, self._wall_ns() // 1000))
+            done = False
+            for event in events:  # each status is looked at, also after the one that answers
+                if event.get("ev") == "status":
+                    status, message = str(event.get("status")), str(event.get("message", ""))
+                    done = answered(status, message) or done
+            if done:
+                return True, held
+        return False, held
+
+    def _events(self, ws: Any, timeout: float) -> list[Event]:
         try:
             frame = ws.recv(timeout=timeout)
         except TimeoutError:

@@ -1,16 +1,17 @@
-"""The stream source's connect sequence against a scripted feed: it waits for the subscription
-to be confirmed before the gap-fill, and what the feed sent meanwhile is published after the
-history, once, in order."""
+"""The stream source's connect sequence against a scripted feed: a refused key ends it; it
+waits for the subscription to be confirmed before the gap-fill, and what the feed sent meanwhile
+is published after the history, once, in order."""
 
 from __future__ import annotations
 
 import json
 import time
 
+import pytest
 from pydantic import SecretStr
 
 from marketpipe.contracts import decode_tick
-from marketpipe.ingest.polygon import ClientStats, Trade
+from marketpipe.ingest.polygon import AuthError, ClientStats, Trade
 from marketpipe.ingest.stream import StreamSource
 from marketpipe.runtime import StopFlag
 from marketpipe.settings import LiveSettings
@@ -42,24 +43,42 @@ class History:
         return list(self.trades)
 
 
+CFG = LiveSettings(mode="stream", stream_url="ws://feed", api_key=SecretStr("k"), symbols=["A"],
+                   coverage_interval_s=0)  # fmt: skip
+
+
+def feed_of(frames: list[list[dict[str, object]]], stop: StopFlag) -> ScriptedFeed:
+    return ScriptedFeed([json.dumps(f) for f in frames], at_end=lambda: stop.set("test"))
+
+
+def source(feed: ScriptedFeed, history: History, publisher: ListPublisher) -> StreamSource:
+    return StreamSource(CFG, history, publisher, "raw", {}, connect=lambda url: feed)  # type: ignore[arg-type]
+
+
 def test_a_trade_sent_before_the_confirmation_is_published_after_the_history_once() -> None:
     stop = StopFlag()
-    frames = [
+    feed = feed_of([
         [status("connected")],
         [status("auth_success")],
         [trade(5)],  # the feed sends before it confirms: held
         [trade(4), status("success", "subscribed to: T.A, Q.A")],  # both channels at once
         [trade(6)],
-    ]
-    feed = ScriptedFeed([json.dumps(f) for f in frames], at_end=lambda: stop.set("test"))
+    ], stop)  # fmt: skip
     history = History([3, 4], feed)  # one trade behind the feed
-    cfg = LiveSettings(mode="stream", stream_url="ws://feed", api_key=SecretStr("k"),
-                       symbols=["A"], coverage_interval_s=0)  # fmt: skip
     publisher = ListPublisher()
-    source = StreamSource(cfg, history, publisher, "raw", {}, connect=lambda url: feed)  # type: ignore[arg-type]
-    summary = source.run(stop)
+    summary = source(feed, history, publisher).run(stop)
     assert [decode_tick(v).seq for _, v, _ in publisher.sent] == [3, 4, 5, 6]
     assert history.frames_unread == [1]  # asked once both channels were confirmed, no later
     assert summary.from_history == 2
     assert summary.duplicates == 1  # trade 4: from the history, and again from the feed
     assert json.loads(feed.sent[1]) == {"action": "subscribe", "params": "T.A,Q.A"}
+
+
+def test_a_refused_key_stops_the_source_before_it_subscribes() -> None:
+    stop = StopFlag()
+    feed = feed_of([[status("connected")], [status("auth_failed")]], stop)
+    history = History([3], feed)
+    with pytest.raises(AuthError, match="API key refused by ws://feed"):
+        source(feed, history, ListPublisher()).run(stop)
+    assert [json.loads(m)["action"] for m in feed.sent] == ["auth"]
+    assert history.frames_unread == []
