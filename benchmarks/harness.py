@@ -75,7 +75,8 @@ def parser(description: str, runs: int = 5, count: int | None = 300_000) -> argp
 def add_spark_conf(options: argparse.ArgumentParser) -> None:
     options.add_argument(
         "--spark-conf", action="append", default=[], metavar="KEY=VALUE",
-        help="extra Spark property for the job (repeatable), e.g. a state store provider",
+        help="extra Spark property for the job (repeatable), e.g. "
+        "spark.sql.streaming.minBatchesToRetain=20",
     )  # fmt: skip
 
 

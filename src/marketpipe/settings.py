@@ -685,14 +685,22 @@ class FeaturesSettings(_Section):
     shuffle_partitions: PositiveInt = Field(
         2,
         description=(
-            "One per core of local[2]: each stateful query pays per-partition "
-            "state-store work every micro-batch, and the queries already run side "
-            "by side (4 doubled batch times here)."
+            "Spark's shuffle partitions (spark.sql.shuffle.partitions): one per "
+            "core of local[2]. The streaming queries shuffle nothing (the features "
+            "query folds its windows in the driver); Spark SQL elsewhere uses it."
         ),
     )
     checkpoint_dir: str = Field(
         ".marketpipe/checkpoints",
         description=("where the streaming queries keep their checkpoints (a folder or s3a://...)"),
+    )
+    state_dir: str = Field(
+        "",
+        description=(
+            "Where the features query keeps the windows still open between micro-batches "
+            "(a folder, s3:// or s3a://...; empty: in the query's checkpoint folder). A "
+            "checkpoint and its state belong together: restore or delete both."
+        ),
     )
     trigger_s: PositiveFloat = Field(
         1.0, description="micro-batch trigger of the features query, in seconds"

@@ -28,7 +28,8 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
         sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
         try:
             job = FeatureJob(spark, settings.kafka, settings.features, sinks, ctx.readiness,
-                             FeatureInstruments.create(ctx.telemetry.meter))  # fmt: skip
+                             FeatureInstruments.create(ctx.telemetry.meter),
+                             settings.s3)  # fmt: skip
             queries = job.start(available_now=args.available_now)
             log.info("features: %d streaming queries over %s", len(queries),
                      settings.kafka.topic_valid)  # fmt: skip

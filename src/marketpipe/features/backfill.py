@@ -1,4 +1,4 @@
-"""``marketpipe backfill``: the streaming job's transforms as a bounded batch job.
+"""``marketpipe backfill``: the streaming job's aggregation as a bounded batch job.
 
 Input: the raw Parquet archive (default) or the topic from its earliest offsets, restricted to
 ticks with ``start <= event_time < end``. Output: bars and window features whose windows lie
@@ -18,22 +18,32 @@ from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F  # noqa: N812
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
+from marketpipe.features.aggregate import OpenWindows, step
 from marketpipe.features.job import (
+    AGGREGATED,
     as_rows,
     indicator_rows,
     kafka_reader,
+    split,
     typed_ticks,
+    windows_of,
     with_written_at,
 )
-from marketpipe.features.transforms import TICK_SCHEMA, bars, buckets
 from marketpipe.features.windows import combine
 from marketpipe.settings import Settings
 from marketpipe.sinks.hub import FeatureSinks
 from marketpipe.sinks.parquet import read_archive
-from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_BUCKETS, WINDOW_FEATURES
+from marketpipe.sinks.tables import (
+    BARS,
+    INDICATORS,
+    WINDOW_BUCKETS,
+    WINDOW_FEATURES,
+    TableSpec,
+    arrow_schema,
+)
 
 BackfillSource = Literal["archive", "topic"]
 
@@ -51,24 +61,19 @@ class BackfillReport:
 
 def load_ticks(
     spark: SparkSession, settings: Settings, start_us: int, end_us: int, source: BackfillSource
-) -> DataFrame:
-    """Typed ticks (the streaming job's columns, with ``event_ts``) in ``[start, end)``."""
+) -> pa.Table:
+    """The ticks (the columns ``aggregate.step`` folds) with ``start <= event_time < end``:
+    from the archive, or read from the topic through the streaming job's source."""
     if source == "topic":
         reader = kafka_reader(spark, settings.kafka, settings.features, stream=False)
-        ticks = typed_ticks(reader, settings.features)
+        ticks = typed_ticks(reader, settings.features).select(*AGGREGATED)
+        in_range = (F.col("event_time") >= start_us) & (F.col("event_time") < end_us)
+        table = ticks.where(in_range).toArrow()  # only the range reaches the driver
     else:
         table = read_archive(settings.features.archive_root, settings.s3, start_us, end_us)
-        frame = (
-            spark.createDataFrame(table)
-            if table.num_rows
-            else spark.createDataFrame([], TICK_SCHEMA)
-        )
-        ticks = frame.withColumn("event_ts", F.timestamp_micros("event_time"))
-    return ticks.where((F.col("event_time") >= start_us) & (F.col("event_time") < end_us))
-
-
-def _inside(frame: DataFrame, start: datetime, end: datetime) -> DataFrame:
-    return frame.where((F.col("window_start") >= start) & (F.col("window_end") <= end))
+        table = table.select(list(AGGREGATED))
+    times = table.column("event_time")
+    return table.filter(pc.and_(pc.greater_equal(times, start_us), pc.less(times, end_us)))
 
 
 def _whole(windows: pa.Table, start_us: int, end_us: int) -> pa.Table:
@@ -82,23 +87,30 @@ def run_backfill(
     spark: SparkSession, settings: Settings, sinks: FeatureSinks,
     start_us: int, end_us: int, source: BackfillSource = "archive",
 ) -> BackfillReport:  # fmt: skip
+    """Every window of ``[start, end)`` from its ticks in one ``aggregate.step`` (no watermark:
+    nothing is late), upserted like the stream's rows."""
     cfg = settings.features
-    start = datetime.fromtimestamp(start_us / 1e6, UTC)
-    end = datetime.fromtimestamp(end_us / 1e6, UTC)
-    ticks = load_ticks(spark, settings, start_us, end_us, source).cache()
-    report = BackfillReport(ticks=ticks.count())
+    ticks = load_ticks(spark, settings, start_us, end_us, source)
+    report = BackfillReport(ticks=ticks.num_rows)
+    folded = step(ticks, OpenWindows.empty(), windows_of(cfg)).rows
     now = datetime.now(UTC)
+    parts = {output: _whole(rows, start_us, end_us) for output, _, rows in split(folded)}
     for n in cfg.bar_intervals_s:
-        rows = with_written_at(_inside(bars(ticks, n), start, end).toArrow(), BARS, now)
+        rows = with_written_at(parts.get(f"bars_{n}s", _empty(BARS)), BARS, now)
         report.rows[f"bars_{n}s"] = sinks.upsert(BARS, as_rows(rows))
     length, slide = cfg.window_length_s, cfg.window_slide_s
-    found = _inside(buckets(ticks, length, slide), start, end).toArrow()
+    found = parts.get("window_buckets", _empty(WINDOW_BUCKETS))
     sinks.upsert(WINDOW_BUCKETS, as_rows(with_written_at(found, WINDOW_BUCKETS, now)))
     windows = combine(found, length, slide)
     rows = with_written_at(_whole(windows, start_us, end_us), WINDOW_FEATURES, now)
     report.rows["window_features"] = sinks.upsert(WINDOW_FEATURES, as_rows(rows))
-    closed = _inside(bars(ticks, cfg.indicator_interval_s), start, end).toArrow()
+    closed = parts.get(f"bars_{cfg.indicator_interval_s}s", _empty(BARS))
     derived = indicator_rows(closed, sinks, datetime.now(UTC))
     report.rows["indicators"] = sinks.upsert(INDICATORS, derived)
-    ticks.unpersist()
     return report
+
+
+def _empty(table: TableSpec) -> pa.Table:
+    """No rows, in ``table``'s columns but the write time."""
+    schema = arrow_schema(table)
+    return schema.remove(schema.get_field_index("written_at")).empty_table()

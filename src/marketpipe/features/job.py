@@ -1,29 +1,31 @@
 """The features job: ticks.valid -> bars, window features, indicators, and the raw archive.
 
-Two streaming queries over the same source, each with its own checkpoint under
-``checkpoint_dir``:
+Two streaming queries over the topic, each with its own checkpoint under ``checkpoint_dir``:
 
-- ``features`` runs in ``update`` mode into the hot sinks: every bar interval and the buckets
-  of the sliding windows come out of one aggregation (``transforms.features``); the windows
-  holding a bucket the batch touched are combined from their buckets read back from the hot
-  store (``sliding_windows``). A window's row is written as soon as it changes and rewritten
-  until the watermark closes it, which keeps latency near the trigger interval; upserts by key
-  make every rewrite (and every replayed micro-batch after a restart) land on the same row.
-  After its upserts, each micro-batch also closes windows: those the watermark has passed are
-  final in the hot store, so the batch reads them back from there and exports them
-  (``progress.advance`` says which) to cold Parquet (every interval and the windows, with the
-  ``parquet`` sink) and, for bars of ``indicator_interval_s``, into the indicators, which
-  continue each symbol's series from the state stored with its previous indicators row (so a
-  replayed batch computes the same values). One query, not a second one in ``append`` mode for
-  the closed windows: that one read, parsed and aggregated every tick again, a third of the
-  job's work.
+- ``features`` reads the ticks and, in each micro-batch, folds them into the windows still
+  open (``aggregate.step``: every bar interval and the buckets of the sliding windows, on
+  Arrow tables in the driver) and upserts the rows of every window the batch touched; the
+  sliding windows holding a touched bucket are combined from their buckets read back from the
+  hot store (``sliding_windows``). A window's row is written as soon as it changes and
+  rewritten until the watermark closes it, which keeps latency near the trigger interval;
+  upserts by key make every rewrite (and every replayed micro-batch after a restart) land on
+  the same row. The open windows are the job's own state, saved after every batch
+  (``state.StateStore``) and read back after a restart, so a replayed batch starts from the
+  same windows; Spark keeps only the offsets. Spark's streaming aggregation did this before
+  and cost several times as much per tick (docs/benchmarks.md).
+  After its upserts, each micro-batch also closes windows: those the next batch's watermark
+  will have passed are final in the hot store, so the batch reads them back from there and
+  exports them (``progress.advance`` says which) to cold Parquet (every interval and the
+  windows, with the ``parquet`` sink) and, for bars of ``indicator_interval_s``, into the
+  indicators, which continue each symbol's series from the state stored with its previous
+  indicators row (so a replayed batch computes the same values).
 - ``archive`` writes the valid ticks to ``raw/`` in the cold store and counts late ticks.
 
 A sink outage does not fail a query: each micro-batch's writes are retried through it (see
 ``FeatureJob._retrying``). That is safe because they are idempotent: upserts by key, cold files
 named by query and batch id and overwritten whole, indicator state read from before the batch,
-export progress per checkpoint and batch id; a retry redoes them all from the batch Spark
-computed once, and a restart after giving up redoes the batch from the checkpoint.
+export progress and open windows per checkpoint and batch id; a retry redoes them all from the
+batch folded once, and a restart after giving up redoes the batch from the checkpoint.
 
 Every row carries ``written_at`` (taken just before the write) and bars and window features
 carry ``last_event_time``; their difference is the end-to-end latency of the newest tick in the
@@ -36,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -51,30 +54,33 @@ from pyspark.sql.streaming.readwriter import DataStreamReader
 from pyspark.sql.types import StringType, StructField, StructType
 
 from marketpipe.contracts import TICK_FIELDS
-from marketpipe.features.indicators import extend_series
-from marketpipe.features.jvm import driver_java_options
-from marketpipe.features.kafka_source import KafkaSource, backlog
-from marketpipe.features.metrics import JobMetrics
-from marketpipe.features.progress import Progress, advance
-from marketpipe.features.pyworker import worker_python
-from marketpipe.features.transforms import (
+from marketpipe.features.aggregate import (
     BAR_COLUMNS,
     BARS_KIND,
     BUCKET_COLUMNS,
     BUCKET_KIND,
-    TICK_SCHEMA,
     US,
+    OpenWindows,
+    Step,
+    Windows,
     bucket_seconds,
-    features,
-    parse_ticks,
+    step,
 )
+from marketpipe.features.indicators import extend_series
+from marketpipe.features.jvm import driver_java_options
+from marketpipe.features.kafka_source import backlog, source_for
+from marketpipe.features.metrics import JobMetrics
+from marketpipe.features.progress import Progress, advance
+from marketpipe.features.pyworker import worker_python
+from marketpipe.features.state import StateStore, state_root
+from marketpipe.features.transforms import TICK_SCHEMA, parse_ticks
 from marketpipe.features.windows import combine, span
 from marketpipe.kafka.config import client_config, java_client_options
 from marketpipe.retry import Abandoned, Backoff, GaveUp, first_line, retry
 from marketpipe.runtime import Readiness
-from marketpipe.settings import FeaturesSettings, KafkaSettings
+from marketpipe.settings import FeaturesSettings, KafkaSettings, S3Settings
 from marketpipe.sinks.errors import transient_sink_error
-from marketpipe.sinks.hub import FeatureSinks
+from marketpipe.sinks.hub import FeatureSinks, calling
 from marketpipe.sinks.tables import BARS, INDICATORS, WINDOW_BUCKETS, WINDOW_FEATURES, TableSpec
 from marketpipe.telemetry import FeatureInstruments
 
@@ -136,15 +142,18 @@ def quiet_query_errors(spark: SparkSession) -> None:
 
 
 def kafka_reader(
-    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, stream: bool = True
-) -> Any:
-    """A reader over ticks.valid from the configured source (the Python Data Source or Spark's
-    Kafka connector): a stream, or with ``stream=False`` a bounded read of all the topic
-    holds now (the backfill). Both sources give the connector's columns."""
+    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, stream: bool = True,
+    query: str = "batch",
+) -> Any:  # fmt: skip
+    """A reader over ticks.valid from the configured source (the Python Data Source, registered
+    for ``query`` alone, or Spark's Kafka connector): a stream, or with ``stream=False`` a
+    bounded read of all the topic holds now (the backfill). Both sources give the connector's
+    columns."""
     base = spark.readStream if stream else spark.read
     if cfg.source == "python":
-        spark.dataSource.register(KafkaSource)
-        return base.format("marketpipe-kafka").options(**python_source_options(kafka))
+        source = source_for(query)
+        spark.dataSource.register(source)
+        return base.format(source.name()).options(**python_source_options(kafka))
     return (
         base.format("kafka")
         .options(**java_client_options(kafka))
@@ -170,10 +179,14 @@ def typed_ticks(reader: DataStreamReader | DataFrameReader, cfg: FeaturesSetting
     return parse_ticks(reader.load())
 
 
-def read_ticks(spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings) -> DataFrame:
-    """The valid ticks as a stream, typed, with the event-time watermark applied."""
+def read_ticks(
+    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, query: str
+) -> DataFrame:
+    """The valid ticks as a stream for query ``query``, typed, with Spark's event-time
+    watermark declared: it drops nothing (no query aggregates in Spark; the features query
+    keeps its own watermark), it gives the progress reports their watermark delay."""
     reader = (
-        kafka_reader(spark, kafka, cfg)
+        kafka_reader(spark, kafka, cfg, query=query)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
     )
@@ -227,9 +240,13 @@ def bar_intervals(cfg: FeaturesSettings) -> list[int]:
     return sorted({*cfg.bar_intervals_s, cfg.indicator_interval_s})
 
 
-def plan(ticks: DataFrame, cfg: FeaturesSettings) -> DataFrame:
-    """The features query: bars and sliding windows in one aggregation."""
-    return features(ticks, bar_intervals(cfg), (cfg.window_length_s, cfg.window_slide_s))
+def windows_of(cfg: FeaturesSettings) -> Windows:
+    """The windows the job computes: bars of every interval, the buckets of the sliding ones."""
+    return Windows.of(bar_intervals(cfg), (cfg.window_length_s, cfg.window_slide_s))
+
+
+#: The tick columns the features query folds into its windows (``aggregate.step``).
+AGGREGATED = ("symbol", "event_time", "seq", "price", "size", "bid", "ask")
 
 
 def bar_outputs(bars: pa.Table) -> list[tuple[str, pa.Table]]:
@@ -286,9 +303,13 @@ class FeatureJob:
     def __init__(
         self, spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings,
         sinks: FeatureSinks, readiness: Readiness | None = None,
-        instruments: FeatureInstruments | None = None,
+        instruments: FeatureInstruments | None = None, s3: S3Settings | None = None,
     ) -> None:  # fmt: skip
         self.spark, self.kafka, self.cfg, self.sinks = spark, kafka, cfg, sinks
+        self.windows = windows_of(cfg)
+        self.s3 = s3
+        # The windows open after the last micro-batch this process folded, by batch id.
+        self._open: tuple[int, OpenWindows] | None = None
         self.readiness = readiness or Readiness()
         self.metrics = JobMetrics(instruments, partial(backlog, python_source_options(kafka)))
         self.queries: list[StreamingQuery] = []
@@ -302,9 +323,9 @@ class FeatureJob:
         a bounded run (``available_now``) it finishes before the features query lists its
         files."""
         self.spark.streams.addListener(self.metrics)
-        ticks = read_ticks(self.spark, self.kafka, self.cfg)
         from_archive = self.cfg.read_from == "archive"
         if self.sinks.cold is not None:
+            ticks = read_ticks(self.spark, self.kafka, self.cfg, "archive")
             archive = self._start(
                 ticks.select(*TICK_FIELDS), "archive", "append",
                 self._handler("archive", self._archive), available_now,
@@ -313,13 +334,17 @@ class FeatureJob:
             self.queries.append(archive)
             if from_archive and available_now:
                 archive.awaitTermination()
-        features_input = read_archived_ticks(self.spark, self.cfg) if from_archive else ticks
+        features_input = (
+            read_archived_ticks(self.spark, self.cfg)
+            if from_archive
+            else read_ticks(self.spark, self.kafka, self.cfg, "features")
+        )
         # A checkpoint holds its source's offsets: reading the archive, the query keeps a
         # checkpoint of its own, so switching read_from never misreads the other kind.
         name = "features-from-archive" if from_archive else "features"
         handler = self._handler("features", self._features(name))
         self.queries.append(
-            self._start(plan(features_input, self.cfg), "features", "update", handler,
+            self._start(features_input.select(*AGGREGATED), "features", "append", handler,
                         available_now, self.cfg.trigger_s, name)
         )  # fmt: skip
         return self.queries
@@ -378,21 +403,60 @@ class FeatureJob:
 
     def _features(self, name: str) -> Callable[[DataFrame, int], None]:
         checkpoint = self._checkpoint(name)
+        root = state_root(self.cfg.checkpoint_dir, self.cfg.state_dir, name)
+        store = StateStore(root, self.windows, self.s3)
 
         def write(batch: DataFrame, batch_id: int) -> None:
-            rows = batch.toArrow()  # computed once; a retry only redoes the writes
-            written = self._retrying(
-                "features", partial(self._write_features, rows, checkpoint, name, batch_id)
+            clock = [time.perf_counter()]
+            ticks = batch.toArrow()  # read once; a retry only redoes the I/O
+            clock.append(time.perf_counter())
+            seen_us, before = self._retrying(
+                "features", partial(self._before, store, checkpoint, batch_id)
             )
+            folded = step(ticks, before, self.windows, seen_us, int(self.cfg.watermark_s * US))
+            clock.append(time.perf_counter())
+            written = self._retrying(
+                "features",
+                partial(self._write_features, folded, checkpoint, name, batch_id),
+            )
+            clock.append(time.perf_counter())
+            save = partial(store.save, batch_id, folded.open)
+            self._retrying("features", partial(calling, store, save))
+            self._open = (batch_id, folded.open)
+            clock.append(time.perf_counter())
+            if log.isEnabledFor(logging.DEBUG):
+                phases = ("read", "fold", "write", "save")
+                log.debug(
+                    "features batch %d: %d ticks, %s", batch_id, ticks.num_rows,
+                    ", ".join(f"{p} {b - a:.3f}s" for p, a, b in
+                              zip(phases, clock[:-1], clock[1:], strict=True)),
+                )  # fmt: skip
             for output, part in written:
                 self.metrics.wrote(output, part)
+            held = folded.open.partials.num_rows + folded.open.points.num_rows
+            size = folded.open.partials.nbytes + folded.open.points.nbytes
+            self.metrics.windows("features", folded.dropped, held, size)
 
         return write
 
-    def _write_features(self, rows: pa.Table, checkpoint: str, name: str, batch_id: int) -> Outputs:
+    def _before(
+        self, store: StateStore, checkpoint: str, batch_id: int
+    ) -> tuple[int | None, OpenWindows]:
+        """What micro-batch ``batch_id`` starts from: the newest event time of the batches
+        before it (the watermark's base) and the windows they left open."""
+        before = self.sinks.progress_before(checkpoint, batch_id)
+        seen_us = None if before is None else before[0]
+        if batch_id == 0:
+            return seen_us, OpenWindows.empty()
+        if self._open is not None and self._open[0] == batch_id - 1:
+            return seen_us, self._open[1]
+        return seen_us, calling(store, partial(store.load, batch_id - 1))
+
+    def _write_features(self, folded: Step, checkpoint: str, name: str, batch_id: int) -> Outputs:
         """A ``features`` batch into the sinks: its bars and buckets, the sliding windows they
         touch, and the windows it closes."""
         now = datetime.now(UTC)
+        rows = folded.rows
         written: Outputs = []
         by_table: dict[TableSpec, Outputs] = {}
         for output, table, part in split(rows):
@@ -405,19 +469,24 @@ class FeatureJob:
             windows = sliding_windows(touched, self.cfg, self.sinks, now)
             self.sinks.upsert(WINDOW_FEATURES, as_rows(windows))
             written.append(("window_features", windows))
-        return written + self._close_windows(checkpoint, f"{name}-{batch_id}", batch_id, rows)
+        earliest_end = _extreme_us(rows.column("window_end"), largest=False)
+        closing = self._close_windows(
+            checkpoint, f"{name}-{batch_id}", batch_id, folded.newest_us, earliest_end
+        )
+        return written + closing
 
     def _close_windows(
-        self, checkpoint: str, file_name: str, batch_id: int, rows: pa.Table
-    ) -> Outputs:
+        self, checkpoint: str, file_name: str, batch_id: int,
+        newest_us: int | None, earliest_end_us: int | None,
+    ) -> Outputs:  # fmt: skip
         """Export the windows this batch closes (see ``progress``): read back from the hot
         store, to cold Parquet and into the indicators."""
         written: Outputs = []
         before = self.sinks.progress_before(checkpoint, batch_id)
         closing, after = advance(
             None if before is None else Progress(*before),
-            _extreme_us(rows.column("last_event_time"), largest=True),
-            _extreme_us(rows.column("window_end"), largest=False),
+            newest_us,
+            earliest_end_us,
             int(self.cfg.watermark_s * 1_000_000),
         )
         if closing is not None:

@@ -345,3 +345,14 @@ class KafkaSource(DataSource):
 
     def reader(self, schema: StructType) -> DataSourceReader:
         return KafkaBatchReader(_options(self.options))
+
+
+def source_for(query: str) -> type[KafkaSource]:
+    """``KafkaSource`` under a name of its own for query ``query`` (``marketpipe-kafka-<query>``).
+
+    Queries that start together must not share a registered source: Spark serialises each
+    task's Python function, environment map included, and two queries' first micro-batches
+    planned at once over one registration failed to deserialise (``OptionalDataException`` in
+    ``HashMap.readObject``) when the job restarted after kill -9."""
+    name = f"{KafkaSource.name()}-{query}"
+    return type(f"KafkaSource_{query}", (KafkaSource,), {"name": classmethod(lambda cls: name)})

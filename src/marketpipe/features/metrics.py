@@ -61,9 +61,10 @@ def watermark_delay_s(progress_event_time: dict[str, str], now_s: float) -> floa
 
 
 class JobMetrics(StreamingQueryListener):
-    """Input rows per query, ticks dropped behind the watermark (Spark's count: one per window
-    copy of a tick), late ticks, rows written and latency per output; recorded
-    to ``instruments`` too when given. ``backlog`` turns a query's end offsets into its lag."""
+    """Input rows per query, ticks dropped behind the watermark (the features query's own
+    count, ``windows``: one per window copy of a tick), late ticks, rows written and latency
+    per output; recorded to ``instruments`` too when given. ``backlog`` turns a query's end
+    offsets into its lag."""
 
     def __init__(
         self, instruments: FeatureInstruments | None = None, backlog: Backlog | None = None
@@ -124,6 +125,18 @@ class JobMetrics(StreamingQueryListener):
                 said = trend.observe(time.monotonic(), lag)
                 if said is not None:
                     log.warning("features query %s %s", progress.name, said)
+
+    def windows(self, query: str, dropped: int, open_rows: int, open_bytes: int) -> None:
+        """A micro-batch of ``query`` folded into the job's own windows (``aggregate.step``): the
+        window copies it dropped behind the watermark, and the rows and bytes held open after
+        it (what Spark's state operators would report)."""
+        with self._lock:
+            self.dropped[query] += dropped
+        if self.instruments is not None:
+            attrs = {"query": query}
+            self.instruments.watermark_dropped.add(dropped, attrs)
+            self.instruments.state_rows.set(open_rows, attrs)
+            self.instruments.state_memory.set(open_bytes, attrs)
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
         pass

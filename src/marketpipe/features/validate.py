@@ -8,7 +8,7 @@ sink), extra (in the sink, not expected), differing (any column; floats to a rel
 a few examples of each, and latency percentiles (``written_at - last_event_time``) of the rows
 in range. Any mismatch makes the command exit non-zero.
 
-The SQL restates the definitions in ``transforms.py``: open/close and last bid/ask by
+The SQL restates the definitions in ``aggregate.py``: open/close and last bid/ask by
 ``(event_time, seq)``; VWAP over sized ticks; sliding windows ``[s, s + L)`` for every
 ``s = floor(t / S) * S - k * S`` containing ``t``; volatility the sample standard deviation of
 consecutive log returns within a window, null below 3 ticks.

@@ -1,7 +1,7 @@
 """Sliding-window features combined from their buckets: pure Python on Arrow tables, no I/O.
 
 A window ``[s, s + length)`` (``s`` a multiple of the slide) is a run of whole buckets
-(``transforms.buckets``: tumbling, ``gcd(length, slide)`` long). Per window:
+(``aggregate``'s buckets: tumbling, ``gcd(length, slide)`` long). Per window:
 
 - ``ticks``: the sum of the buckets' tick counts; ``last_event_time`` their latest.
 - ``log_return = ln(last price / first price)``: the last bucket's close over the first's open.

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -27,7 +27,13 @@ from marketpipe.sinks.postgres import PostgresSink
 from marketpipe.sinks.tables import TableSpec
 
 T = TypeVar("T")
-Sink = DuckDBSink | PostgresSink | ParquetSink
+
+
+class Sink(Protocol):
+    """Anything written to or read from: a name and an endpoint for its errors."""
+
+    name: str
+    endpoint: str
 
 
 def calling(sink: Sink, call: Callable[[], T]) -> T:

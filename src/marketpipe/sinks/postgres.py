@@ -20,6 +20,8 @@ from psycopg.conninfo import make_conninfo
 from marketpipe.settings import PostgresSettings
 from marketpipe.sinks.tables import (
     PROGRESS_KEPT,
+    PROGRESS_TABLE,
+    SchemaMismatch,
     TableSpec,
     arrow_schema,
     check_columns,
@@ -149,7 +151,13 @@ class PostgresSink:
         return pa.table([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema)
 
     def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
-        row = self.conn.execute(self._progress.before, (checkpoint, batch_id)).fetchone()
+        try:
+            row = self.conn.execute(self._progress.before, (checkpoint, batch_id)).fetchone()
+        except psycopg.errors.UndefinedTable as exc:
+            raise SchemaMismatch(
+                f"PostgreSQL {self.endpoint}: table {PROGRESS_TABLE} is missing: "
+                "run `marketpipe db migrate`"
+            ) from exc
         return (int(row[0]), int(row[1])) if row else None
 
     def record_progress(

@@ -295,8 +295,6 @@ def test_a_permanent_sink_error_fails_the_query_at_once_in_one_line(
     assert failed == ["features"]
     pg = database.postgres
     assert job.failure(query) == (
-        f"query features failed: PostgreSQL {pg.host}:{pg.port}/{pg.database}: table bars lacks "
-        "columns ['symbol', 'interval_seconds', 'window_start', 'window_end', 'open', 'high', "
-        "'low', 'close', 'volume', 'trades', 'vwap', 'last_bid', 'last_ask', 'mean_spread', "
-        "'last_event_time', 'written_at']: run `marketpipe db migrate`"
+        f"query features failed: PostgreSQL {pg.host}:{pg.port}/{pg.database}: table "
+        "feature_progress is missing: run `marketpipe db migrate`"
     )
