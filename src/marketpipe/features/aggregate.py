@@ -31,8 +31,9 @@ the same rows.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,17 +105,49 @@ def bucket_seconds(length_s: int, slide_s: int) -> int:
     return math.gcd(length_s, slide_s)
 
 
+#: An open bucket's ticks in order: event times, seqs and prices, by ``(event_time, seq, price)``.
+BucketTicks = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 @dataclass(frozen=True)
 class OpenWindows:
     """The windows a watermark has not closed yet: their running aggregates (``PARTIAL_SCHEMA``)
-    and the open buckets' ticks (``POINT_SCHEMA``)."""
+    and each open bucket's ticks, by ``(symbol, start_us)``. Never changed once made: ``step``
+    builds a new one (a batch retried in the same process starts from the same windows)."""
 
     partials: pa.Table
-    points: pa.Table
+    buckets: Mapping[tuple[str, int], BucketTicks]
 
     @classmethod
     def empty(cls) -> OpenWindows:
-        return cls(PARTIAL_SCHEMA.empty_table(), POINT_SCHEMA.empty_table())
+        return cls(PARTIAL_SCHEMA.empty_table(), {})
+
+    @property
+    def point_count(self) -> int:
+        return sum(len(t) for t, _, _ in self.buckets.values())
+
+    @property
+    def points(self) -> pa.Table:
+        """The open buckets' ticks as one table (``POINT_SCHEMA``), what ``state`` saves."""
+        keys = sorted(self.buckets)
+        sizes = [len(self.buckets[k][0]) for k in keys]
+        if not keys:
+            return POINT_SCHEMA.empty_table()
+        columns = [np.concatenate([self.buckets[k][i] for k in keys]) for i in range(3)]
+        return pa.table(
+            [
+                pa.array(np.repeat(np.array([k[0] for k in keys], dtype=object), sizes),
+                         pa.string()),
+                pa.array(np.repeat(np.array([k[1] for k in keys], np.int64), sizes)),
+                *columns,
+            ],
+            schema=POINT_SCHEMA,
+        )  # fmt: skip
+
+    @classmethod
+    def from_tables(cls, partials: pa.Table, points: pa.Table) -> OpenWindows:
+        """The windows ``points`` (any order) and ``partials`` describe: ``points``' inverse."""
+        return cls(partials, dict(_by_bucket(points)))
 
 
 @dataclass(frozen=True)
@@ -144,7 +177,7 @@ def step(
     newest = max(x for x in (seen_us, batch_newest) if x is not None) if (
         seen_us is not None or batch_newest is not None
     ) else None  # fmt: skip
-    fresh, points, dropped = [], [], 0
+    fresh, points, dropped = [], None, 0
     for kind, n in windows.specs():
         starts = _starts(ordered.column("event_time"), n)
         keep = None if watermark is None else pc.greater(pc.add(starts, n * US), watermark)
@@ -154,16 +187,61 @@ def step(
         if kind == BUCKET_KIND:
             taken = ordered.select(["symbol", "event_time", "seq", "price"])
             taken = taken.add_column(1, "start_us", starts)
-            points.append(taken if keep is None else taken.filter(keep))
+            points = taken if keep is None else taken.filter(keep)
     batch = pa.concat_tables(fresh) if fresh else PARTIAL_SCHEMA.empty_table()
     touched = batch.select(list(KEY))
     merged = _merge(before.partials, batch)
-    all_points = pa.concat_tables([t.cast(POINT_SCHEMA) for t in (before.points, *points)])
-    rows = _rows(merged.join(touched, list(KEY), join_type="left semi"), all_points)
-    after = OpenWindows(merged, all_points)
+    buckets, m2 = _extend(before.buckets, points)
+    rows = _rows(merged.join(touched, list(KEY), join_type="left semi"), m2)
+    after = OpenWindows(merged, buckets)
     if newest is not None and delay_us is not None:
-        after = _evict(after, newest - delay_us)
+        after = _evict(after, newest - delay_us, windows)
     return Step(rows, after, dropped, newest)
+
+
+def _by_bucket(points: pa.Table) -> Iterator[tuple[tuple[str, int], BucketTicks]]:
+    """``points`` per bucket, each bucket's ticks by ``(event_time, seq, price)``."""
+    if not points.num_rows:
+        return
+    points = points.sort_by([("symbol", "ascending"), ("start_us", "ascending"),
+                             ("event_time", "ascending"), ("seq", "ascending"),
+                             ("price", "ascending")])  # fmt: skip
+    runs = _runs(points)
+    bounds = np.flatnonzero(np.diff(runs)) + 1
+    symbols = points.column("symbol").to_numpy(zero_copy_only=False)
+    starts = points.column("start_us").to_numpy()
+    columns = [points.column(c).to_numpy() for c in ("event_time", "seq", "price")]
+    for lo, hi in itertools.pairwise([0, *bounds.tolist(), points.num_rows]):
+        yield (str(symbols[lo]), int(starts[lo])), (columns[0][lo:hi], columns[1][lo:hi],
+                                                     columns[2][lo:hi])  # fmt: skip
+
+
+def _extend(
+    before: Mapping[tuple[str, int], BucketTicks], points: pa.Table | None
+) -> tuple[dict[tuple[str, int], BucketTicks], dict[tuple[str, int], float]]:
+    """The open buckets with ``points`` added (a new mapping: ``before`` stays as it was), and
+    the ``m2`` of every bucket the points touched. Ticks arriving after a bucket's last one
+    (the usual case) are appended; a late one re-sorts that bucket alone."""
+    buckets = dict(before)
+    m2: dict[tuple[str, int], float] = {}
+    if points is None:
+        return buckets, m2
+    for key, added in _by_bucket(points):
+        ticks = added if key not in buckets else _append(buckets[key], added)
+        buckets[key] = ticks
+        m2[key] = _bucket_m2(ticks[2])
+    return buckets, m2
+
+
+def _append(ticks: BucketTicks, added: BucketTicks) -> BucketTicks:
+    """A bucket's ticks with ``added`` (in order among themselves), still in order."""
+    joined = tuple(np.concatenate([a, b]) for a, b in zip(ticks, added, strict=True))
+    t, q, p = joined
+    first_added = tuple(x[0] for x in added)
+    if first_added >= tuple(x[-1] for x in ticks):
+        return t, q, p
+    order = np.lexsort((p, q, t))  # a late tick: sort this bucket again
+    return t[order], q[order], p[order]
 
 
 def _in_order(ticks: pa.Table) -> pa.Table:
@@ -254,9 +332,9 @@ def _merge(before: pa.Table, batch: pa.Table) -> pa.Table:
     return renamed.select(PARTIAL_SCHEMA.names).cast(PARTIAL_SCHEMA)
 
 
-def _rows(partials: pa.Table, points: pa.Table) -> pa.Table:
+def _rows(partials: pa.Table, m2: Mapping[tuple[str, int], float]) -> pa.Table:
     """The windows' rows (``ROW_SCHEMA``): bars columns from the aggregates, ``m2`` of the
-    buckets from their ticks."""
+    buckets from ``m2`` (by symbol and start)."""
     partials = partials.sort_by([(c, "ascending") for c in KEY])
     starts = partials.column("start_us")
     widths = _widths(partials)
@@ -282,7 +360,7 @@ def _rows(partials: pa.Table, points: pa.Table) -> pa.Table:
         "last_ask": partials.column("last_ask"),
         "mean_spread": mean_spread,
         "last_event_time": partials.column("last_event_us").cast(ts),
-        "m2": _m2(partials, points),
+        "m2": _m2(partials, m2),
     }
     return pa.table(columns, schema=ROW_SCHEMA)
 
@@ -291,22 +369,13 @@ def _widths(partials: pa.Table) -> pa.ChunkedArray:
     return pc.multiply(partials.column("interval_seconds").cast(pa.int64()), US)
 
 
-def _m2(partials: pa.Table, points: pa.Table) -> pa.Array:
-    """Per row of ``partials`` (sorted by ``KEY``): a bucket's ``m2`` from its ticks in
-    ``points``, null for a bar."""
-    out = np.full(partials.num_rows, np.nan)
+def _m2(partials: pa.Table, m2: Mapping[tuple[str, int], float]) -> pa.Array:
+    """Per row of ``partials``: a bucket's ``m2``, null for a bar."""
     is_bucket = pc.equal(partials.column("kind"), BUCKET_KIND).to_numpy(zero_copy_only=False)
-    if is_bucket.any():
-        buckets = partials.filter(pa.array(is_bucket)).select(["symbol", "start_us"])
-        mine = points.join(buckets, ["symbol", "start_us"], join_type="left semi")
-        mine = mine.sort_by([("symbol", "ascending"), ("start_us", "ascending"),
-                             ("event_time", "ascending"), ("seq", "ascending"),
-                             ("price", "ascending")])  # fmt: skip
-        found = dict(zip(_bucket_keys(mine), _bucket_m2(mine), strict=True))
-        keys = zip(buckets.column("symbol").to_pylist(), buckets.column("start_us").to_pylist(),
-                   strict=True)  # fmt: skip
-        out[is_bucket] = [found.get(k, 0.0) for k in keys]
-    return pa.array(out, pa.float64(), mask=~is_bucket)
+    keys = zip(partials.column("symbol").to_pylist(), partials.column("start_us").to_pylist(),
+               strict=True)  # fmt: skip
+    values = [m2[k] if b else None for k, b in zip(keys, is_bucket, strict=True)]
+    return pa.array(values, pa.float64())
 
 
 def _runs(points: pa.Table) -> np.ndarray:
@@ -323,40 +392,24 @@ def _runs(points: pa.Table) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(changed)])
 
 
-def _bucket_keys(points: pa.Table) -> list[tuple[str, int]]:
-    """The (symbol, start_us) of each run of ``points`` (sorted by bucket), in order."""
-    runs = _runs(points)
-    firsts = np.flatnonzero(np.concatenate([[True], runs[1:] != runs[:-1]])[: len(runs)])
-    picked = points.take(pa.array(firsts, pa.int64()))
-    return list(zip(picked.column("symbol").to_pylist(), picked.column("start_us").to_pylist(),
-                    strict=True))  # fmt: skip
-
-
-def _bucket_m2(points: pa.Table) -> np.ndarray:
-    """``m2`` of each bucket's run of ``points`` (sorted by bucket, then ``(event_time, seq)``):
-    the squared deviations of its log returns from their mean, summed in order (0 below two
-    ticks), as the Spark job computed it."""
-    group = _runs(points)
-    if not len(group):
-        return np.zeros(0)
-    groups = int(group[-1]) + 1
-    prices = points.column("price").to_numpy()
+def _bucket_m2(prices: np.ndarray) -> float:
+    """The squared deviations of the log returns between consecutive ``prices`` from their
+    mean, summed in order (0 below two ticks), as the Spark job computed it."""
+    if len(prices) < 2:
+        return 0.0
     returns = np.log(prices[1:] / prices[:-1])
-    inside = group[1:] == group[:-1]
-    g, r = group[1:][inside], returns[inside]
-    count = np.bincount(g, minlength=groups)
-    mean = np.bincount(g, weights=r, minlength=groups) / np.maximum(count, 1)
-    deviation = r - mean[g]
-    return np.bincount(g, weights=deviation * deviation, minlength=groups)
+    mean = np.cumsum(returns)[-1] / len(returns)  # cumsum: in order, as Spark's aggregate
+    deviation = returns - mean
+    return float(np.cumsum(deviation * deviation)[-1])
 
 
-def _evict(windows: OpenWindows, watermark_us: int) -> OpenWindows:
+def _evict(windows: OpenWindows, watermark_us: int, spec: Windows) -> OpenWindows:
     """Forget the windows that end at or before ``watermark_us``: closed for good."""
     partials = windows.partials
     ends = pc.add(partials.column("start_us"), _widths(partials))
+    if not partials.num_rows or pc.min(ends).as_py() > watermark_us:
+        return windows
     open_partials = partials.filter(pc.greater(ends, watermark_us))
-    buckets = open_partials.filter(pc.equal(open_partials.column("kind"), BUCKET_KIND))
-    points = windows.points.join(
-        buckets.select(["symbol", "start_us"]), ["symbol", "start_us"], join_type="left semi"
-    )
-    return OpenWindows(open_partials, points)
+    width = (spec.bucket_s or 0) * US
+    buckets = {k: v for k, v in windows.buckets.items() if k[1] + width > watermark_us}
+    return OpenWindows(open_partials, buckets)

@@ -433,8 +433,8 @@ class FeatureJob:
                 )  # fmt: skip
             for output, part in written:
                 self.metrics.wrote(output, part)
-            held = folded.open.partials.num_rows + folded.open.points.num_rows
-            size = folded.open.partials.nbytes + folded.open.points.nbytes
+            held = folded.open.partials.num_rows + folded.open.point_count
+            size = folded.open.partials.nbytes + folded.open.point_count * 24  # 3 x 8 bytes
             self.metrics.windows("features", folded.dropped, held, size)
 
         return write

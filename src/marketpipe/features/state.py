@@ -107,7 +107,7 @@ class StateStore:
                 )
             tables.append(table.cast(schema))
         log.debug("open windows after batch %d read from %s", batch_id, self.root)
-        return OpenWindows(*tables)
+        return OpenWindows.from_tables(*tables)
 
     def _prune(self, keep_from: int) -> None:
         selector = pafs.FileSelector(self.base, allow_not_found=True)
