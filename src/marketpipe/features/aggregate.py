@@ -31,7 +31,6 @@ the same rows.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -134,15 +133,10 @@ class OpenWindows:
         if not keys:
             return POINT_SCHEMA.empty_table()
         columns = [np.concatenate([self.buckets[k][i] for k in keys]) for i in range(3)]
-        return pa.table(
-            [
-                pa.array(np.repeat(np.array([k[0] for k in keys], dtype=object), sizes),
-                         pa.string()),
-                pa.array(np.repeat(np.array([k[1] for k in keys], np.int64), sizes)),
-                *columns,
-            ],
-            schema=POINT_SCHEMA,
-        )  # fmt: skip
+        which = pa.array(np.repeat(np.arange(len(keys)), sizes))
+        symbols = pa.array([k[0] for k in keys], pa.string()).take(which)
+        starts = np.repeat(np.array([k[1] for k in keys], np.int64), sizes)
+        return pa.table([symbols, pa.array(starts), *columns], schema=POINT_SCHEMA)
 
     @classmethod
     def from_tables(cls, partials: pa.Table, points: pa.Table) -> OpenWindows:
@@ -159,6 +153,7 @@ class Step:
     open: OpenWindows
     dropped: int
     newest_us: int | None
+    added: pa.Table  # the buckets' ticks this batch brought (``POINT_SCHEMA``)
 
 
 def step(
@@ -196,7 +191,8 @@ def step(
     after = OpenWindows(merged, buckets)
     if newest is not None and delay_us is not None:
         after = _evict(after, newest - delay_us, windows)
-    return Step(rows, after, dropped, newest)
+    added = POINT_SCHEMA.empty_table() if points is None else points.cast(POINT_SCHEMA)
+    return Step(rows, after, dropped, newest, added)
 
 
 def _by_bucket(points: pa.Table) -> Iterator[tuple[tuple[str, int], BucketTicks]]:
@@ -206,14 +202,14 @@ def _by_bucket(points: pa.Table) -> Iterator[tuple[tuple[str, int], BucketTicks]
     points = points.sort_by([("symbol", "ascending"), ("start_us", "ascending"),
                              ("event_time", "ascending"), ("seq", "ascending"),
                              ("price", "ascending")])  # fmt: skip
-    runs = _runs(points)
-    bounds = np.flatnonzero(np.diff(runs)) + 1
-    symbols = points.column("symbol").to_numpy(zero_copy_only=False)
-    starts = points.column("start_us").to_numpy()
+    firsts = np.flatnonzero(np.diff(_runs(points), prepend=-1))
+    heads = points.take(pa.array(firsts))
+    keys = zip(heads.column("symbol").to_pylist(), heads.column("start_us").to_pylist(),
+               strict=True)  # fmt: skip
     columns = [points.column(c).to_numpy() for c in ("event_time", "seq", "price")]
-    for lo, hi in itertools.pairwise([0, *bounds.tolist(), points.num_rows]):
-        yield (str(symbols[lo]), int(starts[lo])), (columns[0][lo:hi], columns[1][lo:hi],
-                                                     columns[2][lo:hi])  # fmt: skip
+    ends = [*firsts.tolist()[1:], points.num_rows]
+    for key, lo, hi in zip(keys, firsts.tolist(), ends, strict=True):
+        yield key, (columns[0][lo:hi], columns[1][lo:hi], columns[2][lo:hi])
 
 
 def _extend(

@@ -420,7 +420,7 @@ class FeatureJob:
                 partial(self._write_features, folded, checkpoint, name, batch_id),
             )
             clock.append(time.perf_counter())
-            save = partial(store.save, batch_id, folded.open)
+            save = partial(store.save, batch_id, folded.open, folded.added, before)
             self._retrying("features", partial(calling, store, save))
             self._open = (batch_id, folded.open)
             clock.append(time.perf_counter())
