@@ -24,8 +24,9 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from harness import add_spark_conf, parse, parser, report, spark_conf, stack, unique
-from marketpipe.features.job import FeatureJob, spark_session
+from marketpipe.features.job import FeatureJob
 from marketpipe.features.kafka_source import KafkaSource
+from marketpipe.features.spark import spark_session
 from marketpipe.ingest.pacing import Pacer, wall_clock_us
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.kafka import Publisher, ensure_topics, pipeline_topics

@@ -26,7 +26,8 @@ from harness import (
     stack,
     unique,
 )
-from marketpipe.features.job import FeatureJob, spark_session
+from marketpipe.features.job import FeatureJob
+from marketpipe.features.spark import spark_session
 from marketpipe.ingest.producer import SyntheticProducer
 from marketpipe.kafka import Publisher, ensure_topics, pipeline_topics
 from marketpipe.runtime import StopFlag

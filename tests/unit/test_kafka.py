@@ -62,7 +62,7 @@ def test_undeliverable_messages_are_counted_not_lost() -> None:
 def test_the_spark_connector_gets_the_same_secured_connection() -> None:
     from pydantic import SecretStr
 
-    from marketpipe.features.job import python_source_options
+    from marketpipe.features.spark import python_source_options
     from marketpipe.kafka.config import java_client_options
 
     cfg = KafkaSettings(

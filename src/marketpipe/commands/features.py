@@ -15,8 +15,9 @@ log = logging.getLogger("marketpipe")
 
 
 def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpipe.features.job import FeatureJob, quiet_query_errors, spark_session
+    from marketpipe.features.job import FeatureJob
     from marketpipe.features.jvm import stop_session
+    from marketpipe.features.spark import quiet_query_errors, spark_session
     from marketpipe.runner import service
     from marketpipe.sinks.hub import FeatureSinks
     from marketpipe.telemetry import FeatureInstruments
@@ -70,8 +71,8 @@ def _range(args: argparse.Namespace) -> tuple[int, int]:
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.features.backfill import run_backfill
-    from marketpipe.features.job import spark_session
     from marketpipe.features.jvm import stop_session
+    from marketpipe.features.spark import spark_session
     from marketpipe.sinks.hub import FeatureSinks
 
     start, end = _range(args)

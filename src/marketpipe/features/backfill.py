@@ -22,16 +22,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
 from marketpipe.features.aggregate import OpenWindows, step
-from marketpipe.features.job import (
+from marketpipe.features.outputs import (
     AGGREGATED,
     as_rows,
     indicator_rows,
-    kafka_reader,
     split,
-    typed_ticks,
     windows_of,
     with_written_at,
 )
+from marketpipe.features.spark import kafka_reader, typed_ticks
 from marketpipe.features.windows import combine
 from marketpipe.settings import Settings
 from marketpipe.sinks.hub import FeatureSinks

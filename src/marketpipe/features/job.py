@@ -36,46 +36,42 @@ the exports) and reports as p50/p99.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, DataFrameReader, SparkSession
-from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
-from pyspark.sql.streaming.readwriter import DataStreamReader
-from pyspark.sql.types import StringType, StructField, StructType
 
 from marketpipe.contracts import TICK_FIELDS
 from marketpipe.features.aggregate import (
-    BAR_COLUMNS,
-    BARS_KIND,
-    BUCKET_COLUMNS,
-    BUCKET_KIND,
     US,
     OpenWindows,
     Step,
-    Windows,
     bucket_seconds,
     step,
 )
-from marketpipe.features.indicators import extend_series
-from marketpipe.features.jvm import driver_java_options
-from marketpipe.features.kafka_source import backlog, source_for
+from marketpipe.features.kafka_source import backlog
 from marketpipe.features.metrics import JobMetrics
+from marketpipe.features.outputs import (
+    AGGREGATED,
+    as_rows,
+    bar_intervals,
+    bar_outputs,
+    indicator_rows,
+    split,
+    windows_of,
+    with_written_at,
+)
 from marketpipe.features.progress import Progress, advance
-from marketpipe.features.pyworker import worker_python
+from marketpipe.features.spark import python_source_options, read_archived_ticks, read_ticks
 from marketpipe.features.state import StateStore, state_root
-from marketpipe.features.transforms import TICK_SCHEMA, parse_ticks
 from marketpipe.features.windows import combine, span
-from marketpipe.kafka.config import client_config, java_client_options
 from marketpipe.retry import Abandoned, Backoff, GaveUp, first_line, retry
 from marketpipe.runtime import Readiness
 from marketpipe.settings import FeaturesSettings, KafkaSettings, S3Settings
@@ -90,184 +86,6 @@ T = TypeVar("T")
 Outputs = list[tuple[str, pa.Table]]  # (output, rows written), for JobMetrics.wrote
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def launched_by_spark_submit() -> bool:
-    """True when ``spark-submit`` started this Python process (it hands over its gateway)."""
-    return "PYSPARK_GATEWAY_PORT" in os.environ
-
-
-def spark_session(
-    cfg: FeaturesSettings, app: str = "marketpipe-features", write_archive: bool = False
-) -> SparkSession:
-    """The session of the job. Under ``spark-submit`` the master is spark-submit's (its
-    ``--master``/``--conf`` win, and its driver JVM runs already: the driver's Java options
-    are spark-submit's); otherwise ``cfg.master``. ``cfg.spark_conf`` is applied last. With
-    ``write_archive`` the JVM may write the class-data archive: end with ``stop_session``."""
-    os.environ.setdefault("PYSPARK_PYTHON", worker_python())
-    builder = SparkSession.builder.appName(app)
-    if not launched_by_spark_submit():
-        # Spark puts these before spark.driver.extraJavaOptions, which stays the user's.
-        java = driver_java_options(cfg, write_archive)
-        builder = builder.master(cfg.master).config("spark.driver.defaultJavaOptions", java)
-    builder = (
-        builder.config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-    )
-    for key, value in cfg.spark_conf.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("WARN")
-    return session
-
-
-# The classes that log a failed query at ERROR with every stack trace (Spark 4 and 3 packages).
-_QUERY_ERROR_LOGGERS = (
-    "org.apache.spark.sql.execution.streaming.runtime.MicroBatchExecution",
-    "org.apache.spark.sql.execution.streaming.MicroBatchExecution",
-)
-
-
-def quiet_query_errors(spark: SparkSession) -> None:
-    """Keep Spark from logging a failed query's stack traces: ``marketpipe features`` reports
-    each failed query in one line (and its whole error at DEBUG, where this is not called)."""
-    jvm = spark._jvm  # log4j is reachable only through the gateway
-    if jvm is None:  # Spark Connect: the server logs
-        return
-    configurator = jvm.org.apache.logging.log4j.core.config.Configurator
-    for name in _QUERY_ERROR_LOGGERS:
-        configurator.setLevel(name, jvm.org.apache.logging.log4j.Level.FATAL)
-
-
-def kafka_reader(
-    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, stream: bool = True,
-    query: str = "batch",
-) -> Any:  # fmt: skip
-    """A reader over ticks.valid from the configured source (the Python Data Source, registered
-    for ``query`` alone, or Spark's Kafka connector): a stream, or with ``stream=False`` a
-    bounded read of all the topic holds now (the backfill). Both sources give the connector's
-    columns."""
-    base = spark.readStream if stream else spark.read
-    if cfg.source == "python":
-        source = source_for(query)
-        spark.dataSource.register(source)
-        return base.format(source.name()).options(**python_source_options(kafka))
-    return (
-        base.format("kafka")
-        .options(**java_client_options(kafka))
-        .option("subscribe", kafka.topic_valid)
-        .option("kafka.isolation.level", "read_committed")
-    )
-
-
-def python_source_options(kafka: KafkaSettings) -> dict[str, str]:
-    """The Python source's options: ticks.valid and the librdkafka connection properties every
-    marketpipe client uses (security included)."""
-    conf = {k: str(v) for k, v in client_config(kafka).items() if k != "logger"}
-    return {**conf, "topic": kafka.topic_valid}
-
-
-def typed_ticks(reader: DataStreamReader | DataFrameReader, cfg: FeaturesSettings) -> DataFrame:
-    """Typed ticks (the contract's columns, ``kafka_ts`` and ``event_ts``) from a
-    ``kafka_reader``: the Python source decodes them in its workers (``decode=ticks``), the
-    connector's raw values go through ``parse_ticks``."""
-    if cfg.source == "python":
-        frame = reader.option("decode", "ticks").load()
-        return frame.withColumn("event_ts", F.timestamp_micros(F.col("event_time")))
-    return parse_ticks(reader.load())
-
-
-def read_ticks(
-    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, query: str
-) -> DataFrame:
-    """The valid ticks as a stream for query ``query``, typed, with Spark's event-time
-    watermark declared: it drops nothing (no query aggregates in Spark; the features query
-    keeps its own watermark), it gives the progress reports their watermark delay."""
-    reader = (
-        kafka_reader(spark, kafka, cfg, query=query)
-        .option("startingOffsets", "earliest")
-        .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
-    )
-    return typed_ticks(reader, cfg).withWatermark("event_ts", f"{cfg.watermark_s} seconds")
-
-
-def read_archived_ticks(spark: SparkSession, cfg: FeaturesSettings) -> DataFrame:
-    """The ticks the archive query writes to ``<archive_root>/raw``, as a stream read by
-    Spark's own Parquet file source (no Python per row), typed like ``read_ticks``."""
-    root = Path(cfg.archive_root).resolve() / "raw"
-    root.mkdir(parents=True, exist_ok=True)  # the file source wants its folder to exist
-    data = [f for f in TICK_SCHEMA.fields if f.name != "symbol"]
-    partitions = [StructField("date", StringType()), StructField("symbol", StringType())]
-    frame = spark.readStream.schema(StructType(data + partitions)).parquet(str(root))
-    return frame.withColumn("event_ts", F.timestamp_micros("event_time")).withWatermark(
-        "event_ts", f"{cfg.watermark_s} seconds"
-    )
-
-
-def with_written_at(batch: pa.Table, table: TableSpec, written_at: datetime) -> pa.Table:
-    """The batch's columns in ``table`` order, ``written_at`` stamped on every row."""
-    stamp = pa.array([written_at] * batch.num_rows, pa.timestamp("us", tz="UTC"))
-    return batch.append_column("written_at", stamp).select(list(table.columns))
-
-
-def as_rows(table: pa.Table) -> list[tuple[object, ...]]:
-    return list(zip(*(col.to_pylist() for col in table.columns), strict=True))
-
-
-def indicator_rows(
-    closed_bars: pa.Table, sinks: FeatureSinks, written_at: datetime
-) -> list[tuple[object, ...]]:
-    """Indicators for closed bars, each symbol continued from its stored state."""
-    closes = list(
-        zip(
-            closed_bars.column("symbol").to_pylist(),
-            closed_bars.column("window_start").to_pylist(),
-            closed_bars.column("close").to_pylist(),
-            strict=True,
-        )
-    )
-    firsts: dict[str, datetime] = {}
-    for symbol, start, _ in closes:
-        firsts[symbol] = min(start, firsts.get(symbol, start))
-    prior = sinks.states_before(firsts)
-    return [(*row, written_at) for row in extend_series(closes, prior)]
-
-
-def bar_intervals(cfg: FeaturesSettings) -> list[int]:
-    """The bars the job computes: every configured interval and the indicators' one."""
-    return sorted({*cfg.bar_intervals_s, cfg.indicator_interval_s})
-
-
-def windows_of(cfg: FeaturesSettings) -> Windows:
-    """The windows the job computes: bars of every interval, the buckets of the sliding ones."""
-    return Windows.of(bar_intervals(cfg), (cfg.window_length_s, cfg.window_slide_s))
-
-
-#: The tick columns the features query folds into its windows (``aggregate.step``).
-AGGREGATED = ("symbol", "event_time", "seq", "price", "size", "bid", "ask")
-
-
-def bar_outputs(bars: pa.Table) -> list[tuple[str, pa.Table]]:
-    """Bars rows per interval, as (output name ``bars_<n>s``, rows), shortest first."""
-    intervals = bars.column("interval_seconds")
-    return [
-        (f"bars_{n}s", bars.filter(pc.equal(intervals, n)))
-        for n in sorted(pc.unique(intervals).to_pylist())
-    ]
-
-
-def split(batch: pa.Table) -> list[tuple[str, TableSpec, pa.Table]]:
-    """A ``features`` batch as (output name, table, rows in the table's columns but
-    ``written_at``): bars per interval (``bars_<n>s``), then ``window_buckets``."""
-    kinds = batch.column("kind")
-    bar_rows = batch.filter(pc.equal(kinds, BARS_KIND)).select(list(BAR_COLUMNS))
-    out = [(name, BARS, rows) for name, rows in bar_outputs(bar_rows)]
-    found = batch.filter(pc.equal(kinds, BUCKET_KIND))
-    if found.num_rows:
-        out.append(("window_buckets", WINDOW_BUCKETS, found.select(list(BUCKET_COLUMNS))))
-    return out
 
 
 def sliding_windows(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from pyspark.sql import SparkSession
 
-from marketpipe.features.job import spark_session
+from marketpipe.features.spark import spark_session
 from marketpipe.settings import FeaturesSettings
 
 

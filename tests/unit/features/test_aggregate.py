@@ -21,7 +21,7 @@ from marketpipe.features.aggregate import (
     Windows,
     step,
 )
-from marketpipe.features.job import AGGREGATED, split
+from marketpipe.features.outputs import AGGREGATED, split
 from marketpipe.features.validate import bars_sql, window_features_sql
 from marketpipe.features.windows import combine
 from marketpipe.sinks.tables import BARS, WINDOW_BUCKETS

@@ -1,0 +1,139 @@
+"""The Spark side of the features job: its session and its readers of ticks.
+
+- ``spark_session``: the job's session (``local[2]`` here, spark-submit's on a cluster).
+- ``kafka_reader``/``typed_ticks``/``read_ticks``: ticks.valid through the Python source
+  (decoded in its workers) or Spark's Kafka connector (parsed by ``transforms.parse_ticks``).
+- ``read_archived_ticks``: the archive's Parquet files as a stream (``read_from=archive``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, DataFrameReader, SparkSession
+from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
+from pyspark.sql.streaming.readwriter import DataStreamReader
+from pyspark.sql.types import StringType, StructField, StructType
+
+from marketpipe.features.jvm import driver_java_options
+from marketpipe.features.kafka_source import source_for
+from marketpipe.features.pyworker import worker_python
+from marketpipe.features.transforms import TICK_SCHEMA, parse_ticks
+from marketpipe.kafka.config import client_config, java_client_options
+from marketpipe.settings import FeaturesSettings, KafkaSettings
+
+
+def launched_by_spark_submit() -> bool:
+    """True when ``spark-submit`` started this Python process (it hands over its gateway)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def spark_session(
+    cfg: FeaturesSettings, app: str = "marketpipe-features", write_archive: bool = False
+) -> SparkSession:
+    """The session of the job. Under ``spark-submit`` the master is spark-submit's (its
+    ``--master``/``--conf`` win, and its driver JVM runs already: the driver's Java options
+    are spark-submit's); otherwise ``cfg.master``. ``cfg.spark_conf`` is applied last. With
+    ``write_archive`` the JVM may write the class-data archive: end with ``stop_session``."""
+    os.environ.setdefault("PYSPARK_PYTHON", worker_python())
+    builder = SparkSession.builder.appName(app)
+    if not launched_by_spark_submit():
+        # Spark puts these before spark.driver.extraJavaOptions, which stays the user's.
+        java = driver_java_options(cfg, write_archive)
+        builder = builder.master(cfg.master).config("spark.driver.defaultJavaOptions", java)
+    builder = (
+        builder.config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    for key, value in cfg.spark_conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
+
+
+# The classes that log a failed query at ERROR with every stack trace (Spark 4 and 3 packages).
+_QUERY_ERROR_LOGGERS = (
+    "org.apache.spark.sql.execution.streaming.runtime.MicroBatchExecution",
+    "org.apache.spark.sql.execution.streaming.MicroBatchExecution",
+)
+
+
+def quiet_query_errors(spark: SparkSession) -> None:
+    """Keep Spark from logging a failed query's stack traces: ``marketpipe features`` reports
+    each failed query in one line (and its whole error at DEBUG, where this is not called)."""
+    jvm = spark._jvm  # log4j is reachable only through the gateway
+    if jvm is None:  # Spark Connect: the server logs
+        return
+    configurator = jvm.org.apache.logging.log4j.core.config.Configurator
+    for name in _QUERY_ERROR_LOGGERS:
+        configurator.setLevel(name, jvm.org.apache.logging.log4j.Level.FATAL)
+
+
+def kafka_reader(
+    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, stream: bool = True,
+    query: str = "batch",
+) -> Any:  # fmt: skip
+    """A reader over ticks.valid from the configured source (the Python Data Source, registered
+    for ``query`` alone, or Spark's Kafka connector): a stream, or with ``stream=False`` a
+    bounded read of all the topic holds now (the backfill). Both sources give the connector's
+    columns."""
+    base = spark.readStream if stream else spark.read
+    if cfg.source == "python":
+        source = source_for(query)
+        spark.dataSource.register(source)
+        return base.format(source.name()).options(**python_source_options(kafka))
+    return (
+        base.format("kafka")
+        .options(**java_client_options(kafka))
+        .option("subscribe", kafka.topic_valid)
+        .option("kafka.isolation.level", "read_committed")
+    )
+
+
+def python_source_options(kafka: KafkaSettings) -> dict[str, str]:
+    """The Python source's options: ticks.valid and the librdkafka connection properties every
+    marketpipe client uses (security included)."""
+    conf = {k: str(v) for k, v in client_config(kafka).items() if k != "logger"}
+    return {**conf, "topic": kafka.topic_valid}
+
+
+def typed_ticks(reader: DataStreamReader | DataFrameReader, cfg: FeaturesSettings) -> DataFrame:
+    """Typed ticks (the contract's columns, ``kafka_ts`` and ``event_ts``) from a
+    ``kafka_reader``: the Python source decodes them in its workers (``decode=ticks``), the
+    connector's raw values go through ``parse_ticks``."""
+    if cfg.source == "python":
+        frame = reader.option("decode", "ticks").load()
+        return frame.withColumn("event_ts", F.timestamp_micros(F.col("event_time")))
+    return parse_ticks(reader.load())
+
+
+def read_ticks(
+    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, query: str
+) -> DataFrame:
+    """The valid ticks as a stream for query ``query``, typed, with Spark's event-time
+    watermark declared: it drops nothing (no query aggregates in Spark; the features query
+    keeps its own watermark), it gives the progress reports their watermark delay."""
+    reader = (
+        kafka_reader(spark, kafka, cfg, query=query)
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
+    )
+    return typed_ticks(reader, cfg).withWatermark("event_ts", f"{cfg.watermark_s} seconds")
+
+
+def read_archived_ticks(spark: SparkSession, cfg: FeaturesSettings) -> DataFrame:
+    """The ticks the archive query writes to ``<archive_root>/raw``, as a stream read by
+    Spark's own Parquet file source (no Python per row), typed like ``read_ticks``."""
+    root = Path(cfg.archive_root).resolve() / "raw"
+    root.mkdir(parents=True, exist_ok=True)  # the file source wants its folder to exist
+    data = [f for f in TICK_SCHEMA.fields if f.name != "symbol"]
+    partitions = [StructField("date", StringType()), StructField("symbol", StringType())]
+    frame = spark.readStream.schema(StructType(data + partitions)).parquet(str(root))
+    return frame.withColumn("event_ts", F.timestamp_micros("event_time")).withWatermark(
+        "event_ts", f"{cfg.watermark_s} seconds"
+    )
