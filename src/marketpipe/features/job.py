@@ -228,14 +228,15 @@ class FeatureJob:
             clock = [time.perf_counter()]
             ticks = batch.toArrow()  # read once; a retry only redoes the I/O
             clock.append(time.perf_counter())
-            seen_us, before = self._retrying(
+            progress, before = self._retrying(
                 "features", partial(self._before, store, checkpoint, batch_id)
             )
+            seen_us = None if progress is None else progress.max_event_us
             folded = step(ticks, before, self.windows, seen_us, int(self.cfg.watermark_s * US))
             clock.append(time.perf_counter())
             written = self._retrying(
                 "features",
-                partial(self._write_features, folded, checkpoint, name, batch_id),
+                partial(self._write_features, folded, progress, checkpoint, name, batch_id),
             )
             clock.append(time.perf_counter())
             save = partial(store.save, batch_id, folded.open, folded.added, before)
@@ -259,18 +260,21 @@ class FeatureJob:
 
     def _before(
         self, store: StateStore, checkpoint: str, batch_id: int
-    ) -> tuple[int | None, OpenWindows]:
-        """What micro-batch ``batch_id`` starts from: the newest event time of the batches
-        before it (the watermark's base) and the windows they left open."""
-        before = self.sinks.progress_before(checkpoint, batch_id)
-        seen_us = None if before is None else before[0]
+    ) -> tuple[Progress | None, OpenWindows]:
+        """What micro-batch ``batch_id`` starts from: the progress recorded by the batch before
+        it (its newest event time is the watermark's base; its export point is where this batch
+        exports from) and the windows it left open."""
+        recorded = self.sinks.progress_before(checkpoint, batch_id)
+        progress = None if recorded is None else Progress(*recorded)
         if batch_id == 0:
-            return seen_us, OpenWindows.empty()
+            return progress, OpenWindows.empty()
         if self._open is not None and self._open[0] == batch_id - 1:
-            return seen_us, self._open[1]
-        return seen_us, calling(store, partial(store.load, batch_id - 1))
+            return progress, self._open[1]
+        return progress, calling(store, partial(store.load, batch_id - 1))
 
-    def _write_features(self, folded: Step, checkpoint: str, name: str, batch_id: int) -> Outputs:
+    def _write_features(
+        self, folded: Step, before: Progress | None, checkpoint: str, name: str, batch_id: int
+    ) -> Outputs:
         """A ``features`` batch into the sinks: its bars and buckets, the sliding windows they
         touch, and the windows it closes."""
         now = datetime.now(UTC)
@@ -289,20 +293,20 @@ class FeatureJob:
             written.append(("window_features", windows))
         earliest_end = _extreme_us(rows.column("window_end"), largest=False)
         closing = self._close_windows(
-            checkpoint, f"{name}-{batch_id}", batch_id, folded.newest_us, earliest_end
+            before, checkpoint, f"{name}-{batch_id}", batch_id, folded.newest_us, earliest_end
         )
         return written + closing
 
     def _close_windows(
-        self, checkpoint: str, file_name: str, batch_id: int,
+        self, before: Progress | None, checkpoint: str, file_name: str, batch_id: int,
         newest_us: int | None, earliest_end_us: int | None,
     ) -> Outputs:  # fmt: skip
-        """Export the windows this batch closes (see ``progress``): read back from the hot
-        store, to cold Parquet and into the indicators."""
+        """Export the windows this batch closes (see ``progress``; ``before`` is what the batch
+        before it recorded): read back from the hot store, to cold Parquet and into the
+        indicators."""
         written: Outputs = []
-        before = self.sinks.progress_before(checkpoint, batch_id)
         closing, after = advance(
-            None if before is None else Progress(*before),
+            before,
             newest_us,
             earliest_end_us,
             int(self.cfg.watermark_s * 1_000_000),
