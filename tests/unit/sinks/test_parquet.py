@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 import pyarrow as pa
+import pytest
 
 from marketpipe.contracts import TICK_FIELDS, Tick
 from marketpipe.ingest.readers import ReadOptions, read_file
 from marketpipe.ingest.rows import Accounting
-from marketpipe.sinks.parquet import ParquetSink, read_archive
+from marketpipe.sinks.parquet import ParquetSink, by_date_and_symbol, read_archive
 
 DAY = 86_400_000_000
 T0 = 1_709_908_200_000_000  # 2024-03-08 14:30 UTC
@@ -74,3 +77,34 @@ def test_files_archived_before_the_receipt_time_read_back_with_it_null(tmp_path:
     got = sorted(zip(back.column("seq").to_pylist(), back.column("received_at").to_pylist(),
                      strict=True))  # fmt: skip
     assert got == [(1, None), (2, None), (3, T0 + 500)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("as_timestamps", [False, True])
+def test_grouping_by_date_and_symbol_matches_a_row_by_row_grouping(
+    seed: int, as_timestamps: bool
+) -> None:
+    rng = random.Random(seed)
+    symbols = ["AAPL", "EUR/USD", "a/b/c", "MSFT", "Ω"]
+    n = rng.randint(1, 400)
+    times = [T0 - DAY + rng.randrange(3 * DAY) for _ in range(n)]
+    table = pa.table({
+        "symbol": [rng.choice(symbols) for _ in range(n)],
+        "t": pa.array(times, pa.timestamp("us", tz="UTC") if as_timestamps else pa.int64()),
+        "i": list(range(n)),
+    })  # fmt: skip
+    expected: dict[tuple[str, str], list[int]] = {}
+    for i, (symbol, t) in enumerate(zip(table.column("symbol").to_pylist(), times, strict=True)):
+        date = datetime.fromtimestamp(t / 1e6, UTC).strftime("%Y-%m-%d")
+        expected.setdefault((date, symbol), []).append(i)
+    got = by_date_and_symbol(table, "t")
+    assert [key for key, _ in got] == sorted(expected)
+    for key, part in got:
+        assert part.column_names == ["t", "i"]
+        assert part.column("i").to_pylist() == expected[key]  # the rows' own order
+
+
+def test_rows_without_a_time_are_refused_in_one_line() -> None:
+    table = pa.table({"symbol": ["A", "B"], "t": pa.array([T0, None], pa.int64())})
+    with pytest.raises(ValueError, match="rows without a symbol or a t cannot be stored"):
+        by_date_and_symbol(table, "t")
