@@ -68,12 +68,11 @@ def run_job(
     job.await_all()
     elapsed = time.perf_counter() - started
     batches = [
-        p for q in job.queries if q.name == "features" for p in q.recentProgress
-        if p.numInputRows and p.batchId > 0
-    ]  # fmt: skip
-    busy_s = sum(p.durationMs["triggerExecution"] for p in batches) / 1000
+        b for b in job.metrics.batches if b.query == "features" and b.ticks and b.batch_id > 0
+    ]
+    busy_s = sum(b.seconds for b in batches)
     # Reading the archive, the query may find every file at once: one batch, no steady rate.
-    steady = sum(p.numInputRows for p in batches) / busy_s if busy_s else float("nan")
+    steady = sum(b.ticks for b in batches) / busy_s if busy_s else float("nan")
     failed = job.stop()
     sinks.close()
     if failed:

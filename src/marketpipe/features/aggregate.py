@@ -169,9 +169,7 @@ def step(
     watermark = None if seen_us is None or delay_us is None else seen_us - delay_us
     ordered = _in_order(ticks)
     batch_newest = pc.max(ordered.column("event_time")).as_py() if ordered.num_rows else None
-    newest = max(x for x in (seen_us, batch_newest) if x is not None) if (
-        seen_us is not None or batch_newest is not None
-    ) else None  # fmt: skip
+    newest = max((x for x in (seen_us, batch_newest) if x is not None), default=None)
     fresh, points, dropped = [], None, 0
     for kind, n in windows.specs():
         starts = _starts(ordered.column("event_time"), n)

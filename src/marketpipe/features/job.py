@@ -69,7 +69,13 @@ from marketpipe.features.outputs import (
     with_written_at,
 )
 from marketpipe.features.progress import Progress, advance
-from marketpipe.features.spark import python_source_options, read_archived_ticks, read_ticks
+from marketpipe.features.ranges import RangeCache
+from marketpipe.features.spark import (
+    TickStream,
+    python_source_options,
+    read_archived_ticks,
+    read_ticks,
+)
 from marketpipe.features.state import StateStore, state_root
 from marketpipe.features.windows import combine, span
 from marketpipe.retry import Abandoned, Backoff, GaveUp, first_line, retry
@@ -131,6 +137,7 @@ class FeatureJob:
         self.readiness = readiness or Readiness()
         self.metrics = JobMetrics(instruments, partial(backlog, python_source_options(kafka)))
         self.queries: list[StreamingQuery] = []
+        self._inputs: list[TickStream] = []
         self.failures: dict[str, str] = {}
         self._abandoned: set[str] = set()  # queries whose retrying batch a stop cut short
         self._stopping = threading.Event()
@@ -142,39 +149,47 @@ class FeatureJob:
         files."""
         self.spark.streams.addListener(self.metrics)
         from_archive = self.cfg.read_from == "archive"
+        # Both queries reading the topic, what one of them read serves the other.
+        both = self.sinks.cold is not None and not from_archive
+        cache = RangeCache(["archive", "features"]) if both else None
         if self.sinks.cold is not None:
-            ticks = read_ticks(self.spark, self.kafka, self.cfg, "archive")
+            ticks = self._input(
+                read_ticks(self.spark, self.kafka, self.cfg, "archive", TICK_FIELDS, cache)
+            )
             archive = self._start(
-                ticks.select(*TICK_FIELDS), "archive", "append",
-                self._handler("archive", self._archive), available_now,
+                ticks.frame, "archive", self._handler("archive", self._archive(ticks.collect)),
+                available_now,
                 every_s=self.cfg.trigger_s if from_archive else self.cfg.cold_trigger_s,
             )  # fmt: skip
             self.queries.append(archive)
             if from_archive and available_now:
                 archive.awaitTermination()
-        features_input = (
-            read_archived_ticks(self.spark, self.cfg)
+        features_input = self._input(
+            read_archived_ticks(self.spark, self.cfg, AGGREGATED)
             if from_archive
-            else read_ticks(self.spark, self.kafka, self.cfg, "features")
+            else read_ticks(self.spark, self.kafka, self.cfg, "features", AGGREGATED, cache)
         )
         # A checkpoint holds its source's offsets: reading the archive, the query keeps a
         # checkpoint of its own, so switching read_from never misreads the other kind.
         name = "features-from-archive" if from_archive else "features"
-        handler = self._handler("features", self._features(name))
+        handler = self._handler("features", self._features(name, features_input.collect))
         self.queries.append(
-            self._start(features_input.select(*AGGREGATED), "features", "append", handler,
-                        available_now, self.cfg.trigger_s, name)
+            self._start(features_input.frame, "features", handler, available_now,
+                        self.cfg.trigger_s, name)
         )  # fmt: skip
         return self.queries
 
+    def _input(self, stream: TickStream) -> TickStream:
+        self._inputs.append(stream)
+        return stream
+
     def _start(
-        self, frame: DataFrame, name: str, mode: str,
-        handler: Callable[[DataFrame, int], None], available_now: bool, every_s: float,
-        checkpoint: str | None = None,
+        self, frame: DataFrame, name: str, handler: Callable[[DataFrame, int], None],
+        available_now: bool, every_s: float, checkpoint: str | None = None,
     ) -> StreamingQuery:  # fmt: skip
         writer = (
             frame.writeStream.queryName(name)
-            .outputMode(mode)
+            .outputMode("append")
             .foreachBatch(handler)
             .option("checkpointLocation", self._checkpoint(checkpoint or name))
         )
@@ -219,20 +234,24 @@ class FeatureJob:
             f"query {query}", self.readiness, self._stopping.wait,
         )  # fmt: skip
 
-    def _features(self, name: str) -> Callable[[DataFrame, int], None]:
+    def _features(
+        self, name: str, collect: Callable[[DataFrame], pa.Table]
+    ) -> Callable[[DataFrame, int], None]:
         checkpoint = self._checkpoint(name)
         root = state_root(self.cfg.checkpoint_dir, self.cfg.state_dir, name)
         store = StateStore(root, self.windows, self.s3)
 
         def write(batch: DataFrame, batch_id: int) -> None:
             clock = [time.perf_counter()]
-            ticks = batch.toArrow()  # read once; a retry only redoes the I/O
+            ticks = collect(batch)  # read once; a retry only redoes the I/O
+            self.metrics.collected("features", batch_id, ticks.num_rows)
             clock.append(time.perf_counter())
             progress, before = self._retrying(
                 "features", partial(self._before, store, checkpoint, batch_id)
             )
             seen_us = None if progress is None else progress.max_event_us
-            folded = step(ticks, before, self.windows, seen_us, int(self.cfg.watermark_s * US))
+            delay_us = int(self.cfg.watermark_s * US)
+            folded = step(ticks, before, self.windows, seen_us, delay_us)
             clock.append(time.perf_counter())
             written = self._retrying(
                 "features",
@@ -254,7 +273,8 @@ class FeatureJob:
                 self.metrics.wrote(output, part)
             held = folded.open.partials.num_rows + folded.open.point_count
             size = folded.open.partials.nbytes + folded.open.point_count * 24  # 3 x 8 bytes
-            self.metrics.windows("features", folded.dropped, held, size)
+            watermark = None if folded.newest_us is None else folded.newest_us - delay_us
+            self.metrics.windows("features", folded.dropped, held, size, watermark)
 
         return write
 
@@ -349,13 +369,19 @@ class FeatureJob:
         )
         self.sinks.closed(INDICATORS.name, file_name, cold)
 
-    def _archive(self, batch: DataFrame, batch_id: int) -> None:
-        ticks = batch.toArrow()
-        if ticks.num_rows:
-            self._retrying("archive", partial(self.sinks.archive, str(batch_id), ticks))
-            self.metrics.count_late(ticks.column("event_time"))
-            self.metrics.count_received(ticks.column("received_at"), ticks.column("event_time"))
-            self.metrics.wrote("archive", ticks)
+    def _archive(
+        self, collect: Callable[[DataFrame], pa.Table]
+    ) -> Callable[[DataFrame, int], None]:
+        def write(batch: DataFrame, batch_id: int) -> None:
+            ticks = collect(batch)
+            self.metrics.collected("archive", batch_id, ticks.num_rows)
+            if ticks.num_rows:
+                self._retrying("archive", partial(self.sinks.archive, str(batch_id), ticks))
+                self.metrics.count_late(ticks.column("event_time"))
+                self.metrics.count_received(ticks.column("received_at"), ticks.column("event_time"))
+                self.metrics.wrote("archive", ticks)
+
+        return write
 
     def await_all(self, timeout_s: int | None = None) -> None:
         for query in self.queries:
@@ -374,5 +400,7 @@ class FeatureJob:
         self._stopping.set()
         for query in self.queries:
             query.stop()
+        for stream in self._inputs:
+            stream.close()
         self.spark.streams.removeListener(self.metrics)
         return [q.name for q in self.queries if self.failure(q) is not None]

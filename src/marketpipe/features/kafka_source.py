@@ -12,6 +12,13 @@ columns, then ``kafka_ts``): each batch of values is parsed to Arrow columns in 
 worker by pyarrow's JSON reader (C++), so neither the raw bytes nor a JSON parse reach the
 JVM. A value that does not parse gives a row of nulls, as Spark's ``from_json`` would.
 
+With ``.option("decode", "ranges")`` the source gives only each micro-batch's offset ranges
+(``partition, start, end``: a row per partition with records in the batch), and the caller
+reads them itself (``ranges.RangeReader``), decoded as ``decode=ticks`` would. The features job
+folds every tick in its driver: reading the ranges there skips the trip of every tick from
+the Python workers into the JVM's rows and back out through ``toArrow`` (most of a batch's
+time, docs/benchmarks.md), while Spark still plans the batches and keeps their offsets.
+
     spark.dataSource.register(KafkaSource)
     spark.readStream.format("marketpipe-kafka")
         .option("bootstrap.servers", "127.0.0.1:9092").option("topic", "ticks.valid")
@@ -25,7 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.json as pa_json
@@ -71,6 +78,12 @@ ARROW_SCHEMA = pa.schema(
 TICK_ARROW_SCHEMA = pa.schema([f.with_nullable(True) for f in tick_arrow_schema()])
 KAFKA_TS = pa.field("kafka_ts", pa.timestamp("us", tz="UTC"))
 TICK_STRUCT = from_arrow_schema(TICK_ARROW_SCHEMA.append(KAFKA_TS))
+#: ``decode=ranges``: a micro-batch's offset ranges, a row per partition, ``end`` exclusive.
+RANGES_ARROW_SCHEMA = pa.schema(
+    [("partition", pa.int32()), ("start", pa.int64()), ("end", pa.int64())]
+)
+RANGES_STRUCT = from_arrow_schema(RANGES_ARROW_SCHEMA)
+Decode = Literal["none", "ticks", "ranges"]
 _JSON_OPTIONS = pa_json.ParseOptions(
     explicit_schema=TICK_ARROW_SCHEMA, unexpected_field_behavior="ignore"
 )
@@ -111,13 +124,20 @@ class KafkaPartition(InputPartition):
     end: int
 
 
+@dataclass
+class BatchRanges(InputPartition):
+    """``decode=ranges``: every partition's range of a micro-batch, as one Spark partition."""
+
+    ranges: list[KafkaPartition]
+
+
 def _client_conf(options: dict[str, str]) -> dict[str, Any]:
     """librdkafka properties: every option but the source's own."""
     own = {"topic", "startingoffsets", "maxoffsetspertrigger", "path", "decode"}
     return {k: v for k, v in options.items() if k.lower() not in own}
 
 
-def _consumer(options: dict[str, str]) -> Any:
+def new_consumer(options: dict[str, str]) -> Any:
     from confluent_kafka import Consumer
 
     conf = _client_conf(options)
@@ -137,7 +157,7 @@ def _watermarks(options: dict[str, str], timeout_s: float = 30.0) -> dict[str, t
     from confluent_kafka import TopicPartition
 
     topic = options["topic"]
-    consumer = _consumer(options)
+    consumer = new_consumer(options)
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
@@ -166,12 +186,13 @@ def _highs(options: dict[str, str]) -> dict[str, int]:
     return {p: high for p, (_, high) in _watermarks(options).items()}
 
 
-def decoded(options: dict[str, str]) -> bool:
-    """True when the source gives typed ticks (``decode=ticks``), not the raw columns."""
+def decode_mode(options: dict[str, str]) -> Decode:
+    """What the source's rows are: the raw columns (``none``), typed ticks (``ticks``), or the
+    batch's offset ranges for the caller to read (``ranges``)."""
     decode = options.get("decode", "none")
-    if decode not in ("none", "ticks"):
-        raise ValueError(f"decode={decode!r}: expected none or ticks")
-    return decode == "ticks"
+    if decode in ("none", "ticks", "ranges"):
+        return decode  # type: ignore[return-value]
+    raise ValueError(f"decode={decode!r}: expected none, ticks or ranges")
 
 
 def _batch(
@@ -180,7 +201,7 @@ def _batch(
 ) -> pa.RecordBatch:  # fmt: skip
     """One consume() call's records as the source's columns (raw, or decoded ticks)."""
     stamp = pa.array(stamps, pa.timestamp("us", tz="UTC"))
-    if decoded(options):
+    if decode_mode(options) != "none":
         ticks = decode_ticks(values).append_column(KAFKA_TS, stamp).combine_chunks()
         (batch,) = ticks.to_batches()  # values is never empty here: one chunk
         return batch
@@ -202,52 +223,69 @@ def _batch(
 def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[Any]:
     """Arrow record batches of one partition from ``start`` up to (not including) ``end``:
     one batch per consume() call, handed to Spark without a Python object per row."""
-    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+    from confluent_kafka import TopicPartition
 
-    topic = options["topic"]
-    consumer = _consumer(options)
+    consumer = new_consumer(options)
     try:
-        consumer.assign([TopicPartition(topic, part.partition, part.start)])
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        position = part.start
-        while position < part.end:
-            # Ask for no more than the range holds: consume() waits out its timeout for a batch
-            # it cannot fill, which at the end of every partition cost half a second.
-            msgs = consumer.consume(min(10_000, part.end - position), 0.5)
-            if not msgs:
-                # Transaction markers and aborted records take offsets but yield no message.
-                position = max(
-                    position, consumer.position([TopicPartition(topic, part.partition)])[0].offset
-                )
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{topic}[{part.partition}]: stuck at {position} < {part.end}"
-                    )
-                continue
-            deadline = time.monotonic() + READ_TIMEOUT_S
-            keys, values, offsets, stamps, kinds = [], [], [], [], []
-            for msg in msgs:
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        position = max(position, msg.offset() or position)
-                        continue
-                    raise KafkaException(err)
-                offset = msg.offset()
-                if offset >= part.end:
-                    position = part.end
-                    break
-                position = offset + 1
-                kind, stamp = msg.timestamp()
-                keys.append(msg.key())
-                values.append(msg.value())
-                offsets.append(offset)
-                stamps.append(stamp * 1000 if stamp > 0 else None)
-                kinds.append(kind)
-            if offsets:
-                yield _batch(options, topic, part.partition, keys, values, offsets, stamps, kinds)
+        consumer.assign([TopicPartition(options["topic"], part.partition, part.start)])
+        yield from _read_range(consumer, options, part)
     finally:
         consumer.close()
+
+
+def _read_range(consumer: Any, options: dict[str, str], part: KafkaPartition) -> Iterator[Any]:
+    """``part``'s records through ``consumer`` (positioned at ``part.start``) as the source's
+    record batches: one per consume() call."""
+    topic = options["topic"]
+    for msgs in messages(consumer, topic, part):
+        keys, values, offsets, stamps, kinds = [], [], [], [], []
+        for msg in msgs:
+            kind, stamp = msg.timestamp()
+            keys.append(msg.key())
+            values.append(msg.value())
+            offsets.append(msg.offset())
+            stamps.append(stamp * 1000 if stamp > 0 else None)
+            kinds.append(kind)
+        yield _batch(options, topic, part.partition, keys, values, offsets, stamps, kinds)
+
+
+def messages(consumer: Any, topic: str, part: KafkaPartition) -> Iterator[list[Any]]:
+    """``part``'s messages through ``consumer`` (positioned at ``part.start``), a list per
+    consume() call: the records in the range, none of librdkafka's events."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    position = part.start
+    while position < part.end:
+        # Ask for no more than the range holds: consume() waits out its timeout for a batch
+        # it cannot fill, which at the end of every partition cost half a second.
+        msgs = consumer.consume(min(10_000, part.end - position), 0.5)
+        if not msgs:
+            # Transaction markers and aborted records take offsets but yield no message.
+            position = max(
+                position, consumer.position([TopicPartition(topic, part.partition)])[0].offset
+            )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}[{part.partition}]: stuck at {position} < {part.end}")
+            continue
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        data = [m for m in msgs if m.error() is None]  # one call a message: the hot loop
+        if len(data) < len(msgs):
+            for msg in msgs:
+                err = msg.error()
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(err)
+                if err is not None:
+                    position = max(position, msg.offset() or position)
+        if not data:
+            continue
+        if data[-1].offset() >= part.end:  # only past transaction markers: asked for no more
+            data = [m for m in data if m.offset() < part.end]
+            position = part.end
+        else:
+            position = max(position, data[-1].offset() + 1)
+        if data:
+            yield data
 
 
 def cap_offsets(lag: dict[str, int], budget: int) -> dict[str, int]:
@@ -300,13 +338,25 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return end
 
     def partitions(self, start: dict[str, int], end: dict[str, int]) -> Sequence[InputPartition]:
-        return [
+        parts = [
             KafkaPartition(int(p), start.get(p, 0), stop)
             for p, stop in sorted(end.items(), key=lambda kv: int(kv[0]))
             if stop > start.get(p, 0)
         ]
+        if decode_mode(self.options) == "ranges":
+            # One Spark task for the whole batch: its rows are a few numbers, and each task
+            # costs a Python worker call (measured: 0.3 s a batch with one per partition).
+            return [BatchRanges(parts)] if parts else []
+        return parts
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
+        if isinstance(partition, BatchRanges):
+            yield pa.RecordBatch.from_pylist(
+                [{"partition": p.partition, "start": p.start, "end": p.end}
+                 for p in partition.ranges],
+                RANGES_ARROW_SCHEMA,
+            )  # fmt: skip
+            return
         assert isinstance(partition, KafkaPartition)
         yield from read_partition(self.options, partition)
 
@@ -338,13 +388,19 @@ class KafkaSource(DataSource):
         return "marketpipe-kafka"
 
     def schema(self) -> StructType | str:
-        return TICK_STRUCT if decoded(_options(self.options)) else SCHEMA
+        mode = decode_mode(_options(self.options))
+        if mode == "none":
+            return SCHEMA
+        return TICK_STRUCT if mode == "ticks" else RANGES_STRUCT
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:  # noqa: N802
         return KafkaStreamReader(_options(self.options))
 
     def reader(self, schema: StructType) -> DataSourceReader:
-        return KafkaBatchReader(_options(self.options))
+        options = _options(self.options)
+        if decode_mode(options) == "ranges":
+            raise ValueError("decode=ranges is for streams: a bounded read gives ticks")
+        return KafkaBatchReader(options)
 
 
 def source_for(query: str) -> type[KafkaSource]:

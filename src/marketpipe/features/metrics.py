@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -51,13 +51,25 @@ def kafka_offsets(text: str | None) -> dict[str, int] | None:
     return {str(p): int(o) for p, o in found.items()}
 
 
-def watermark_delay_s(progress_event_time: dict[str, str], now_s: float) -> float | None:
-    """Wall clock minus the query's watermark, None before the first watermark (epoch 0)."""
-    text = progress_event_time.get("watermark") if progress_event_time else None
-    if not text:
+def watermark_delay_s(watermark_us: int | None, now_s: float) -> float | None:
+    """Wall clock minus the query's watermark, None before the first watermark."""
+    if watermark_us is None or watermark_us <= 0:
         return None
-    stamp = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    return None if stamp <= 0 else max(0.0, now_s - stamp)
+    return max(0.0, now_s - watermark_us / 1e6)
+
+
+#: How many of the latest micro-batches ``JobMetrics.batches`` keeps.
+RECENT_BATCHES = 1_000
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A micro-batch done: its query, id, ticks and seconds (Spark's ``triggerExecution``)."""
+
+    query: str
+    batch_id: int
+    ticks: int
+    seconds: float
 
 
 class JobMetrics(StreamingQueryListener):
@@ -73,6 +85,8 @@ class JobMetrics(StreamingQueryListener):
         self.instruments = instruments
         self.backlog = backlog
         self.input_rows: Counter[str] = Counter()
+        self._collected: dict[tuple[str, int], int] = {}  # (query, batch id) -> ticks
+        self.batches: deque[Batch] = deque(maxlen=RECENT_BATCHES)  # the latest, oldest first
         self.dropped: Counter[str] = Counter()
         self.rows_written: Counter[str] = Counter()
         self.latency_s: dict[str, deque[float]] = {}
@@ -86,36 +100,43 @@ class JobMetrics(StreamingQueryListener):
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802
         pass
 
+    def collected(self, query: str, batch_id: int, ticks: int) -> None:
+        """Micro-batch ``batch_id`` of ``query`` brought ``ticks`` ticks to the driver: its
+        input, whatever Spark counted (from the Python source, Spark's rows are the batch's
+        offset ranges, which the driver reads itself)."""
+        with self._lock:
+            self._collected[(query, batch_id)] = ticks
+
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
         progress = event.progress
+        with self._lock:
+            rows = self._collected.pop((progress.name, progress.batchId), progress.numInputRows)
+        seconds = progress.durationMs.get("triggerExecution", 0) / 1000
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
-                "query %s batch %d: %d rows, %s", progress.name, progress.batchId,
-                progress.numInputRows,
+                "query %s batch %d: %d ticks, %s", progress.name, progress.batchId, rows,
                 ", ".join(f"{k} {v / 1000:.2f}s" for k, v in sorted(progress.durationMs.items())),
             )  # fmt: skip
         dropped = sum(op.numRowsDroppedByWatermark for op in progress.stateOperators)
         with self._lock:
-            self.input_rows[progress.name] += progress.numInputRows
+            self.input_rows[progress.name] += rows
+            self.batches.append(Batch(progress.name, progress.batchId, rows, seconds))
             if progress.stateOperators:
                 self.dropped[progress.name] += dropped
         if self.instruments is not None:
-            self._record(progress, dropped)
+            self._record(progress, rows, seconds, dropped)
 
-    def _record(self, progress: Any, dropped: int) -> None:
+    def _record(self, progress: Any, rows: int, seconds: float, dropped: int) -> None:
         inst, attrs = self.instruments, {"query": progress.name}
         assert inst is not None
-        inst.input.add(progress.numInputRows, attrs)
-        inst.input_rate.set(progress.processedRowsPerSecond or 0.0, attrs)
-        inst.batch_duration.record(progress.durationMs.get("triggerExecution", 0) / 1000, attrs)
+        inst.input.add(rows, attrs)
+        inst.input_rate.set(rows / seconds if seconds else 0.0, attrs)
+        inst.batch_duration.record(seconds, attrs)
         if progress.stateOperators:
             ops = progress.stateOperators
             inst.state_rows.set(sum(op.numRowsTotal for op in ops), attrs)
             inst.state_memory.set(sum(op.memoryUsedBytes for op in ops), attrs)
             inst.watermark_dropped.add(dropped, attrs)
-        delay = watermark_delay_s(progress.eventTime, time.time())
-        if delay is not None:
-            inst.watermark_delay.set(delay, attrs)
         if self.backlog is not None and progress.sources:
             end = kafka_offsets(progress.sources[0].endOffset)
             lag = None if end is None else self.backlog(end)
@@ -126,10 +147,13 @@ class JobMetrics(StreamingQueryListener):
                 if said is not None:
                     log.warning("features query %s %s", progress.name, said)
 
-    def windows(self, query: str, dropped: int, open_rows: int, open_bytes: int) -> None:
+    def windows(
+        self, query: str, dropped: int, open_rows: int, open_bytes: int,
+        watermark_us: int | None = None,
+    ) -> None:  # fmt: skip
         """A micro-batch of ``query`` folded into the job's own windows (``aggregate.step``): the
-        window copies it dropped behind the watermark, and the rows and bytes held open after
-        it (what Spark's state operators would report)."""
+        window copies it dropped behind the watermark, the rows and bytes held open after it
+        (what Spark's state operators would report), and the watermark it leaves."""
         with self._lock:
             self.dropped[query] += dropped
         if self.instruments is not None:
@@ -137,6 +161,9 @@ class JobMetrics(StreamingQueryListener):
             self.instruments.watermark_dropped.add(dropped, attrs)
             self.instruments.state_rows.set(open_rows, attrs)
             self.instruments.state_memory.set(open_bytes, attrs)
+            delay = watermark_delay_s(watermark_us, time.time())
+            if delay is not None:
+                self.instruments.watermark_delay.set(delay, attrs)
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
         pass

@@ -1,25 +1,34 @@
 """The Spark side of the features job: its session and its readers of ticks.
 
 - ``spark_session``: the job's session (``local[2]`` here, spark-submit's on a cluster).
-- ``kafka_reader``/``typed_ticks``/``read_ticks``: ticks.valid through the Python source
-  (decoded in its workers) or Spark's Kafka connector (parsed by ``transforms.parse_ticks``).
+- ``read_ticks``: ticks.valid as a query's input (``TickStream``): through the Python source,
+  whose micro-batches are offset ranges the driver reads itself (``ranges.RangeReader``), or through
+  Spark's Kafka connector (parsed by ``transforms.parse_ticks``).
+- ``kafka_reader``/``typed_ticks``: the bounded read of the topic (the backfill), decoded in
+  the Python source's workers or parsed from the connector's columns.
 - ``read_archived_ticks``: the archive's Parquet files as a stream (``read_from=archive``).
+
+No reader declares Spark's event-time watermark: no query aggregates in Spark, the features
+query keeps its own (``aggregate.step``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
-from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 from pyspark.sql.streaming.readwriter import DataStreamReader
 from pyspark.sql.types import StringType, StructField, StructType
 
 from marketpipe.features.jvm import driver_java_options
 from marketpipe.features.kafka_source import source_for
 from marketpipe.features.pyworker import worker_python
+from marketpipe.features.ranges import RangeCache, RangeReader
 from marketpipe.features.transforms import TICK_SCHEMA, parse_ticks
 from marketpipe.kafka.config import client_config, java_client_options
 from marketpipe.settings import FeaturesSettings, KafkaSettings
@@ -103,37 +112,55 @@ def python_source_options(kafka: KafkaSettings) -> dict[str, str]:
 
 
 def typed_ticks(reader: DataStreamReader | DataFrameReader, cfg: FeaturesSettings) -> DataFrame:
-    """Typed ticks (the contract's columns, ``kafka_ts`` and ``event_ts``) from a
-    ``kafka_reader``: the Python source decodes them in its workers (``decode=ticks``), the
-    connector's raw values go through ``parse_ticks``."""
+    """Typed ticks (the contract's columns and ``kafka_ts``) from a ``kafka_reader``: the
+    Python source decodes them in its workers (``decode=ticks``), the connector's raw values
+    go through ``parse_ticks``."""
     if cfg.source == "python":
-        frame = reader.option("decode", "ticks").load()
-        return frame.withColumn("event_ts", F.timestamp_micros(F.col("event_time")))
+        return reader.option("decode", "ticks").load()
     return parse_ticks(reader.load())
 
 
+@dataclass
+class TickStream:
+    """A query's input: the stream its ``foreachBatch`` runs on, and how one micro-batch of it
+    becomes the ticks' ``columns`` as an Arrow table in the driver. ``close`` when stopped."""
+
+    frame: DataFrame
+    collect: Callable[[DataFrame], pa.Table]
+    close: Callable[[], None] = lambda: None
+
+
 def read_ticks(
-    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, query: str
-) -> DataFrame:
-    """The valid ticks as a stream for query ``query``, typed, with Spark's event-time
-    watermark declared: it drops nothing (no query aggregates in Spark; the features query
-    keeps its own watermark), it gives the progress reports their watermark delay."""
+    spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, query: str,
+    columns: Sequence[str], cache: RangeCache | None = None,
+) -> TickStream:  # fmt: skip
+    """The valid ticks as query ``query``'s input. From the Python source, a micro-batch is its
+    offset ranges and the driver reads them (``RangeReader``, sharing what it read through
+    ``cache``); from the connector, Spark reads and parses the records and ``toArrow`` brings
+    them over."""
     reader = (
         kafka_reader(spark, kafka, cfg, query=query)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
     )
-    return typed_ticks(reader, cfg).withWatermark("event_ts", f"{cfg.watermark_s} seconds")
+    if cfg.source == "python":
+        ranges = RangeReader(python_source_options(kafka), query, cache)
+        return TickStream(
+            reader.option("decode", "ranges").load(),
+            lambda batch: ranges.read(batch.toArrow()).select(list(columns)),
+            ranges.close,
+        )
+    return TickStream(parse_ticks(reader.load()).select(*columns), DataFrame.toArrow)
 
 
-def read_archived_ticks(spark: SparkSession, cfg: FeaturesSettings) -> DataFrame:
+def read_archived_ticks(
+    spark: SparkSession, cfg: FeaturesSettings, columns: Sequence[str]
+) -> TickStream:
     """The ticks the archive query writes to ``<archive_root>/raw``, as a stream read by
-    Spark's own Parquet file source (no Python per row), typed like ``read_ticks``."""
+    Spark's own Parquet file source (no Python per row)."""
     root = Path(cfg.archive_root).resolve() / "raw"
     root.mkdir(parents=True, exist_ok=True)  # the file source wants its folder to exist
     data = [f for f in TICK_SCHEMA.fields if f.name != "symbol"]
     partitions = [StructField("date", StringType()), StructField("symbol", StringType())]
     frame = spark.readStream.schema(StructType(data + partitions)).parquet(str(root))
-    return frame.withColumn("event_ts", F.timestamp_micros("event_time")).withWatermark(
-        "event_ts", f"{cfg.watermark_s} seconds"
-    )
+    return TickStream(frame.select(*columns), DataFrame.toArrow)

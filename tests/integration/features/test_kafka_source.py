@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from confluent_kafka import Producer
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 
 from marketpipe.contracts import TICK_FIELDS, TickColumns
-from marketpipe.features.kafka_source import KafkaSource
+from marketpipe.features.kafka_source import KafkaSource, source_for
+from marketpipe.features.ranges import RangeCache, RangeReader
+from marketpipe.features.spark import python_source_options
 from marketpipe.features.transforms import parse_ticks
 from marketpipe.kafka import Publisher
+from marketpipe.kafka.config import producer_config
 from marketpipe.settings import Settings
 
 
@@ -128,3 +132,69 @@ def test_decoded_ticks_equal_the_connector_columns_through_from_json(
     got = sorted(decoded.collect(), key=lambda r: (r.symbol, r.seq))
     assert len(got) == 300
     assert got == sorted(parsed.drop("event_ts").collect(), key=lambda r: (r.symbol, r.seq))
+
+
+def test_ranges_read_in_the_driver_give_every_committed_tick_once(
+    spark: SparkSession, settings: Settings, tmp_path: Path
+) -> None:
+    """``decode=ranges``: the micro-batches' offset ranges, read by two ``RangeReader``s (the
+    features and archive queries) sharing a cache, give each committed tick exactly once,
+    none of an aborted transaction, past the offsets transaction markers take."""
+    conf = producer_config(settings.kafka, transactional_id=f"t-{tmp_path.name}")
+    producer = Producer({**conf, "transaction.timeout.ms": 60_000, "delivery.timeout.ms": 60_000})
+    producer.init_transactions(30)
+    committed: list[int] = []
+    for txn in range(8):
+        cols = TickColumns(source="synthetic")
+        seqs = range(txn * 100, txn * 100 + 100)
+        for seq in seqs:
+            cols.symbol.append(f"S{seq % 5}")
+            cols.event_time.append(1_700_000_000_000_000 + seq)
+            cols.seq.append(seq)
+            for name in ("price", "size", "bid", "ask", "bid_size", "ask_size"):
+                getattr(cols, name).append(1.0)
+        producer.begin_transaction()
+        for key, value in zip(cols.keys(), cols.encode(), strict=True):
+            producer.produce(settings.kafka.topic_valid, value, key)
+        if txn == 3:
+            producer.abort_transaction(30)
+        else:
+            producer.commit_transaction(30)
+            committed += seqs
+    options = python_source_options(settings.kafka)
+    cache = RangeCache(["features", "archive"])
+    features = RangeReader(options, "features", cache)
+    archive = RangeReader(options, "archive", cache)
+    seen: list[int] = []
+    registered = source_for("ranges-test")
+    spark.dataSource.register(registered)
+    source = (
+        spark.readStream.format(registered.name())
+        .options(**options)
+        .option("decode", "ranges")
+        .option("maxOffsetsPerTrigger", "170")
+        .load()
+    )
+
+    def collect(batch: DataFrame, _batch_id: int) -> None:
+        ranges = batch.toArrow()
+        ticks = features.read(ranges)
+        assert archive.read(ranges).equals(ticks)  # the second reader's from the cache
+        seen.extend(ticks.column("seq").to_pylist())
+
+    query = (
+        source.writeStream.foreachBatch(collect)
+        .option("checkpointLocation", str(tmp_path / "cp"))
+        .trigger(availableNow=True)
+        .start()
+    )
+    try:
+        query.awaitTermination(120)
+    finally:
+        query.stop()
+        features.close()
+        archive.close()
+    assert query.exception() is None
+    assert sorted(seen) == committed
+    assert len(seen) == len(set(seen))
+    assert cache.rows == 0  # both read everything: nothing is held

@@ -14,7 +14,13 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from pyspark.sql.streaming.listener import QueryProgressEvent, StreamingQueryProgress
 
-from marketpipe.features.metrics import FEED_SAMPLE, JobMetrics, kafka_offsets, watermark_delay_s
+from marketpipe.features.metrics import (
+    FEED_SAMPLE,
+    Batch,
+    JobMetrics,
+    kafka_offsets,
+    watermark_delay_s,
+)
 from marketpipe.telemetry import FeatureInstruments
 
 
@@ -75,12 +81,11 @@ def test_a_progress_report_becomes_the_live_metrics() -> None:
     got = points(reader)
     q = (("query", "features"),)
     assert got["marketpipe.features.input"][q] == 4000
-    assert got["marketpipe.features.input.rate"][q] == 2000.0
+    assert got["marketpipe.features.input.rate"][q] == pytest.approx(1000 / 1.5)  # the last
     assert got["marketpipe.features.batch.duration"][q] == 2  # a histogram: two batches
     assert got["marketpipe.features.state.rows"][q] == 120
     assert got["marketpipe.features.state.memory"][q] == 4096
     assert got["marketpipe.features.watermark.dropped"][q] == 5
-    assert 11 <= got["marketpipe.features.watermark.delay"][q] <= 20
     assert got["marketpipe.features.source.lag"][q] == 42
     assert seen[-1] == {"0": 15, "1": 25}
     assert metrics.input_rows["features"] == 4000  # the exit report counts the same
@@ -157,10 +162,41 @@ def test_kafka_offsets_from_either_source() -> None:
     assert kafka_offsets("[]") is None
 
 
+def test_the_ticks_the_driver_collected_are_the_input_not_sparks_rows() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = JobMetrics(FeatureInstruments.create(provider.get_meter("t")))
+    metrics.collected("features", 3, 6000)  # Spark's rows: the batch's 2 offset ranges
+    metrics.onQueryProgress(progress("features", 2, '{"0": 10, "1": 20}', ""))
+    got = points(reader)
+    q = (("query", "features"),)
+    assert got["marketpipe.features.input"][q] == 6000
+    assert got["marketpipe.features.input.rate"][q] == 4000  # over triggerExecution's 1.5 s
+    assert metrics.input_rows["features"] == 6000
+    assert list(metrics.batches) == [Batch("features", 3, 6000, 1.5)]
+
+
 def test_no_watermark_delay_before_the_first_watermark() -> None:
-    assert watermark_delay_s({"watermark": "1970-01-01T00:00:00.000Z"}, 1e9) is None
-    assert watermark_delay_s({}, 1e9) is None
-    assert watermark_delay_s({"watermark": "2001-09-09T01:46:40.000Z"}, 1e9 + 10) == 10  # 1e9 s
+    assert watermark_delay_s(None, 1e9) is None
+    assert watermark_delay_s(0, 1e9) is None
+    assert watermark_delay_s(10**15, 1e9 + 10) == 10  # 1e9 s
+    assert watermark_delay_s(10**15 + 10**6, 1e9) == 0  # a watermark ahead of the clock
+
+
+def test_the_jobs_own_windows_become_metrics() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = JobMetrics(FeatureInstruments.create(provider.get_meter("t")))
+    watermark_us = int((datetime.now(UTC) - timedelta(seconds=12)).timestamp() * 1e6)
+    metrics.windows("features", 3, 120, 4096, watermark_us)
+    metrics.windows("features", 2, 100, 2048, watermark_us)
+    got = points(reader)
+    q = (("query", "features"),)
+    assert got["marketpipe.features.watermark.dropped"][q] == 5
+    assert got["marketpipe.features.state.rows"][q] == 100
+    assert got["marketpipe.features.state.memory"][q] == 2048
+    assert 11 <= got["marketpipe.features.watermark.delay"][q] <= 20
+    assert metrics.dropped["features"] == 5
 
 
 def test_a_query_falling_behind_says_so_in_the_log(

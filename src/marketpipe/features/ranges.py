@@ -1,0 +1,219 @@
+"""The features job's reads of ticks.valid, in its driver, once for both of its queries.
+
+With ``decode=ranges`` the Python source gives a micro-batch as its offset ranges (a row per
+partition: ``partition, start, end``), and ``RangeReader`` reads them in the driver, decoded
+to the tick contract's columns. Every tick is folded in the driver anyway; reading there skips
+each tick's trip from Spark's Python workers into the JVM's rows and back out through
+``toArrow``, which was most of a batch's time (docs/benchmarks.md). Spark still plans the
+batches, keeps their offsets in the checkpoint and replays them after a restart.
+
+Both queries read the same offsets: the features query every ``trigger_s``, the archive query
+every ``cold_trigger_s``. Their readers share a ``RangeCache``: what one of them read is kept
+until every reader sharing the cache has read past it, so each tick is fetched and decoded
+once. A range is a fixed set of records (the log is append-only and reads are
+``read_committed``), so a range served from the cache is the one the broker would serve. The
+cache holds at most ``max_rows`` ticks; a reader that falls further behind than that (a
+restart, a long sink outage) reads its ranges from the broker again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from marketpipe.features.kafka_source import (
+    TICK_ARROW_SCHEMA,
+    KafkaPartition,
+    decode_ticks,
+    messages,
+    new_consumer,
+)
+
+log = logging.getLogger(__name__)
+
+#: How much a reader's consumer fetches ahead, per partition (``queued.max.messages.kbytes``):
+#: with librdkafka's default (64 MB) the idle partitions' prefetching slowed the partitions
+#: being read 3-4x on the local broker.
+PREFETCH_KB = 2048
+#: Most ticks a ``RangeCache`` holds (about 100 bytes each in Arrow).
+CACHE_ROWS = 1_000_000
+
+
+@dataclass(frozen=True, eq=False)  # chunks are told apart by identity
+class Chunk:
+    """The ticks of every record at offsets ``[start, end)`` of one partition, with their
+    offsets (ascending; transaction markers take offsets too, so rows are not offsets)."""
+
+    start: int
+    end: int
+    offsets: np.ndarray
+    ticks: pa.Table
+
+    def part(self, start: int, end: int) -> Chunk:
+        """The records at ``[start, end)``, a range inside this chunk's."""
+        lo, hi = np.searchsorted(self.offsets, [start, end]).tolist()
+        return Chunk(start, end, self.offsets[lo:hi], self.ticks.slice(lo, hi - lo))
+
+
+Piece = Chunk | tuple[int, int]  # cached ticks, or a (start, end) range to fetch
+
+
+class RangeCache:
+    """What the ``readers`` (query names) sharing it have read, per partition, kept until all
+    of them have read past it or more than ``max_rows`` ticks are held (oldest go first)."""
+
+    def __init__(self, readers: Sequence[str], max_rows: int = CACHE_ROWS) -> None:
+        self.readers = tuple(readers)
+        self.max_rows = max_rows
+        self._lock = threading.Lock()
+        self._chunks: dict[int, list[Chunk]] = {}  # by start; never overlapping
+        self._order: deque[tuple[int, Chunk]] = deque()  # as put, for the row cap
+        self._rows = 0
+        self._read_to: dict[str, dict[int, int]] = {r: {} for r in self.readers}
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    def plan(self, partition: int, start: int, end: int) -> list[Piece]:
+        """``[start, end)`` as cached chunks and the gaps between them, in offset order."""
+        pieces: list[Piece] = []
+        at = start
+        with self._lock:
+            for chunk in self._chunks.get(partition, []):
+                if chunk.end <= at:
+                    continue
+                if chunk.start >= end:
+                    break
+                if chunk.start > at:
+                    pieces.append((at, chunk.start))
+                    at = chunk.start
+                stop = min(chunk.end, end)
+                pieces.append(chunk.part(at, stop))
+                at = stop
+                if at >= end:
+                    break
+        if at < end:
+            pieces.append((at, end))
+        return pieces
+
+    def put(self, partition: int, chunk: Chunk) -> None:
+        """Keep ``chunk`` (unless another reader kept an overlapping one meanwhile)."""
+        with self._lock:
+            held = self._chunks.setdefault(partition, [])
+            if any(c.start < chunk.end and chunk.start < c.end for c in held):
+                return
+            held.append(chunk)
+            held.sort(key=lambda c: c.start)
+            self._order.append((partition, chunk))
+            self._rows += chunk.ticks.num_rows
+            while self._rows > self.max_rows and self._order:
+                self._drop(*self._order[0])
+
+    def read(self, reader: str, partition: int, end: int) -> None:
+        """``reader`` has read ``partition`` up to ``end``: drop what every reader has read."""
+        with self._lock:
+            done = self._read_to[reader]
+            done[partition] = max(done.get(partition, 0), end)
+            everyone = min(r.get(partition, 0) for r in self._read_to.values())
+            for chunk in [c for c in self._chunks.get(partition, []) if c.end <= everyone]:
+                self._drop(partition, chunk)
+
+    def _drop(self, partition: int, chunk: Chunk) -> None:
+        held = self._chunks.get(partition, [])
+        if chunk in held:
+            held.remove(chunk)
+            self._order.remove((partition, chunk))
+            self._rows -= chunk.ticks.num_rows
+
+
+class RangeReader:
+    """Reads micro-batches' offset ranges (the rows of a ``decode=ranges`` source) in this
+    process, as the tick contract's columns, for query ``name``.
+
+    Keeps a consumer per partition between batches: a batch that starts where the previous
+    one ended goes on from what the consumer has fetched already; any other start (a replayed
+    batch, a restart) assigns the partition at it. Partitions are read in parallel threads
+    (librdkafka and pyarrow's JSON reader run without the GIL). With a ``cache`` shared with
+    the job's other query, ranges it read already come from there. ``close`` when done."""
+
+    def __init__(self, options: dict[str, str], name: str, cache: RangeCache | None = None) -> None:
+        self.options = {"queued.max.messages.kbytes": str(PREFETCH_KB), **options}
+        self.name = name
+        self.cache = cache
+        self._consumers: dict[int, Any] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def read(self, ranges: pa.Table) -> pa.Table:
+        """The ticks of every range in ``ranges`` (``partition, start, end``), partition by
+        partition, each in offset order."""
+        columns = (ranges.column(c).to_pylist() for c in ("partition", "start", "end"))
+        parts = [KafkaPartition(*r) for r in zip(*columns, strict=True) if r[2] > r[1]]
+        if len(parts) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(thread_name_prefix=f"read-{self.name}")
+            tables = list(self._pool.map(self._read, parts))
+        else:
+            tables = [self._read(p) for p in parts]
+        return pa.concat_tables(tables) if tables else TICK_ARROW_SCHEMA.empty_table()
+
+    def _read(self, part: KafkaPartition) -> pa.Table:
+        pieces = (
+            [(part.start, part.end)]
+            if self.cache is None
+            else self.cache.plan(part.partition, part.start, part.end)
+        )
+        tables = []
+        for piece in pieces:
+            chunk = piece if isinstance(piece, Chunk) else self._fetch(part.partition, *piece)
+            if chunk is not piece and self.cache is not None:
+                self.cache.put(part.partition, chunk)
+            tables.append(chunk.ticks)
+        if self.cache is not None:
+            self.cache.read(self.name, part.partition, part.end)
+        return pa.concat_tables(tables)
+
+    def _fetch(self, partition: int, start: int, end: int) -> Chunk:
+        """``[start, end)`` of ``partition`` from the broker."""
+        from confluent_kafka import TopicPartition
+
+        part = KafkaPartition(partition, start, end)
+        topic = self.options["topic"]
+        here = TopicPartition(topic, part.partition, part.start)
+        consumer = self._consumers.pop(part.partition, None)
+        if consumer is None:
+            consumer = new_consumer(self.options)
+            consumer.assign([here])
+        elif consumer.position([TopicPartition(topic, part.partition)])[0].offset != part.start:
+            consumer.assign([here])
+        tables, offsets = [], []
+        try:
+            for msgs in messages(consumer, topic, part):
+                tables.append(decode_ticks([m.value() for m in msgs]))
+                offsets.append(np.fromiter((m.offset() for m in msgs), np.int64, len(msgs)))
+        except BaseException:
+            consumer.close()  # its position is unknown: the next read starts afresh
+            raise
+        self._consumers[part.partition] = consumer
+        return Chunk(
+            part.start,
+            part.end,
+            np.concatenate(offsets) if offsets else np.empty(0, np.int64),
+            pa.concat_tables(tables) if tables else TICK_ARROW_SCHEMA.empty_table(),
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        consumers, self._consumers = self._consumers, {}
+        for consumer in consumers.values():
+            consumer.close()
