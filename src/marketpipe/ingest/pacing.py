@@ -16,6 +16,10 @@ import numpy as np
 
 from marketpipe.ingest.synthetic import IntArray
 
+#: How often a live schedule hands out the ticks that are due: about the producer's linger.ms,
+#: so batching them adds no latency the client's own batching would not.
+RELEASE_EVERY_US = 5_000.0
+
 
 def wall_clock_us() -> int:
     return time.time_ns() // 1_000
@@ -33,9 +37,13 @@ class Pacer:
         clock_us: Callable[[], int] = wall_clock_us,
         sleep: Callable[[float], object] = time.sleep,
         start_us: int | None = None,
+        every_us: float = RELEASE_EVERY_US,
     ) -> None:
         """``start_us`` (default: now) is the first slot; a start in the past releases the
-        slots up to now at once (a backlog with realistic event times)."""
+        slots up to now at once (a backlog with realistic event times). Due ticks are handed
+        out at most once per ``every_us``: each release costs a generate-encode-publish round
+        whatever its size, and one per tick kept a core busy at 10k ticks/s (measured: 107%
+        CPU, 5 ms batches: see docs/benchmarks.md). Their event times stay as planned."""
         if tps < 0 or not math.isfinite(tps):
             raise ValueError("tps must be a finite number >= 0")
         self.tps = tps
@@ -48,6 +56,8 @@ class Pacer:
         self._planned = 0  # grid slots generated so far
         self._start = float(clock_us() if start_us is None else start_us)
         self._pending: IntArray = np.empty(0, dtype=np.int64)
+        self._every_us = every_us
+        self._released = -math.inf  # when next_times last handed ticks out
 
     def behind_us(self) -> int:
         """How far the oldest undelivered planned tick lies in the past (0 when on time)."""
@@ -64,11 +74,16 @@ class Pacer:
             now = self._clock()
             self._plan_until(now + self._jitter_us / 2.0)
             due = int(np.searchsorted(self._pending, now, side="right"))
-            if due:
+            if due and (due >= cap or now >= self._released + self._every_us):
                 take = min(due, cap)
                 out, self._pending = self._pending[:take], self._pending[take:]
+                self._released = now
                 return out
-            wait_us = int(self._pending[0]) - now if len(self._pending) else self._interval_us
+            if due:
+                wait_us = self._released + self._every_us - now
+            else:
+                wait_us = int(self._pending[0]) - now if len(self._pending) else self._interval_us
+                wait_us = max(wait_us, self._released + self._every_us - now)
             self._sleep(min(max(wait_us, 50.0), 50_000.0) / 1e6)
 
     def _plan_until(self, horizon_us: float) -> None:

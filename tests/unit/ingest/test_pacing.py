@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marketpipe.ingest.pacing import Pacer
+from marketpipe.ingest.pacing import RELEASE_EVERY_US, Pacer
 
 
 class FakeClock:
@@ -71,8 +71,24 @@ def test_falling_behind_is_caught_up_not_dropped() -> None:
     assert got == 2000  # every slot before now, in batches of at most 100
     assert calls == 20
     now = clock.now
-    assert pacer.next_times().tolist() == [now]  # the slot due this very microsecond
-    assert clock.now == now  # ... without sleeping
+    # Caught up, the next release comes RELEASE_EVERY_US after the last, with what is due by then.
+    assert pacer.next_times().tolist() == [now + 1000 * i for i in range(6)]
+    assert clock.now == now + RELEASE_EVERY_US
+
+
+def test_due_ticks_go_out_in_batches_at_most_every_5_ms() -> None:
+    clock = FakeClock()
+    pacer = Pacer(10_000, clock_us=clock, sleep=clock.sleep)
+    start = clock.now
+    releases = []
+    while clock.now < start + 1_000_000:
+        times = pacer.next_times()
+        releases.append((clock.now, times))
+        clock.now += 50  # the work of publishing a batch
+    assert 195 <= len(releases) <= 201  # not one round per tick
+    assert all(now - times[0] <= RELEASE_EVERY_US for now, times in releases)  # none held longer
+    times = np.concatenate([t for _, t in releases])
+    assert np.array_equal(times, start + np.arange(len(times)) * 100)  # the grid, untouched
 
 
 def test_rejects_negative_rate() -> None:
