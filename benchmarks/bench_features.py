@@ -67,12 +67,15 @@ def run_job(
     job.start(available_now=True)
     job.await_all()
     elapsed = time.perf_counter() - started
+    # Spark's rows may be offset ranges: the ticks are what the job collected per batch.
+    (features,) = (q for q in job.queries if q.name == "features")
     batches = [
-        b for b in job.metrics.batches if b.query == "features" and b.ticks and b.batch_id > 0
-    ]
-    busy_s = sum(b.seconds for b in batches)
+        (p.durationMs["triggerExecution"] / 1000, job.metrics.ticks_of("features", p.batchId))
+        for p in features.recentProgress if p.numInputRows and p.batchId > 0
+    ]  # fmt: skip
+    busy_s = sum(seconds for seconds, _ in batches)
     # Reading the archive, the query may find every file at once: one batch, no steady rate.
-    steady = sum(b.ticks for b in batches) / busy_s if busy_s else float("nan")
+    steady = sum(t or 0 for _, t in batches) / busy_s if busy_s else float("nan")
     failed = job.stop()
     sinks.close()
     if failed:

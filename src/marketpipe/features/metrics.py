@@ -106,11 +106,18 @@ class JobMetrics(StreamingQueryListener):
         offset ranges, which the driver reads itself)."""
         with self._lock:
             self._collected[(query, batch_id)] = ticks
+            while len(self._collected) > RECENT_BATCHES:
+                self._collected.pop(next(iter(self._collected)))
+
+    def ticks_of(self, query: str, batch_id: int) -> int | None:
+        """The ticks micro-batch ``batch_id`` of ``query`` collected (one of the latest)."""
+        with self._lock:
+            return self._collected.get((query, batch_id))
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
         progress = event.progress
         with self._lock:
-            rows = self._collected.pop((progress.name, progress.batchId), progress.numInputRows)
+            rows = self._collected.get((progress.name, progress.batchId), progress.numInputRows)
         seconds = progress.durationMs.get("triggerExecution", 0) / 1000
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
