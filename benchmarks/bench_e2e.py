@@ -56,6 +56,13 @@ STAGES = ("checker", "features", "archive")
 SMOKE = {"rates": [500], "runs": 1, "seconds": 8.0, "warmup": 0.0, "naive_seconds": 3.0}
 
 
+def _setting(text: str) -> str:
+    name, sep, _ = text.partition("=")
+    if not sep or not name.startswith("MARKETPIPE_"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MARKETPIPE_<SETTING>=<value>")
+    return text
+
+
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -72,6 +79,11 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="naive baseline run per rate (default: --seconds; 0: skip it)",
     )  # fmt: skip
     parser.add_argument("--every", type=float, default=2.0, help="seconds between CPU/RSS samples")
+    parser.add_argument(
+        "--set", dest="env", action="append", default=[], metavar="MARKETPIPE_X=V", type=_setting,
+        help="a setting for every stage, as its environment variable (repeatable), e.g. "
+        "MARKETPIPE_FEATURES__TRIGGER_S=0.5",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="keep each run's folder and logs")
     parser.add_argument("--smoke", action="store_true", help=f"tiny run: {SMOKE}")
@@ -166,7 +178,7 @@ def throughput(samples: list[LagSample], start: float, end: float) -> dict[str, 
 def run_once(rate: int, args: argparse.Namespace, run: int) -> dict[str, Any]:
     cfg = PipelineConfig(
         rate=float(rate), seconds=args.seconds, symbols=args.symbols, observe=False,
-        seed=7 + run,
+        seed=7 + run, extra_env=dict(e.split("=", 1) for e in args.env),
     )  # fmt: skip
     folder = make_folder("marketpipe-e2e-")
     with Pipeline(folder, cfg) as p:
