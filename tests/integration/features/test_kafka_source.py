@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Producer
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
+from pyspark.sql.streaming.query import StreamingQuery
 
 from marketpipe.contracts import TICK_FIELDS, TickColumns
 from marketpipe.features.kafka_source import KafkaSource, source_for
@@ -45,6 +47,13 @@ def stream(
         if sizes is not None:
             sizes.append(len(values))
 
+    available_now(source, collect, checkpoint)
+
+
+def available_now(
+    source: DataFrame, collect: Callable[[DataFrame, int], None], checkpoint: Path
+) -> StreamingQuery:
+    """Run ``collect`` over every micro-batch of what ``source`` holds now; the stopped query."""
     query = (
         source.writeStream.foreachBatch(collect)
         .option("checkpointLocation", str(checkpoint))
@@ -55,6 +64,7 @@ def stream(
         query.awaitTermination(120)
     finally:
         query.stop()
+    return query
 
 
 def test_every_message_once_and_exact_resume(
@@ -182,16 +192,9 @@ def test_ranges_read_in_the_driver_give_every_committed_tick_once(
         assert archive.read(ranges).equals(ticks)  # the second reader's from the cache
         seen.extend(ticks.column("seq").to_pylist())
 
-    query = (
-        source.writeStream.foreachBatch(collect)
-        .option("checkpointLocation", str(tmp_path / "cp"))
-        .trigger(availableNow=True)
-        .start()
-    )
     try:
-        query.awaitTermination(120)
+        query = available_now(source, collect, tmp_path / "cp")
     finally:
-        query.stop()
         features.close()
         archive.close()
     assert query.exception() is None
