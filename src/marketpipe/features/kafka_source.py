@@ -182,8 +182,23 @@ def backlog(options: dict[str, str], end: dict[str, int], timeout_s: float = 2.0
     return sum(max(0, high - end.get(p, 0)) for p, (_, high) in highs.items())
 
 
-def _highs(options: dict[str, str]) -> dict[str, int]:
-    return {p: high for p, (_, high) in _watermarks(options).items()}
+def _highs(
+    options: dict[str, str], give_up_s: float = READ_TIMEOUT_S, sleep: Any = time.sleep
+) -> dict[str, int]:
+    """Per partition, the offset past the newest record: what a micro-batch may read up to.
+    Asked for every micro-batch, so a broker restarting (refusing connections, or up without
+    the topic loaded yet) is waited out for ``give_up_s``, not a failed query: the batch is
+    only planned later (found by the kill -9 of the broker in ``make faults``)."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + give_up_s
+    while True:
+        try:
+            return {p: high for p, (_, high) in _watermarks(options).items()}
+        except (KafkaException, RuntimeError):
+            if time.monotonic() >= deadline:
+                raise
+            sleep(1.0)
 
 
 def decode_mode(options: dict[str, str]) -> Decode:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from marketpipe.contracts import TICK_FIELDS, TickColumns, decode_tick
+from marketpipe.features import kafka_source
 from marketpipe.features.kafka_source import TICK_ARROW_SCHEMA, cap_offsets, decode_ticks
 
 
@@ -68,3 +70,31 @@ def test_a_value_spread_over_lines_still_parses() -> None:
 
 def test_no_values_no_rows() -> None:
     assert decode_ticks([]).num_rows == 0
+
+
+def test_planning_a_batch_waits_out_a_restarting_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers: list[object] = [
+        KafkaException(KafkaError(KafkaError._TRANSPORT)),  # refused: the broker is down
+        RuntimeError("topic 'ticks.valid' not found"),  # up, its topics not loaded yet
+        {"0": (0, 7), "1": (3, 9)},
+    ]
+
+    def watermarks(options: dict[str, str]) -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(kafka_source, "_watermarks", watermarks)
+    slept: list[float] = []
+    assert kafka_source._highs({}, 60, slept.append) == {"0": 7, "1": 9}
+    assert slept == [1.0, 1.0]
+
+
+def test_planning_a_batch_gives_up_after_its_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(options: dict[str, str]) -> object:
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+
+    monkeypatch.setattr(kafka_source, "_watermarks", down)
+    with pytest.raises(KafkaException):
+        kafka_source._highs({}, 0, lambda s: None)
