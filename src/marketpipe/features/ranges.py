@@ -138,10 +138,10 @@ class RangeReader:
     """Reads micro-batches' offset ranges (the rows of a ``decode=ranges`` source) in this
     process, as the tick contract's columns, for query ``name``.
 
-    Each range is read by a consumer of its own, closed after it: a consumer kept between
-    ranges still held events of its last read (an end-of-partition event past the next
-    range's start made a read skip records after a broker restart, found by ``make faults``),
-    and one kept assigned fetches all the time (the local broker answers empty fetches at
+    Each range is read by a consumer of its own, closed after it: with consumers kept between
+    ranges, a read after a broker restart missed records (``make faults``; most likely an
+    end-of-partition event left from the previous read moved its position past them), and
+    one kept assigned fetches all the time (the local broker answers empty fetches at
     once: 88% of a core for 12 idle consumers). Partitions are read in parallel threads
     (librdkafka and pyarrow's JSON reader run without the GIL). With a ``cache`` shared with
     the job's other query, ranges it read already come from there. ``close`` when done."""
