@@ -137,7 +137,7 @@ def _client_conf(options: dict[str, str]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k.lower() not in own}
 
 
-def new_consumer(options: dict[str, str]) -> Any:
+def _consumer(options: dict[str, str]) -> Any:
     from confluent_kafka import Consumer
 
     conf = _client_conf(options)
@@ -157,7 +157,7 @@ def _watermarks(options: dict[str, str], timeout_s: float = 30.0) -> dict[str, t
     from confluent_kafka import TopicPartition
 
     topic = options["topic"]
-    consumer = new_consumer(options)
+    consumer = _consumer(options)
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
@@ -238,21 +238,8 @@ def _batch(
 def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[Any]:
     """Arrow record batches of one partition from ``start`` up to (not including) ``end``:
     one batch per consume() call, handed to Spark without a Python object per row."""
-    from confluent_kafka import TopicPartition
-
-    consumer = new_consumer(options)
-    try:
-        consumer.assign([TopicPartition(options["topic"], part.partition, part.start)])
-        yield from _read_range(consumer, options, part)
-    finally:
-        consumer.close()
-
-
-def _read_range(consumer: Any, options: dict[str, str], part: KafkaPartition) -> Iterator[Any]:
-    """``part``'s records through ``consumer`` (positioned at ``part.start``) as the source's
-    record batches: one per consume() call."""
     topic = options["topic"]
-    for msgs in messages(consumer, topic, part):
+    for msgs in partition_messages(options, part):
         keys, values, offsets, stamps, kinds = [], [], [], [], []
         for msg in msgs:
             kind, stamp = msg.timestamp()
@@ -264,7 +251,19 @@ def _read_range(consumer: Any, options: dict[str, str], part: KafkaPartition) ->
         yield _batch(options, topic, part.partition, keys, values, offsets, stamps, kinds)
 
 
-def messages(consumer: Any, topic: str, part: KafkaPartition) -> Iterator[list[Any]]:
+def partition_messages(options: dict[str, str], part: KafkaPartition) -> Iterator[list[Any]]:
+    """``part``'s records (``_messages``) through a consumer of their own, closed after."""
+    from confluent_kafka import TopicPartition
+
+    consumer = _consumer(options)
+    try:
+        consumer.assign([TopicPartition(options["topic"], part.partition, part.start)])
+        yield from _messages(consumer, options["topic"], part)
+    finally:
+        consumer.close()
+
+
+def _messages(consumer: Any, topic: str, part: KafkaPartition) -> Iterator[list[Any]]:
     """``part``'s messages through ``consumer`` (positioned at ``part.start``), a list per
     consume() call: the records in the range, none of librdkafka's events."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition

@@ -32,8 +32,7 @@ from marketpipe.features.kafka_source import (
     TICK_ARROW_SCHEMA,
     KafkaPartition,
     decode_ticks,
-    messages,
-    new_consumer,
+    partition_messages,
 )
 
 log = logging.getLogger(__name__)
@@ -183,19 +182,12 @@ class RangeReader:
 
     def _fetch(self, partition: int, start: int, end: int) -> Chunk:
         """``[start, end)`` of ``partition`` from the broker."""
-        from confluent_kafka import TopicPartition
 
         part = KafkaPartition(partition, start, end)
-        topic = self.options["topic"]
-        consumer = new_consumer(self.options)
         tables, offsets = [], []
-        try:
-            consumer.assign([TopicPartition(topic, part.partition, part.start)])
-            for msgs in messages(consumer, topic, part):
-                tables.append(decode_ticks([m.value() for m in msgs]))
-                offsets.append(np.fromiter((m.offset() for m in msgs), np.int64, len(msgs)))
-        finally:
-            consumer.close()
+        for msgs in partition_messages(self.options, part):
+            tables.append(decode_ticks([m.value() for m in msgs]))
+            offsets.append(np.fromiter((m.offset() for m in msgs), np.int64, len(msgs)))
         return Chunk(
             part.start,
             part.end,
