@@ -708,12 +708,14 @@ class FeaturesSettings(_Section):
     cold_trigger_s: PositiveFloat = Field(
         10.0,
         description=(
-            "Trigger of the archive query (raw ticks to cold storage): it needs no "
-            "second-level latency, and each micro-batch writes a file per symbol, "
-            "so a longer interval means fewer, larger files and less per-batch work "
-            "competing with the features query. (Reading from the archive, the "
-            "archive query uses trigger_s.) Closed feature windows go to cold "
-            "storage with the features query's micro-batches."
+            "How often cold storage gets files: the archive query's trigger (raw ticks), "
+            "and the span of event time the features query's closed windows gather "
+            "before it exports them. Cold data needs no second-level latency, and each "
+            "write is a file per symbol, so a longer interval means fewer, larger files "
+            "and less work competing with the features query. (Reading from the "
+            "archive, the archive query uses trigger_s.) A stream that stops leaves its "
+            "last closed windows, up to this span, in the hot store only until more "
+            "ticks arrive."
         ),
     )
     watermark_s: NonNegativeFloat = Field(

@@ -14,11 +14,12 @@ Two streaming queries over the topic, each with its own checkpoint under ``check
   same windows; Spark keeps only the offsets. Spark's streaming aggregation did this before
   and cost several times as much per tick (docs/benchmarks.md).
   After its upserts, each micro-batch also closes windows: those the next batch's watermark
-  will have passed are final in the hot store, so the batch reads them back from there and
-  exports them (``progress.advance`` says which) to cold Parquet (every interval and the
-  windows, with the ``parquet`` sink) and, for bars of ``indicator_interval_s``, into the
-  indicators, which continue each symbol's series from the state stored with its previous
-  indicators row (so a replayed batch computes the same values).
+  will have passed are final in the hot store, so the batch reads back the bars of
+  ``indicator_interval_s`` among them into the indicators, which continue each symbol's
+  series from the state stored with its previous indicators row (so a replayed batch computes
+  the same values). Once the closed windows not yet exported span ``cold_trigger_s`` of event
+  time, the batch also reads them back and exports them to cold Parquet (every interval and
+  the windows, with the ``parquet`` sink; ``progress.advance`` says which).
 - ``archive`` writes the valid ticks to ``raw/`` in the cold store and counts late ticks.
 
 A sink outage does not fail a query: each micro-batch's writes are retried through it (see
@@ -132,6 +133,8 @@ class FeatureJob:
         self.spark, self.kafka, self.cfg, self.sinks = spark, kafka, cfg, sinks
         self.windows = windows_of(cfg)
         self.s3 = s3
+        # Closed windows go to cold storage once they span this much event time.
+        self._export_us = int(cfg.cold_trigger_s * US)
         # The windows open after the last micro-batch this process folded, by batch id.
         self._open: tuple[int, OpenWindows] | None = None
         self.readiness = readiness or Readiness()
@@ -321,42 +324,40 @@ class FeatureJob:
         self, before: Progress | None, checkpoint: str, file_name: str, batch_id: int,
         newest_us: int | None, earliest_end_us: int | None,
     ) -> Outputs:  # fmt: skip
-        """Export the windows this batch closes (see ``progress``; ``before`` is what the batch
-        before it recorded): read back from the hot store, to cold Parquet and into the
-        indicators."""
+        """Indicators on the bars this batch closes, and the closed windows it exports to cold
+        Parquet, both read back from the hot store (see ``progress``; ``before`` is what the
+        batch before it recorded)."""
         written: Outputs = []
-        closing, after = advance(
-            before,
-            newest_us,
-            earliest_end_us,
-            int(self.cfg.watermark_s * 1_000_000),
+        plan = advance(
+            before, newest_us, earliest_end_us, int(self.cfg.watermark_s * US), self._export_us
         )
-        if closing is not None:
-            now = datetime.now(UTC)
-            lower, upper = _at(closing[0]), _at(closing[1])
+        now = datetime.now(UTC)
+        if plan.closing is not None:
+            lower, upper = _at(plan.closing[0]), _at(plan.closing[1])
+            every = self.cfg.indicator_interval_s
+            bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=every))
+            bars = bars.filter(pc.equal(bars.column("interval_seconds"), every))
+            if bars.num_rows:
+                self._indicators(bars, file_name, now)
+        if plan.export is not None and self.sinks.cold_features:
+            lower, upper = _at(plan.export[0]), _at(plan.export[1])
             intervals = bar_intervals(self.cfg)
             bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=max(intervals)))
             wanted = pa.array(intervals, pa.int32())
             bars = bars.filter(pc.is_in(bars.column("interval_seconds"), wanted))
-            closed = [(BARS, bars)]
-            if self.sinks.cold_features:
-                length = timedelta(seconds=self.cfg.window_length_s)
-                windows = self.sinks.rows_ending(WINDOW_FEATURES, lower, upper, length)
-                closed.append((WINDOW_FEATURES, windows))
-            for table, found in closed:
+            length = timedelta(seconds=self.cfg.window_length_s)
+            windows = self.sinks.rows_ending(WINDOW_FEATURES, lower, upper, length)
+            for table, found in ((BARS, bars), (WINDOW_FEATURES, windows)):
                 stamped = with_written_at(found.drop_columns(["written_at"]), table, now)
                 # One file per table and partition: a replayed batch overwrites it whole.
                 self.sinks.closed(table.name, file_name, stamped)
                 if table is BARS:
-                    for output, part in bar_outputs(stamped):
-                        written.append((f"{output}_closed", part))
-                        if output == f"bars_{self.cfg.indicator_interval_s}s":
-                            self._indicators(part, file_name, now)
+                    written += [(f"{o}_closed", part) for o, part in bar_outputs(stamped)]
                 else:
                     written.append(("window_features_closed", stamped))
-        if after is not None:
+        if plan.after is not None:
             self.sinks.record_progress(
-                checkpoint, batch_id, after.max_event_us, after.exported_to_us
+                checkpoint, batch_id, plan.after.max_event_us, plan.after.exported_to_us
             )
         return written
 
