@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pipeline import Pipeline, PipelineConfig, make_folder
+from benchmarks.pipeline import Pipeline, PipelineConfig, make_folder, stop_on_sigterm
 from benchmarks.pipeline.latency import row_latency
 from benchmarks.pipeline.resources import ResourceSampler
 
@@ -147,6 +147,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("marketpipe.librdkafka").setLevel(logging.CRITICAL)
+    stop_on_sigterm()
     args = arguments()
     result = soak(args)
     args.out.mkdir(parents=True, exist_ok=True)

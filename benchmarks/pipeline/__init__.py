@@ -2,7 +2,14 @@
 tick afterwards: the fault tests, ``make soak`` and the end-to-end benchmark share it."""
 
 from benchmarks.pipeline.accounting import Accounting, Ledger, account
-from benchmarks.pipeline.run import Fault, Pipeline, PipelineConfig, Report, make_folder
+from benchmarks.pipeline.run import (
+    Fault,
+    Pipeline,
+    PipelineConfig,
+    Report,
+    make_folder,
+    stop_on_sigterm,
+)
 from benchmarks.pipeline.stages import Stage
 
 __all__ = [
@@ -15,4 +22,5 @@ __all__ = [
     "Stage",
     "account",
     "make_folder",
+    "stop_on_sigterm",
 ]
