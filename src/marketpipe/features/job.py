@@ -332,13 +332,7 @@ class FeatureJob:
             before, newest_us, earliest_end_us, int(self.cfg.watermark_s * US), self._export_us
         )
         now = datetime.now(UTC)
-        if plan.closing is not None:
-            lower, upper = _at(plan.closing[0]), _at(plan.closing[1])
-            every = self.cfg.indicator_interval_s
-            bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=every))
-            bars = bars.filter(pc.equal(bars.column("interval_seconds"), every))
-            if bars.num_rows:
-                self._indicators(bars, file_name, now)
+        bars: pa.Table | None = None  # the exported bars, which hold the closing ones
         if plan.export is not None and self.sinks.cold_features:
             lower, upper = _at(plan.export[0]), _at(plan.export[1])
             intervals = bar_intervals(self.cfg)
@@ -355,6 +349,18 @@ class FeatureJob:
                     written += [(f"{o}_closed", part) for o, part in bar_outputs(stamped)]
                 else:
                     written.append(("window_features_closed", stamped))
+        if plan.closing is not None:
+            lower, upper = _at(plan.closing[0]), _at(plan.closing[1])
+            every = self.cfg.indicator_interval_s
+            if bars is None:
+                bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=every))
+            ends = bars.column("window_end")
+            closing = pc.and_(
+                pc.equal(bars.column("interval_seconds"), every),
+                pc.greater(ends, pa.scalar(lower, ends.type)),  # the export's span may be longer
+            )
+            if pc.any(closing).as_py():
+                self._indicators(bars.filter(closing), file_name, now)
         if plan.after is not None:
             self.sinks.record_progress(
                 checkpoint, batch_id, plan.after.max_event_us, plan.after.exported_to_us
