@@ -15,16 +15,18 @@ Two streaming queries over the topic, each with its own checkpoint under ``check
   and cost several times as much per tick (docs/benchmarks.md).
   After its upserts, each micro-batch also closes windows: those the next batch's watermark
   will have passed are final in the hot store, so the batch reads back the bars of
-  ``indicator_interval_s`` among them into the indicators, which continue each symbol's
-  series from the state stored with its previous indicators row (so a replayed batch computes
-  the same values). Once the closed windows not yet exported span ``cold_trigger_s`` of event
-  time, the batch also reads them back and exports them to cold Parquet (every interval and
-  the windows, with the ``parquet`` sink; ``progress.advance`` says which).
+  ``indicator_interval_s`` among those not exported yet into the indicators, which continue
+  each symbol's series from the state stored with its previous indicators row (so a bar seen
+  again, or a replayed batch, computes the same values). Once the final windows not exported
+  yet span ``cold_trigger_s`` of event time, the batch exports them to cold Parquet (every
+  interval, the windows and their indicators, with the ``parquet`` sink; ``progress.advance``
+  says which).
 - ``archive`` writes the valid ticks to ``raw/`` in the cold store and counts late ticks.
 
 A sink outage does not fail a query: each micro-batch's writes are retried through it (see
 ``FeatureJob._retrying``). That is safe because they are idempotent: upserts by key, cold files
-named by query and batch id and overwritten whole, indicator state read from before the batch,
+named by query and batch id (closed windows: by query and the exported span's start) and
+overwritten whole, indicator state read from before the batch,
 export progress and open windows per checkpoint and batch id; a retry redoes them all from the
 batch folded once, and a restart after giving up redoes the batch from the checkpoint.
 
@@ -316,65 +318,63 @@ class FeatureJob:
             written.append(("window_features", windows))
         earliest_end = _extreme_us(rows.column("window_end"), largest=False)
         closing = self._close_windows(
-            before, checkpoint, f"{name}-{batch_id}", batch_id, folded.newest_us, earliest_end
+            before, checkpoint, name, batch_id, folded.newest_us, earliest_end
         )
         return written + closing
 
     def _close_windows(
-        self, before: Progress | None, checkpoint: str, file_name: str, batch_id: int,
+        self, before: Progress | None, checkpoint: str, name: str, batch_id: int,
         newest_us: int | None, earliest_end_us: int | None,
     ) -> Outputs:  # fmt: skip
-        """Indicators on the bars this batch closes, and the closed windows it exports to cold
-        Parquet, both read back from the hot store (see ``progress``; ``before`` is what the
-        batch before it recorded)."""
+        """Indicators on the final bars not exported yet, and, once they span
+        ``cold_trigger_s``, the final windows to cold Parquet: read back from the hot store
+        (see ``progress``; ``before`` is what the batch before it recorded)."""
         written: Outputs = []
         plan = advance(
             before, newest_us, earliest_end_us, int(self.cfg.watermark_s * US), self._export_us
         )
-        now = datetime.now(UTC)
-        bars: pa.Table | None = None  # the exported bars, which hold the closing ones
-        if plan.export is not None and self.sinks.cold_features:
-            lower, upper = _at(plan.export[0]), _at(plan.export[1])
-            intervals = bar_intervals(self.cfg)
+        if plan.closing is not None:
+            now = datetime.now(UTC)
+            lower, upper = _at(plan.closing[0]), _at(plan.closing[1])
+            exporting = plan.export and self.sinks.cold_features
+            # Named after where the span starts (see ``progress``): whoever exports from there
+            # rewrites the same files.
+            file_name = f"{name}-after-{plan.closing[0]}"
+            intervals = bar_intervals(self.cfg) if exporting else [self.cfg.indicator_interval_s]
             bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=max(intervals)))
             wanted = pa.array(intervals, pa.int32())
             bars = bars.filter(pc.is_in(bars.column("interval_seconds"), wanted))
-            length = timedelta(seconds=self.cfg.window_length_s)
-            windows = self.sinks.rows_ending(WINDOW_FEATURES, lower, upper, length)
-            for table, found in ((BARS, bars), (WINDOW_FEATURES, windows)):
-                stamped = with_written_at(found.drop_columns(["written_at"]), table, now)
-                # One file per table and partition: a replayed batch overwrites it whole.
-                self.sinks.closed(table.name, file_name, stamped)
-                if table is BARS:
-                    written += [(f"{o}_closed", part) for o, part in bar_outputs(stamped)]
-                else:
-                    written.append(("window_features_closed", stamped))
-        if plan.closing is not None:
-            lower, upper = _at(plan.closing[0]), _at(plan.closing[1])
+            if exporting:
+                length = timedelta(seconds=self.cfg.window_length_s)
+                windows = self.sinks.rows_ending(WINDOW_FEATURES, lower, upper, length)
+                for table, found in ((BARS, bars), (WINDOW_FEATURES, windows)):
+                    stamped = with_written_at(found.drop_columns(["written_at"]), table, now)
+                    # One file per table and partition, overwritten whole.
+                    self.sinks.closed(table.name, file_name, stamped)
+                    if table is BARS:
+                        written += [(f"{o}_closed", part) for o, part in bar_outputs(stamped)]
+                    else:
+                        written.append(("window_features_closed", stamped))
             every = self.cfg.indicator_interval_s
-            if bars is None:
-                bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=every))
-            ends = bars.column("window_end")
-            closing = pc.and_(
-                pc.equal(bars.column("interval_seconds"), every),
-                pc.greater(ends, pa.scalar(lower, ends.type)),  # the export's span may be longer
-            )
-            if pc.any(closing).as_py():
-                self._indicators(bars.filter(closing), file_name, now)
+            closed = bars.filter(pc.equal(bars.column("interval_seconds"), every))
+            if closed.num_rows:
+                self._indicators(closed, file_name if exporting else None, now)
         if plan.after is not None:
             self.sinks.record_progress(
                 checkpoint, batch_id, plan.after.max_event_us, plan.after.exported_to_us
             )
         return written
 
-    def _indicators(self, closed_bars: pa.Table, file_name: str, now: datetime) -> None:
-        """Indicators on closed bars: upserted hot, and to cold Parquet beside the bars."""
+    def _indicators(self, closed_bars: pa.Table, file_name: str | None, now: datetime) -> None:
+        """Indicators on closed bars: upserted hot (a bar seen again gives the same row), and
+        to cold Parquet beside the bars when they are exported (``file_name``)."""
         derived = indicator_rows(closed_bars, self.sinks, now)
         self.sinks.upsert(INDICATORS, derived)
-        cold = pa.Table.from_pylist(
-            [dict(zip(INDICATORS.columns, r, strict=True)) for r in derived]
-        )
-        self.sinks.closed(INDICATORS.name, file_name, cold)
+        if file_name is not None:
+            cold = pa.Table.from_pylist(
+                [dict(zip(INDICATORS.columns, r, strict=True)) for r in derived]
+            )
+            self.sinks.closed(INDICATORS.name, file_name, cold)
 
     def _archive(
         self, collect: Callable[[DataFrame], pa.Table]

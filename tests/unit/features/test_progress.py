@@ -12,50 +12,67 @@ DELAY = 10
 
 def test_the_first_batch_closes_what_the_next_watermark_passes() -> None:
     plan = advance(None, newest_us=100, earliest_end_us=95, delay_us=DELAY)
-    assert plan.closing is None
-    assert plan.export is None
+    assert plan.closing is None  # its windows end at 95 or later, the next watermark is 90
     assert plan.after == Progress(max_event_us=100, exported_to_us=90)
     plan = advance(None, newest_us=100, earliest_end_us=60, delay_us=DELAY)
-    assert plan.closing == plan.export == (59, 90)  # from below its earliest window
-    assert plan.after == Progress(max_event_us=100, exported_to_us=90)
+    assert plan == Advance((59, 90), True, Progress(100, 90))  # from below its earliest window
 
 
 def test_nothing_seen_yet_records_nothing() -> None:
-    assert advance(None, None, None, DELAY) == Advance(None, None, None)
+    assert advance(None, None, None, DELAY) == Advance(None, False, None)
 
 
 def test_a_batch_closes_up_to_the_next_batch_s_watermark() -> None:
     before = Progress(max_event_us=200, exported_to_us=190)
     plan = advance(before, newest_us=230, earliest_end_us=180, delay_us=DELAY)
-    assert plan.closing == plan.export == (190, 220)  # windows ending in (190, 220]: 230 - 10
-    assert plan.after == Progress(max_event_us=230, exported_to_us=220)
+    assert plan == Advance((190, 220), True, Progress(230, 220))  # 220: 230 - 10
 
 
 def test_late_ticks_only_close_nothing_more() -> None:
     before = Progress(max_event_us=200, exported_to_us=190)
     # The newest event time stays, so does the watermark.
-    assert advance(before, 120, 130, DELAY) == Advance(None, None, Progress(200, 190))
-    assert advance(before, None, None, DELAY) == Advance(None, None, Progress(200, 190))
+    assert advance(before, 120, 130, DELAY) == Advance(None, False, Progress(200, 190))
+    assert advance(before, None, None, DELAY) == Advance(None, False, Progress(200, 190))
 
 
-def test_closed_windows_wait_for_an_export_span_but_close_every_batch() -> None:
-    before = Progress(max_event_us=200, exported_to_us=150)  # 150..190 closed, not exported
+def test_final_windows_wait_for_an_export_span_and_close_until_exported() -> None:
+    before = Progress(max_event_us=200, exported_to_us=150)  # 150..190 final, not exported
     plan = advance(before, newest_us=205, earliest_end_us=200, delay_us=DELAY, every_us=50)
-    assert plan.closing == (190, 195)  # indicators follow the watermark
-    assert plan.export is None  # (150, 195] spans 45 < 50
-    assert plan.after == Progress(205, 150)
+    assert plan == Advance((150, 195), False, Progress(205, 150))  # 45 < 50: not yet
     assert plan.after is not None
     plan = advance(plan.after, newest_us=212, earliest_end_us=200, delay_us=DELAY, every_us=50)
-    assert plan.closing == (195, 202)
-    assert plan.export == (150, 202)  # all of it at once, from where the last export ended
-    assert plan.after == Progress(212, 202)
+    assert plan == Advance((150, 202), True, Progress(212, 202))  # all of it at once
 
 
 def test_a_first_batch_below_the_span_exports_nothing_and_loses_nothing() -> None:
     plan = advance(None, newest_us=100, earliest_end_us=60, delay_us=DELAY, every_us=50)
-    assert plan.closing == (59, 90)
-    assert plan.export is None
-    assert plan.after == Progress(100, 59)  # from below its earliest window, later
+    assert plan == Advance((59, 90), False, Progress(100, 59))  # from below its earliest window
+
+
+def test_a_changed_watermark_delay_neither_skips_nor_repeats_an_export() -> None:
+    before = Progress(max_event_us=200, exported_to_us=190)
+    lowered = advance(before, newest_us=201, earliest_end_us=200, delay_us=5)
+    assert lowered.closing == (190, 196)  # what ended in (190, 195] is final now: not skipped
+    raised = advance(before, newest_us=215, earliest_end_us=200, delay_us=20)
+    assert raised.closing == (190, 195)  # from the export, not from 200 - 20: none twice
+
+
+def test_a_replay_with_a_longer_span_leaves_files_the_next_export_rewrites() -> None:
+    """Files are named after the span's start: batch N exported (150, 202] under a span of 50,
+    then crashed uncommitted; replayed under a span of 100 it exports nothing, and the next
+    export starts at 150 again, so it rewrites those files with every window they held."""
+    before = Progress(max_event_us=200, exported_to_us=150)
+    first = advance(before, newest_us=212, earliest_end_us=200, delay_us=DELAY, every_us=50)
+    assert first.export
+    assert first.closing == (150, 202)
+    replay = advance(before, newest_us=212, earliest_end_us=200, delay_us=DELAY, every_us=100)
+    assert not replay.export
+    assert replay.after == Progress(212, 150)
+    later = advance(replay.after, newest_us=260, earliest_end_us=250, delay_us=DELAY, every_us=100)
+    assert later.export
+    assert later.closing is not None
+    assert later.closing[0] == first.closing[0]  # the same file names
+    assert later.closing[1] >= first.closing[1]  # a superset of what they held
 
 
 @given(
@@ -68,18 +85,18 @@ def test_a_first_batch_below_the_span_exports_nothing_and_loses_nothing() -> Non
     st.sampled_from([5, 10, 30]),
     st.sampled_from([0, 1, 7, 40]),
 )
-def test_every_window_is_closed_and_exported_once_and_only_after_it_is_final(
+def test_every_window_is_closed_then_exported_once_and_only_after_it_is_final(
     batches: list[list[int]], delay: int, length: int, every: int
 ) -> None:
     """Simulate the query: per batch, the watermark is the newest event time of earlier
     batches minus the delay; a tick goes into its tumbling window of ``length`` unless that
     window has ended at or before the watermark (dropped as late). Check what ``advance``
-    closes and exports: never a window a later batch changes, never one twice, none skipped;
-    every final window is closed by the batch after which it is final, and exported once the
-    windows waiting span ``every``."""
+    closes and exports: never a window a later batch changes, never one exported twice, none
+    skipped; every final window closes, by the batch after which it is final, and is
+    exported once the windows waiting span ``every``."""
     newest: int | None = None
     written: dict[int, int] = {}  # window end -> batch that last changed it
-    closed: dict[int, int] = {}  # window end -> batch that closed it
+    closed: dict[int, int] = {}  # window end -> first batch that closed it
     exported: dict[int, int] = {}  # window end -> batch that exported it
     before: Progress | None = None
     for batch_id, ticks in enumerate(batches):
@@ -93,16 +110,22 @@ def test_every_window_is_closed_and_exported_once_and_only_after_it_is_final(
         )
         if ticks:
             newest = max(ticks) if newest is None else max(newest, *ticks)
-        for span, seen in ((plan.closing, closed), (plan.export, exported)):
-            if span is not None:
-                assert newest is not None
-                assert span[1] == newest - delay  # the next batch's watermark
-                for end in written:
-                    if span[0] < end <= span[1]:
-                        assert end not in seen, "twice"
-                        seen[end] = batch_id
-        if plan.export is not None:
-            assert plan.export[1] - plan.export[0] >= every
+        if plan.closing is not None:
+            assert newest is not None
+            lower, upper = plan.closing
+            assert upper == newest - delay  # the next batch's watermark
+            if before is not None:
+                assert lower == before.exported_to_us  # from where the last export ended
+            for end in written:
+                if lower < end <= upper:
+                    closed.setdefault(end, batch_id)
+                    if plan.export:
+                        assert end not in exported, "exported twice"
+                        exported[end] = batch_id
+            if plan.export:
+                assert upper - lower >= every
+        else:
+            assert not plan.export
         before = plan.after if plan.after is not None else before
     final = None if newest is None else newest - delay  # the next batch's watermark
     for end, batch_id in written.items():
