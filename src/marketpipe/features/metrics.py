@@ -18,7 +18,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql.streaming.listener import StreamingQueryListener
+from pyspark import SparkContext
+from pyspark.sql.streaming.listener import (
+    JStreamingQueryListener,
+    QueryProgressEvent,
+    StreamingQueryListener,
+)
 
 from marketpipe.lag import LagTrend
 from marketpipe.telemetry import FeatureInstruments
@@ -72,6 +77,17 @@ class Batch:
     seconds: float
 
 
+class _ProgressAsJson(JStreamingQueryListener):
+    """Hands Spark's progress events to the listener converted from their JSON: one py4j call
+    per event. PySpark's own conversion asks the JVM for every field, one call each: 61 ms (17
+    ms of CPU) per event against 0.55 ms (0.3 ms) this way, on the driver that folds the ticks,
+    four times a second (two queries, a 0.5 s trigger)."""
+
+    def onQueryProgress(self, jevent: Any) -> None:  # noqa: N802
+        progress = json.loads(jevent.progress().json())
+        self.pylistener.onQueryProgress(QueryProgressEvent.fromJson({"progress": progress}))
+
+
 class JobMetrics(StreamingQueryListener):
     """Input rows per query, ticks dropped behind the watermark (the features query's own
     count, ``windows``: one per window copy of a tick), late ticks, rows written and latency
@@ -95,6 +111,16 @@ class JobMetrics(StreamingQueryListener):
         self.feed_s: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # a sample of their delays
         self._max_event_us: int | None = None
         self._trends: dict[str, LagTrend] = {}  # per query: says so when it falls behind
+
+    @property
+    def _jlistener(self) -> Any:
+        """The JVM side of this listener (what ``spark.streams.addListener`` registers): the
+        ``StreamingQueryListener`` one, with progress events read from their JSON."""
+        if not hasattr(self, "_jlistenerobj"):
+            jvm = SparkContext._jvm
+            assert jvm is not None
+            self._jlistenerobj = jvm.PythonStreamingQueryListenerWrapper(_ProgressAsJson(self))
+        return self._jlistenerobj
 
     # StreamingQueryListener (Spark calls these on the driver)
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802
