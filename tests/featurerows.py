@@ -32,13 +32,13 @@ def check_rows_ending_and_progress(sink: Any) -> None:
 
     cp = "/checkpoints/features"
     assert sink.progress_before(cp, 0) is None
-    sink.record_progress(cp, 0, 10, 5)
-    sink.record_progress(cp, 1, 20, 8)
-    assert sink.progress_before(cp, 1) == (10, 5)  # a replay of batch 1 sees batch 0's
-    assert sink.progress_before(cp, 7) == (20, 8)
-    sink.record_progress(cp, 1, 21, 9)  # the replayed batch records again
-    assert sink.progress_before(cp, 2) == (21, 9)
+    sink.record_progress(cp, 0, 10, 5, 6)
+    sink.record_progress(cp, 1, 20, 8, 9)
+    assert sink.progress_before(cp, 1) == (10, 5, 6)  # a replay of batch 1 sees batch 0's
+    assert sink.progress_before(cp, 7) == (20, 8, 9)
+    sink.record_progress(cp, 1, 21, 9, 11)  # the replayed batch records again
+    assert sink.progress_before(cp, 2) == (21, 9, 11)
     assert sink.progress_before("/checkpoints/other", 7) is None
-    sink.record_progress(cp, PROGRESS_KEPT + 1, 30, 10)  # older rows go
+    sink.record_progress(cp, PROGRESS_KEPT + 1, 30, 10, 20)  # older rows go
     assert sink.progress_before(cp, 1) is None
-    assert sink.progress_before(cp, PROGRESS_KEPT) == (21, 9)
+    assert sink.progress_before(cp, PROGRESS_KEPT) == (21, 9, 11)

@@ -15,12 +15,12 @@ Two streaming queries over the topic, each with its own checkpoint under ``check
   and cost several times as much per tick (docs/benchmarks.md).
   After its upserts, each micro-batch also closes windows: those the next batch's watermark
   will have passed are final in the hot store, so the batch reads back the bars of
-  ``indicator_interval_s`` among those not exported yet into the indicators, which continue
-  each symbol's series from the state stored with its previous indicators row (so a bar seen
-  again, or a replayed batch, computes the same values). Once the final windows not exported
-  yet span ``cold_trigger_s`` of event time, the batch exports them to cold Parquet (every
-  interval, the windows and their indicators, with the ``parquet`` sink; ``progress.advance``
-  says which).
+  ``indicator_interval_s`` that became final since the batch before into the indicators,
+  which continue each symbol's series from the state stored with its previous indicators row
+  (so a bar seen again, or a replayed batch, computes the same values). Once the final windows
+  not exported yet span ``cold_trigger_s`` of event time, the batch exports them to cold
+  Parquet (every interval, the windows and their indicators, with the ``parquet`` sink;
+  ``progress.advance`` says which).
 - ``archive`` writes the valid ticks to ``raw/`` in the cold store and counts late ticks.
 
 A sink outage does not fail a query: each micro-batch's writes are retried through it (see
@@ -326,25 +326,27 @@ class FeatureJob:
         self, before: Progress | None, checkpoint: str, name: str, batch_id: int,
         newest_us: int | None, earliest_end_us: int | None,
     ) -> Outputs:  # fmt: skip
-        """Indicators on the final bars not exported yet, and, once they span
-        ``cold_trigger_s``, the final windows to cold Parquet: read back from the hot store
-        (see ``progress``; ``before`` is what the batch before it recorded)."""
+        """Indicators on the bars that became final, and, once the final windows not exported
+        yet span ``cold_trigger_s``, those windows to cold Parquet: read back from the hot
+        store (see ``progress``; ``before`` is what the batch before it recorded)."""
         written: Outputs = []
         plan = advance(
             before, newest_us, earliest_end_us, int(self.cfg.watermark_s * US), self._export_us
         )
-        if plan.closing is not None:
+        export = plan.export if self.sinks.cold_features else None
+        # An export recomputes the indicators of its whole span, so their file is complete.
+        span = export or plan.closing
+        if span is not None:
             now = datetime.now(UTC)
-            lower, upper = _at(plan.closing[0]), _at(plan.closing[1])
-            exporting = plan.export and self.sinks.cold_features
-            # Named after where the span starts (see ``progress``): whoever exports from there
-            # rewrites the same files.
-            file_name = f"{name}-after-{plan.closing[0]}"
-            intervals = bar_intervals(self.cfg) if exporting else [self.cfg.indicator_interval_s]
+            lower, upper = _at(span[0]), _at(span[1])
+            intervals = bar_intervals(self.cfg) if export else [self.cfg.indicator_interval_s]
             bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=max(intervals)))
             wanted = pa.array(intervals, pa.int32())
             bars = bars.filter(pc.is_in(bars.column("interval_seconds"), wanted))
-            if exporting:
+            # Named after where the span starts (see ``progress``): whoever exports from there
+            # rewrites the same files.
+            file_name = None if export is None else f"{name}-after-{export[0]}"
+            if file_name is not None:
                 length = timedelta(seconds=self.cfg.window_length_s)
                 windows = self.sinks.rows_ending(WINDOW_FEATURES, lower, upper, length)
                 for table, found in ((BARS, bars), (WINDOW_FEATURES, windows)):
@@ -358,10 +360,11 @@ class FeatureJob:
             every = self.cfg.indicator_interval_s
             closed = bars.filter(pc.equal(bars.column("interval_seconds"), every))
             if closed.num_rows:
-                self._indicators(closed, file_name if exporting else None, now)
+                self._indicators(closed, file_name, now)
         if plan.after is not None:
+            after = plan.after
             self.sinks.record_progress(
-                checkpoint, batch_id, plan.after.max_event_us, plan.after.exported_to_us
+                checkpoint, batch_id, after.max_event_us, after.exported_to_us, after.closed_to_us
             )
         return written
 

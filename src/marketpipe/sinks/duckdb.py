@@ -11,10 +11,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from marketpipe.sinks.migrations import progress_ddl, table_ddl
+from marketpipe.sinks.migrations import progress_closed_ddl, progress_ddl, table_ddl
 from marketpipe.sinks.tables import (
     FEATURE_TABLES,
     PROGRESS_KEPT,
+    Recorded,
     TableSpec,
     arrow_schema,
     check_columns,
@@ -44,7 +45,7 @@ class DuckDBSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             con = duckdb.connect(str(self.path))
             try:
-                for statement in [*table_ddl(), progress_ddl()]:
+                for statement in [*table_ddl(), progress_ddl(), progress_closed_ddl()]:
                     con.execute(statement)
                 for table in FEATURE_TABLES:
                     present = con.execute(
@@ -124,22 +125,23 @@ class DuckDBSink:
             got = self.con.sql(rows_ending_sql(table, "?"), params=[after, upto, after - longest])
             return got.to_arrow_table().cast(arrow_schema(table))
 
-    def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
+    def progress_before(self, checkpoint: str, batch_id: int) -> Recorded | None:
         with self._lock:
             rows = self.con.execute(
                 self._progress.before, [checkpoint, batch_id]
             ).fetchall()  # all: DuckDB keeps an unread result open and refuses the next query
-        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+        return (int(rows[0][0]), int(rows[0][1]), int(rows[0][2])) if rows else None
 
     def record_progress(
-        self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int
-    ) -> None:
+        self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int,
+        closed_to_us: int,
+    ) -> None:  # fmt: skip
         with self._lock:
             self.con.execute("BEGIN")
             try:
                 self.con.execute(
                     self._progress.record,
-                    [checkpoint, batch_id, max_event_us, exported_to_us],
+                    [checkpoint, batch_id, max_event_us, exported_to_us, closed_to_us],
                 ).fetchall()
                 self.con.execute(
                     self._progress.prune, [checkpoint, batch_id - PROGRESS_KEPT]

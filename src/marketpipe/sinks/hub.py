@@ -24,7 +24,7 @@ from marketpipe.sinks.duckdb import DuckDBSink
 from marketpipe.sinks.errors import SinkError
 from marketpipe.sinks.parquet import ParquetSink, Written
 from marketpipe.sinks.postgres import PostgresSink
-from marketpipe.sinks.tables import TableSpec
+from marketpipe.sinks.tables import Recorded, TableSpec
 
 T = TypeVar("T")
 
@@ -95,16 +95,21 @@ class FeatureSinks:
         first = self.hot[0]
         return calling(first, partial(first.rows_ending, table, after, upto, longest))
 
-    def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
-        """(max_event_us, exported_to_us) recorded by the latest batch before ``batch_id``."""
+    def progress_before(self, checkpoint: str, batch_id: int) -> Recorded | None:
+        """(max_event_us, exported_to_us, closed_to_us) recorded by the latest batch before
+        ``batch_id``."""
         first = self.hot[0]
         return calling(first, partial(first.progress_before, checkpoint, batch_id))
 
     def record_progress(
-        self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int
-    ) -> None:
+        self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int,
+        closed_to_us: int,
+    ) -> None:  # fmt: skip
         first = self.hot[0]
-        record = partial(first.record_progress, checkpoint, batch_id, max_event_us, exported_to_us)
+        record = partial(
+            first.record_progress, checkpoint, batch_id, max_event_us, exported_to_us,
+            closed_to_us,
+        )  # fmt: skip
         calling(first, record)
 
     def close(self) -> None:

@@ -74,6 +74,12 @@ def progress_ddl() -> str:
         )"""
 
 
+def progress_closed_ddl() -> str:
+    """Migration 6: the end up to which the features query has closed final windows (its
+    indicators), recorded beside the export point (NULL in older rows: the export point)."""
+    return f"ALTER TABLE {PROGRESS_TABLE} ADD COLUMN IF NOT EXISTS closed_to_us bigint"
+
+
 def _timescale(available: bool) -> list[str]:
     if not available:
         return []
@@ -126,6 +132,11 @@ STEPS: tuple[Step, ...] = (
             f"CREATE INDEX IF NOT EXISTS {table}_window_end ON {table} (window_end)"
             for table in ("bars", "window_features", "window_buckets")
         ],
+    ),
+    Step(
+        6,
+        "feature_progress.closed_to_us: how far indicators are computed",
+        lambda _: [progress_closed_ddl()],
     ),
 )
 

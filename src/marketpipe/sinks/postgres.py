@@ -21,6 +21,7 @@ from marketpipe.settings import PostgresSettings
 from marketpipe.sinks.tables import (
     PROGRESS_KEPT,
     PROGRESS_TABLE,
+    Recorded,
     SchemaMismatch,
     TableSpec,
     arrow_schema,
@@ -150,22 +151,24 @@ class PostgresSink:
             columns = list(zip(*rows, strict=True))
         return pa.table([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema)
 
-    def progress_before(self, checkpoint: str, batch_id: int) -> tuple[int, int] | None:
+    def progress_before(self, checkpoint: str, batch_id: int) -> Recorded | None:
         try:
             row = self.conn.execute(self._progress.before, (checkpoint, batch_id)).fetchone()
-        except psycopg.errors.UndefinedTable as exc:
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+            what = "is missing" if isinstance(exc, psycopg.errors.UndefinedTable) else "is older"
             raise SchemaMismatch(
-                f"PostgreSQL {self.endpoint}: table {PROGRESS_TABLE} is missing: "
+                f"PostgreSQL {self.endpoint}: table {PROGRESS_TABLE} {what}: "
                 "run `marketpipe db migrate`"
             ) from exc
-        return (int(row[0]), int(row[1])) if row else None
+        return (int(row[0]), int(row[1]), int(row[2])) if row else None
 
     def record_progress(
-        self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int
-    ) -> None:
+        self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int,
+        closed_to_us: int,
+    ) -> None:  # fmt: skip
         with self.conn.transaction():
             self.conn.execute(
                 self._progress.record,
-                (checkpoint, batch_id, max_event_us, exported_to_us),
+                (checkpoint, batch_id, max_event_us, exported_to_us, closed_to_us),
             )
             self.conn.execute(self._progress.prune, (checkpoint, batch_id - PROGRESS_KEPT))

@@ -116,9 +116,11 @@ def rows_ending_sql(table: TableSpec, placeholder: str) -> str:
 class ProgressSQL:
     """The export-progress statements in one driver's parameter style."""
 
-    #: (checkpoint, batch_id) -> the row of the latest batch before: max_event_us, exported_to_us
+    #: (checkpoint, batch_id) -> the row of the latest batch before: max_event_us,
+    #: exported_to_us, closed_to_us (a row from before migration 6: exported_to_us)
     before: str
-    #: (checkpoint, batch_id, max_event_us, exported_to_us): insert, or overwrite on a replay
+    #: (checkpoint, batch_id, max_event_us, exported_to_us, closed_to_us): insert, or overwrite
+    #: on a replay
     record: str
     #: (checkpoint, oldest batch kept): forget the rows before it
     prune: str
@@ -127,14 +129,21 @@ class ProgressSQL:
 def progress_sql(p: str) -> ProgressSQL:
     """The statements with ``p`` as the parameter placeholder (``?`` or ``%s``)."""
     return ProgressSQL(
-        before=f"SELECT max_event_us, exported_to_us FROM {PROGRESS_TABLE} WHERE checkpoint = "
-        f"{p} AND batch_id < {p} ORDER BY batch_id DESC LIMIT 1",
-        record=f"INSERT INTO {PROGRESS_TABLE} VALUES ({p}, {p}, {p}, {p}) "
+        before="SELECT max_event_us, exported_to_us, coalesce(closed_to_us, exported_to_us) "
+        f"FROM {PROGRESS_TABLE} WHERE checkpoint = {p} AND batch_id < {p} "
+        "ORDER BY batch_id DESC LIMIT 1",
+        record=f"INSERT INTO {PROGRESS_TABLE} "
+        "(checkpoint, batch_id, max_event_us, exported_to_us, closed_to_us) "
+        f"VALUES ({p}, {p}, {p}, {p}, {p}) "
         "ON CONFLICT (checkpoint, batch_id) DO UPDATE SET max_event_us = excluded.max_event_us, "
-        "exported_to_us = excluded.exported_to_us",
+        "exported_to_us = excluded.exported_to_us, closed_to_us = excluded.closed_to_us",
         prune=f"DELETE FROM {PROGRESS_TABLE} WHERE checkpoint = {p} AND batch_id < {p}",
     )
 
+
+#: What a micro-batch of the features query recorded (``progress.Progress``): max_event_us,
+#: exported_to_us, closed_to_us.
+Recorded = tuple[int, int, int]
 
 #: Progress rows kept per checkpoint (a replay needs only the one before it).
 PROGRESS_KEPT = 100

@@ -98,6 +98,30 @@ def test_missing_schema_says_to_migrate(database: Settings) -> None:
     sink.close()
 
 
+def test_progress_from_before_migration_6_says_to_migrate_then_reads(database: Settings) -> None:
+    """A database migrated before ``closed_to_us`` existed: the job's first read of its
+    progress says to migrate; after ``db migrate`` the old rows read as closed up to their
+    export point."""
+    conninfo = database.postgres.conninfo()
+    migrate(conninfo)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("ALTER TABLE feature_progress DROP COLUMN closed_to_us")
+        conn.execute(f"DELETE FROM {MIGRATIONS_TABLE} WHERE version = 6")
+        conn.execute("INSERT INTO feature_progress VALUES ('cp', 3, 200, 150)")
+    sink = PostgresSink(database.postgres)
+    try:
+        with pytest.raises(SchemaMismatch, match=r"feature_progress is older: run .*db migrate"):
+            sink.progress_before("cp", 4)
+    finally:
+        sink.close()
+    assert "  6 feature_progress.closed_to_us" in "\n".join(migrate(conninfo))
+    sink = PostgresSink(database.postgres)
+    try:
+        assert sink.progress_before("cp", 4) == (200, 150, 150)
+    finally:
+        sink.close()
+
+
 def test_rows_by_window_end_and_export_progress_read_back(database: Settings) -> None:
     migrate(database.postgres.conninfo())
     sink = PostgresSink(database.postgres)

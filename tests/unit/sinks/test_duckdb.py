@@ -10,6 +10,7 @@ import pytest
 
 from marketpipe.sinks.duckdb import DuckDBSink
 from marketpipe.sinks.errors import is_transient
+from marketpipe.sinks.migrations import progress_ddl
 from marketpipe.sinks.tables import BARS, INDICATORS, SchemaMismatch
 from tests.duckdblock import duckdb_lock_held
 from tests.featurerows import T0, bar, check_rows_ending_and_progress
@@ -59,6 +60,24 @@ def test_rows_by_window_end_and_export_progress_read_back(tmp_path: Path) -> Non
     sink = DuckDBSink(tmp_path / "marketpipe.duckdb")
     try:
         check_rows_ending_and_progress(sink)
+    finally:
+        sink.close()
+
+
+def test_progress_from_before_closed_to_is_read_as_closed_to_the_export(tmp_path: Path) -> None:
+    """A file whose progress table predates ``closed_to_us`` gets the column on opening; its
+    rows read as closed up to their export point (the indicators after it are recomputed:
+    the same rows)."""
+    path = tmp_path / "older.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(progress_ddl())
+    con.execute("INSERT INTO feature_progress VALUES ('cp', 3, 200, 150)")
+    con.close()
+    sink = DuckDBSink(path)
+    try:
+        assert sink.progress_before("cp", 4) == (200, 150, 150)
+        sink.record_progress("cp", 4, 210, 150, 200)
+        assert sink.progress_before("cp", 5) == (210, 150, 200)
     finally:
         sink.close()
 
