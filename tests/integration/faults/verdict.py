@@ -59,6 +59,29 @@ def lost_after_read(report: Report) -> int:
     return sinks.archived_not_in_valid if problems(report) == [SINKS_DIFFER] else 0
 
 
+def broker_fault(report: Report) -> str | None:
+    """Why a run's failure is the local broker's, not marketpipe's (None: it is not).
+
+    - Every missing tick sits in ticks.valid's log behind a transaction that was open when the
+      broker stopped. noida-db forgets its transaction coordinator state in a restart (the
+      re-registered id gets a new producer id) and never times a transaction out, so nothing
+      aborts it; Redpanda and Kafka abort it when the id registers again or after
+      transaction.timeout.ms. On a cluster, deploy.yml's fault check is where this is shown.
+    - The broker lost ticks of ticks.valid after the features job had read them
+      (``lost_after_read``).
+    """
+    acc = report.accounting
+    if acc.lost and acc.uncommitted == len(acc.lost):
+        return f"local broker left {acc.uncommitted} ticks behind an unresolved transaction"
+    lost = lost_after_read(report)
+    if lost:
+        return (
+            f"local broker lost {lost} ticks of ticks.valid after the features job read them, "
+            "and wrote later ticks at their offsets"
+        )
+    return None
+
+
 def assert_healed(report: Report, crashed: str | None = None) -> None:
     text = "\n".join(report.lines())
     print(text)  # the figures, also for runs that pass (pytest -s, or -rP)
