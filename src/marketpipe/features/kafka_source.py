@@ -30,7 +30,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -251,25 +251,34 @@ def read_partition(options: dict[str, str], part: KafkaPartition) -> Iterator[An
         yield _batch(options, topic, part.partition, keys, values, offsets, stamps, kinds)
 
 
-def partition_messages(options: dict[str, str], part: KafkaPartition) -> Iterator[list[Any]]:
-    """``part``'s records (``_messages``) through a consumer of their own, closed after."""
+def partition_messages(
+    options: dict[str, str], part: KafkaPartition, more: int = 0
+) -> Iterator[list[Any]]:
+    """``part``'s records (``_messages``) through a consumer of their own, closed after; then,
+    up to ``more`` records past ``part.end`` that the consumer holds already (``queued``)."""
     from confluent_kafka import TopicPartition
 
     consumer = _consumer(options)
     try:
         consumer.assign([TopicPartition(options["topic"], part.partition, part.start)])
-        yield from _messages(consumer, options["topic"], part)
+        past = yield from _messages(consumer, options["topic"], part)
+        if more > 0:
+            yield from queued(consumer, past, more)
     finally:
         consumer.close()
 
 
-def _messages(consumer: Any, topic: str, part: KafkaPartition) -> Iterator[list[Any]]:
+def _messages(
+    consumer: Any, topic: str, part: KafkaPartition
+) -> Generator[list[Any], None, list[Any]]:
     """``part``'s messages through ``consumer`` (positioned at ``part.start``), a list per
-    consume() call: the records in the range, none of librdkafka's events."""
+    consume() call: the records in the range, none of librdkafka's events. Returns the records
+    past the range that the last consume() call gave too."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
     deadline = time.monotonic() + READ_TIMEOUT_S
     position = part.start
+    past: list[Any] = []
     while position < part.end:
         # Ask for no more than the range holds: consume() waits out its timeout for a batch
         # it cannot fill, which at the end of every partition cost half a second.
@@ -294,12 +303,35 @@ def _messages(consumer: Any, topic: str, part: KafkaPartition) -> Iterator[list[
         if not data:
             continue
         if data[-1].offset() >= part.end:  # only past transaction markers: asked for no more
+            past = [m for m in data if m.offset() >= part.end]
             data = [m for m in data if m.offset() < part.end]
             position = part.end
         else:
             position = max(position, data[-1].offset() + 1)
         if data:
             yield data
+    return past
+
+
+def queued(consumer: Any, first: list[Any], more: int) -> Iterator[list[Any]]:
+    """Up to ``more`` records that ``consumer`` holds already (``first``, then what consume()
+    gives without waiting), in offset order, stopping at the first event (end of partition or
+    an error: these records are extra, a range read later gets them anyway).
+
+    A broker that ignores the fetch size limits (the local one answers a fetch with everything
+    up to the partition's end: docs/benchmarks.md) fills a new consumer's queue with the whole
+    backlog; taking some of it saves the next read a fetch of all of it again."""
+    taken = min(len(first), more)
+    if taken:
+        yield first[:taken]
+    while taken < more:
+        msgs = consumer.consume(min(10_000, more - taken), 0)
+        cut = next((i for i, m in enumerate(msgs) if m.error() is not None), len(msgs))
+        if cut:
+            yield msgs[:cut]
+            taken += cut
+        if cut < len(msgs) or not msgs:
+            return
 
 
 def cap_offsets(lag: dict[str, int], budget: int) -> dict[str, int]:

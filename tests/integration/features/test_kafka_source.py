@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 from confluent_kafka import Producer
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from marketpipe.contracts import TICK_FIELDS, TickColumns
 from marketpipe.features.kafka_source import KafkaSource, source_for
-from marketpipe.features.ranges import RangeCache, RangeReader
+from marketpipe.features.kafka_source import _watermarks as watermarks
+from marketpipe.features.ranges import Chunk, RangeCache, RangeReader
 from marketpipe.features.spark import python_source_options
 from marketpipe.features.transforms import parse_ticks
 from marketpipe.kafka import Publisher
@@ -201,3 +203,38 @@ def test_ranges_read_in_the_driver_give_every_committed_tick_once(
     assert sorted(seen) == committed
     assert len(seen) == len(set(seen))
     assert cache.rows == 0  # both read everything: nothing is held
+
+
+def test_a_read_for_a_cache_keeps_the_records_its_consumer_holds_past_the_range(
+    settings: Settings,
+) -> None:
+    """Reading ``[0, 100)`` of a partition holding 1,000 ticks, the consumer has fetched
+    past 100 already (one fetch takes them all, from any broker): up to as many again go into
+    the cache, so the next range is read from there, exactly its records."""
+    cols = TickColumns(source="synthetic")
+    for seq in range(1_000):
+        cols.symbol.append("S0")  # one key: one partition
+        cols.event_time.append(1_700_000_000_000_000 + seq)
+        cols.seq.append(seq)
+        for name in ("price", "size", "bid", "ask", "bid_size", "ask_size"):
+            getattr(cols, name).append(1.0)
+    publisher = Publisher(settings.kafka)
+    publisher.publish(settings.kafka.topic_valid, cols.keys(), cols.encode())
+    assert publisher.close().ok
+    options = python_source_options(settings.kafka)
+    [(part, end)] = [(int(p), high) for p, (_, high) in watermarks(options).items() if high]
+    assert end == 1_000
+    cache = RangeCache(["features", "archive"])
+    reader = RangeReader(options, "features", cache)
+
+    def ranges(start: int, stop: int) -> pa.Table:
+        return pa.table({"partition": [part], "start": [start], "end": [stop]})
+
+    try:
+        assert reader.read(ranges(0, 100)).column("seq").to_pylist() == list(range(100))
+        held = cache.plan(part, 100, 300)
+        assert [(c.start, c.end) for c in held if isinstance(c, Chunk)] == [(100, 300)]
+        assert reader.read(ranges(100, 250)).column("seq").to_pylist() == list(range(100, 250))
+        assert reader.read(ranges(250, 1_000)).column("seq").to_pylist() == list(range(250, 1_000))
+    finally:
+        reader.close()

@@ -98,3 +98,46 @@ def test_planning_a_batch_gives_up_after_its_time(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(kafka_source, "_watermarks", down)
     with pytest.raises(KafkaException):
         kafka_source._highs({}, 0, lambda s: None)
+
+
+class Message:
+    """What ``queued`` reads of a confluent-kafka message (or event: ``error`` set)."""
+
+    def __init__(self, offset: int, error: KafkaError | None = None) -> None:
+        self._offset, self._error = offset, error
+
+    def offset(self) -> int:
+        return self._offset
+
+    def error(self) -> KafkaError | None:
+        return self._error
+
+
+class Queue:
+    """A consumer whose queue holds ``held`` (records and events), given out by consume()."""
+
+    def __init__(self, held: list[Message]) -> None:
+        self.held = held
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        assert timeout == 0  # only what is held already: never waits for the broker
+        got, self.held = self.held[:num_messages], self.held[num_messages:]
+        return got
+
+
+def offsets_of(batches: object) -> list[int]:
+    return [m.offset() for batch in batches for m in batch]  # type: ignore[attr-defined]
+
+
+def test_queued_takes_records_held_already_up_to_its_limit() -> None:
+    first = [Message(o) for o in (100, 101)]
+    queue = Queue([Message(o) for o in range(102, 130)])
+    assert offsets_of(kafka_source.queued(queue, first, 10)) == list(range(100, 110))
+    assert offsets_of(kafka_source.queued(Queue([]), first, 1)) == [100]
+
+
+def test_queued_stops_at_an_event_or_an_empty_queue() -> None:
+    eof = KafkaError(KafkaError._PARTITION_EOF)
+    queue = Queue([Message(5), Message(6), Message(7, eof), Message(8)])
+    assert offsets_of(kafka_source.queued(queue, [], 100)) == [5, 6]  # not past the event
+    assert offsets_of(kafka_source.queued(Queue([]), [Message(4)], 100)) == [4]
