@@ -17,7 +17,7 @@ log = logging.getLogger("marketpipe")
 def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.features.job import FeatureJob
     from marketpipe.features.jvm import stop_session
-    from marketpipe.features.spark import quiet_query_errors, spark_session
+    from marketpipe.features.spark import quiet_spark_logs, spark_session
     from marketpipe.runner import service
     from marketpipe.sinks.hub import FeatureSinks
     from marketpipe.telemetry import FeatureInstruments
@@ -25,7 +25,7 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     with service(settings, "features", [settings.kafka.topic_valid]) as ctx:
         spark = spark_session(settings.features, write_archive=True)
         if settings.log_level != "DEBUG":
-            quiet_query_errors(spark)
+            quiet_spark_logs(spark)
         sinks = FeatureSinks(settings.features, settings.postgres, settings.s3)
         try:
             job = FeatureJob(spark, settings.kafka, settings.features, sinks, ctx.readiness,

@@ -17,8 +17,11 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyspark
 from pyspark import SparkContext
@@ -87,6 +90,40 @@ def driver_java_options(cfg: FeaturesSettings, write_archive: bool = False) -> s
         else:
             log.debug("no class-data archive: %s cannot be written", folder)
     return shlex.join(options)
+
+
+@contextlib.contextmanager
+def sigterm_to_the_driver_only() -> Iterator[None]:
+    """While entered, a JVM that PySpark launches starts with SIGTERM ignored, as PySpark
+    already starts it with SIGINT ignored. A SIGTERM to the whole process group (``timeout``,
+    systemd's default stop, ``kill -TERM -PGID``) then reaches only the Python driver, which
+    stops the queries and then the JVM, in order (the JVM exits when its stdin ends). Before,
+    the JVM's shutdown hook stopped Spark under the running job: a page of py4j tracebacks
+    and no summary. SIGKILL still takes the whole group; in a pod only the driver's process
+    gets the SIGTERM anyway. (PySpark sets its own ``preexec_fn``, so this wraps its
+    ``Popen``: a JVM ignoring a signal at start keeps ignoring it.)"""
+    from pyspark import java_gateway
+
+    names = vars(java_gateway)  # where launch_gateway looks Popen up
+    launch = names["Popen"]
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        pyspark_preexec = kwargs.get("preexec_fn")
+
+        def preexec() -> None:
+            if pyspark_preexec is not None:
+                pyspark_preexec()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+        kwargs["preexec_fn"] = preexec
+        proc: subprocess.Popen[bytes] = launch(*args, **kwargs)
+        return proc
+
+    names["Popen"] = popen
+    try:
+        yield
+    finally:
+        names["Popen"] = launch
 
 
 def stop_session(spark: SparkSession, cfg: FeaturesSettings) -> None:

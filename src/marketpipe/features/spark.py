@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql.streaming.readwriter import DataStreamReader
 from pyspark.sql.types import StringType, StructField, StructType
 
-from marketpipe.features.jvm import driver_java_options
+from marketpipe.features.jvm import driver_java_options, sigterm_to_the_driver_only
 from marketpipe.features.kafka_source import source_for
 from marketpipe.features.pyworker import worker_python
 from marketpipe.features.ranges import RangeCache, RangeReader
@@ -60,7 +60,8 @@ def spark_session(
     )
     for key, value in cfg.spark_conf.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    with sigterm_to_the_driver_only():
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
 
@@ -70,17 +71,28 @@ _QUERY_ERROR_LOGGERS = (
     "org.apache.spark.sql.execution.streaming.runtime.MicroBatchExecution",
     "org.apache.spark.sql.execution.streaming.MicroBatchExecution",
 )
+# The class that warns "Current batch is falling behind" whenever one micro-batch takes longer
+# than the trigger, though the next one then starts at once and the job may well keep up.
+_SLOW_BATCH_LOGGERS = (
+    "org.apache.spark.sql.execution.streaming.runtime.ProcessingTimeExecutor",
+    "org.apache.spark.sql.execution.streaming.ProcessingTimeExecutor",
+)
 
 
-def quiet_query_errors(spark: SparkSession) -> None:
-    """Keep Spark from logging a failed query's stack traces: ``marketpipe features`` reports
-    each failed query in one line (and its whole error at DEBUG, where this is not called)."""
+def quiet_spark_logs(spark: SparkSession) -> None:
+    """Keep Spark from logging a failed query's stack traces, and a warning for every micro-batch
+    slower than the trigger: ``marketpipe features`` reports each failed query in one line (its
+    whole error at DEBUG, where this is not called), and says itself when its lag keeps growing
+    (``JobMetrics``, from ``lag.LagTrend``)."""
     jvm = spark._jvm  # log4j is reachable only through the gateway
     if jvm is None:  # Spark Connect: the server logs
         return
     configurator = jvm.org.apache.logging.log4j.core.config.Configurator
+    levels = jvm.org.apache.logging.log4j.Level
     for name in _QUERY_ERROR_LOGGERS:
-        configurator.setLevel(name, jvm.org.apache.logging.log4j.Level.FATAL)
+        configurator.setLevel(name, levels.FATAL)
+    for name in _SLOW_BATCH_LOGGERS:
+        configurator.setLevel(name, levels.ERROR)
 
 
 def kafka_reader(
