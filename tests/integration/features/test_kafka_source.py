@@ -146,6 +146,19 @@ def test_decoded_ticks_equal_the_connector_columns_through_from_json(
     assert got == sorted(parsed.drop("event_ts").collect(), key=lambda r: (r.symbol, r.seq))
 
 
+def flat_ticks(seqs: range, symbol: Callable[[int], str]) -> TickColumns:
+    """A tick per ``seq`` (its sequence number and, in microseconds past a base, its event
+    time), every price and size 1.0."""
+    cols = TickColumns(source="synthetic")
+    for seq in seqs:
+        cols.symbol.append(symbol(seq))
+        cols.event_time.append(1_700_000_000_000_000 + seq)
+        cols.seq.append(seq)
+        for name in ("price", "size", "bid", "ask", "bid_size", "ask_size"):
+            getattr(cols, name).append(1.0)
+    return cols
+
+
 def test_ranges_read_in_the_driver_give_every_committed_tick_once(
     spark: SparkSession, settings: Settings, tmp_path: Path
 ) -> None:
@@ -157,14 +170,8 @@ def test_ranges_read_in_the_driver_give_every_committed_tick_once(
     producer.init_transactions(30)
     committed: list[int] = []
     for txn in range(8):
-        cols = TickColumns(source="synthetic")
         seqs = range(txn * 100, txn * 100 + 100)
-        for seq in seqs:
-            cols.symbol.append(f"S{seq % 5}")
-            cols.event_time.append(1_700_000_000_000_000 + seq)
-            cols.seq.append(seq)
-            for name in ("price", "size", "bid", "ask", "bid_size", "ask_size"):
-                getattr(cols, name).append(1.0)
+        cols = flat_ticks(seqs, lambda seq: f"S{seq % 5}")
         producer.begin_transaction()
         for key, value in zip(cols.keys(), cols.encode(), strict=True):
             producer.produce(settings.kafka.topic_valid, value, key)
@@ -211,13 +218,7 @@ def test_a_read_for_a_cache_keeps_the_records_its_consumer_holds_past_the_range(
     """Reading ``[0, 100)`` of a partition holding 1,000 ticks, the consumer has fetched
     past 100 already (one fetch takes them all, from any broker): up to as many again go into
     the cache, so the next range is read from there, exactly its records."""
-    cols = TickColumns(source="synthetic")
-    for seq in range(1_000):
-        cols.symbol.append("S0")  # one key: one partition
-        cols.event_time.append(1_700_000_000_000_000 + seq)
-        cols.seq.append(seq)
-        for name in ("price", "size", "bid", "ask", "bid_size", "ask_size"):
-            getattr(cols, name).append(1.0)
+    cols = flat_ticks(range(1_000), lambda _: "S0")  # one key: one partition
     publisher = Publisher(settings.kafka)
     publisher.publish(settings.kafka.topic_valid, cols.keys(), cols.encode())
     assert publisher.close().ok
