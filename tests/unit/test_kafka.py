@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+from confluent_kafka import Producer
 from pydantic import SecretStr
 
 from marketpipe.kafka import Publisher, pipeline_topics, producer_config
+from marketpipe.kafka.publisher import drained
 from marketpipe.local.process import free_port
 from marketpipe.settings import KafkaSettings
 
@@ -59,9 +63,25 @@ def test_undeliverable_messages_are_counted_not_lost() -> None:
     assert report.first_errors
 
 
-def test_the_spark_connector_gets_the_same_secured_connection() -> None:
-    from pydantic import SecretStr
+def test_a_drained_producer_counts_messages_not_callbacks_waiting() -> None:
+    """``len(producer)`` counts callbacks waiting to be served too (error callbacks while
+    nothing listens): taken for messages, they made a close report more failed than queued.
+    Once they are served, a purged producer holds no message."""
+    cfg = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    errors: list[str] = []
+    producer = Producer({**producer_config(cfg), "error_cb": lambda e: errors.append(e.str())})
+    producer.produce("t", b"v", b"k")
+    producer.purge()
+    producer.flush(1.0)  # the purged message's report
+    deadline = time.monotonic() + 10
+    while not len(producer) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the client retries the connection: its errors queue up
+    assert len(producer) > 0
+    assert drained(producer, 5.0) == 0
+    assert errors  # served
 
+
+def test_the_spark_connector_gets_the_same_secured_connection() -> None:
     from marketpipe.features.spark import python_source_options
     from marketpipe.kafka.config import java_client_options
 
