@@ -732,6 +732,15 @@ class FeaturesSettings(_Section):
     watermark_s: NonNegativeFloat = Field(
         10.0, description="How late an event may arrive and still count (event-time watermark)."
     )
+    idle_partition_s: PositiveFloat = Field(
+        10.0,
+        description=(
+            "The event-time watermark follows the slowest partition of ticks.valid; one "
+            "that brings no tick for this long (wall clock, from its last tick or from when "
+            "ticks started coming) stops holding it back. A partition that has brought "
+            "nothing yet holds it until then: a burst of history may reach it last."
+        ),
+    )
     bar_intervals_s: Annotated[list[PositiveInt], NoDecode] = Field(
         default_factory=lambda: [1, 60], description="bar intervals in seconds, comma-separated"
     )

@@ -21,8 +21,9 @@ merge exactly whatever order the ticks arrive in. A bucket's ``m2`` depends on w
 consecutive, which a late tick can change, so the open buckets keep their ticks (event time, seq,
 price) and a touched bucket's returns are recomputed from all of them.
 
-The event-time watermark is Spark's rule, kept by the caller: ``newest event time of the
-batches before - delay``. A tick's copy for a window that ends at or before it is dropped (and
+The event-time watermark is kept by the caller: ``base - delay``, the base by default the newest
+event time of the batches before (Spark's rule), in the job the slowest partition's
+(``watermark``). A tick's copy for a window that ends at or before it is dropped (and
 counted), and a window is forgotten once the watermark after the batch has passed its end: no
 later tick can reach it. The job keeps ``OpenWindows`` between micro-batches (``state``); the
 backfill folds all its ticks in one step with no watermark. So for closed windows both give
@@ -147,29 +148,32 @@ class OpenWindows:
 @dataclass(frozen=True)
 class Step:
     """One micro-batch folded in: the touched windows' rows (``ROW_SCHEMA``), the windows open
-    after it, the window copies dropped behind the watermark, and the newest event time seen."""
+    after it, the window copies dropped behind the watermark, and the base of the next batch's
+    watermark (None: none yet)."""
 
     rows: pa.Table
     open: OpenWindows
     dropped: int
-    newest_us: int | None
+    base_us: int | None
     added: pa.Table  # the buckets' ticks this batch brought (``POINT_SCHEMA``)
 
 
 def step(
     ticks: pa.Table, before: OpenWindows, windows: Windows,
-    seen_us: int | None = None, delay_us: int | None = None,
+    seen_us: int | None = None, delay_us: int | None = None, base_us: int | None = None,
 ) -> Step:  # fmt: skip
     """Fold ``ticks`` (at least ``AGGREGATED``'s columns) into the ``before`` windows.
 
-    ``seen_us`` is the newest event time of the batches before this one (None: none yet) and
-    ``delay_us`` the watermark delay: the watermark is ``seen_us - delay_us``. With
-    ``delay_us`` None there is no watermark at all (the backfill): nothing is dropped or
-    forgotten."""
+    ``seen_us`` is the base of this batch's watermark (None: none yet) and ``delay_us`` the
+    watermark delay: the watermark is ``seen_us - delay_us``. ``base_us`` is the base of the
+    next batch's (windows it passes are forgotten), by default the newest event time seen,
+    this batch's included; it never goes below ``seen_us``. With ``delay_us`` None there is
+    no watermark at all (the backfill): nothing is dropped or forgotten."""
     watermark = None if seen_us is None or delay_us is None else seen_us - delay_us
     ordered = _in_order(ticks)
-    batch_newest = pc.max(ordered.column("event_time")).as_py() if ordered.num_rows else None
-    newest = max((x for x in (seen_us, batch_newest) if x is not None), default=None)
+    if base_us is None:
+        base_us = pc.max(ordered.column("event_time")).as_py() if ordered.num_rows else None
+    base = max((x for x in (seen_us, base_us) if x is not None), default=None)
     fresh, points, dropped = [], None, 0
     for kind, n in windows.specs():
         starts = _starts(ordered.column("event_time"), n)
@@ -187,10 +191,10 @@ def step(
     buckets, m2 = _extend(before.buckets, points)
     rows = _rows(merged.join(touched, list(KEY), join_type="left semi"), m2)
     after = OpenWindows(merged, buckets)
-    if newest is not None and delay_us is not None:
-        after = _evict(after, newest - delay_us, windows)
+    if base is not None and delay_us is not None:
+        after = _evict(after, base - delay_us, windows)
     added = POINT_SCHEMA.empty_table() if points is None else points.cast(POINT_SCHEMA)
-    return Step(rows, after, dropped, newest, added)
+    return Step(rows, after, dropped, base, added)
 
 
 def _by_bucket(points: pa.Table) -> Iterator[tuple[tuple[str, int], BucketTicks]]:

@@ -7,7 +7,8 @@ Two streaming queries over the topic, each with its own checkpoint under ``check
   Arrow tables in the driver) and upserts the rows of every window the batch touched; the
   sliding windows holding a touched bucket are combined from their buckets read back from the
   hot store (``sliding_windows``). A window's row is written as soon as it changes and
-  rewritten until the watermark closes it, which keeps latency near the trigger interval;
+  rewritten until the watermark closes it, which keeps latency near the trigger interval
+  (the watermark follows the slowest partition of the topic: ``watermark``);
   upserts by key make every rewrite (and every replayed micro-batch after a restart) land on
   the same row. The open windows are the job's own state, saved after every batch
   (``state.StateStore``) and read back after a restart, so a replayed batch starts from the
@@ -48,6 +49,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from confluent_kafka import KafkaException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
@@ -59,7 +61,7 @@ from marketpipe.features.aggregate import (
     bucket_seconds,
     step,
 )
-from marketpipe.features.kafka_source import backlog
+from marketpipe.features.kafka_source import backlog, topic_partitions
 from marketpipe.features.metrics import JobMetrics
 from marketpipe.features.outputs import (
     AGGREGATED,
@@ -71,7 +73,7 @@ from marketpipe.features.outputs import (
     windows_of,
     with_written_at,
 )
-from marketpipe.features.progress import Progress, advance
+from marketpipe.features.progress import NO_BASE, Progress, advance
 from marketpipe.features.ranges import RangeCache
 from marketpipe.features.spark import (
     TickStream,
@@ -80,6 +82,7 @@ from marketpipe.features.spark import (
     read_ticks,
 )
 from marketpipe.features.state import StateStore, state_root
+from marketpipe.features.watermark import PartitionClocks, newest_per_partition
 from marketpipe.features.windows import combine, span
 from marketpipe.retry import Abandoned, Backoff, GaveUp, first_line, retry
 from marketpipe.runtime import Readiness
@@ -172,7 +175,9 @@ class FeatureJob:
         features_input = self._input(
             read_archived_ticks(self.spark, self.cfg, AGGREGATED)
             if from_archive
-            else read_ticks(self.spark, self.kafka, self.cfg, "features", AGGREGATED, cache)
+            else read_ticks(
+                self.spark, self.kafka, self.cfg, "features", (*AGGREGATED, "partition"), cache
+            )
         )
         # A checkpoint holds its source's offsets: reading the archive, the query keeps a
         # checkpoint of its own, so switching read_from never misreads the other kind.
@@ -245,6 +250,7 @@ class FeatureJob:
         checkpoint = self._checkpoint(name)
         root = state_root(self.cfg.checkpoint_dir, self.cfg.state_dir, name)
         store = StateStore(root, self.windows, self.s3)
+        clocks = PartitionClocks(self.cfg.idle_partition_s)
 
         def write(batch: DataFrame, batch_id: int) -> None:
             clock = [time.perf_counter()]
@@ -254,9 +260,11 @@ class FeatureJob:
             progress, before = self._retrying(
                 "features", partial(self._before, store, checkpoint, batch_id)
             )
-            seen_us = None if progress is None else progress.max_event_us
+            seen_us = NO_BASE if progress is None else progress.base_us
             delay_us = int(self.cfg.watermark_s * US)
-            folded = step(ticks, before, self.windows, seen_us, delay_us)
+            base_us = self._trailing(clocks, ticks, seen_us)
+            aggregated = ticks.select(list(AGGREGATED))
+            folded = step(aggregated, before, self.windows, seen_us, delay_us, base_us)
             clock.append(time.perf_counter())
             written = self._retrying(
                 "features",
@@ -278,17 +286,35 @@ class FeatureJob:
                 self.metrics.wrote(output, part)
             held = folded.open.partials.num_rows + folded.open.point_count
             size = folded.open.partials.nbytes + folded.open.point_count * 24  # 3 x 8 bytes
-            watermark = None if folded.newest_us is None else folded.newest_us - delay_us
+            watermark = None if base_us == NO_BASE else base_us - delay_us
             self.metrics.windows("features", folded.dropped, held, size, watermark)
 
         return write
+
+    def _trailing(self, clocks: PartitionClocks, ticks: pa.Table, seen_us: int) -> int:
+        """The base of the next micro-batch's watermark, with ``ticks`` just read: the slowest
+        partition's newest event time (``watermark``), never below ``seen_us``, the base of
+        this batch's."""
+        now = time.monotonic()
+        newest = newest_per_partition(ticks)
+        if newest and not clocks.known and "partition" in ticks.column_names:
+            try:  # the broker has just served the batch: a restart is waited out, if any
+                clocks.expect(topic_partitions(python_source_options(self.kafka)), now)
+            except (KafkaException, RuntimeError) as exc:
+                log.warning(
+                    "features: cannot list the partitions of %s (%s): the watermark follows "
+                    "those that bring ticks", self.kafka.topic_valid, first_line(exc),
+                )  # fmt: skip
+        clocks.observe(newest, now)
+        slowest = clocks.base(now)
+        return seen_us if slowest is None else max(seen_us, slowest)
 
     def _before(
         self, store: StateStore, checkpoint: str, batch_id: int
     ) -> tuple[Progress | None, OpenWindows]:
         """What micro-batch ``batch_id`` starts from: the progress recorded by the batch before
-        it (its newest event time is the watermark's base; its export point is where this batch
-        exports from) and the windows it left open."""
+        it (the base of this batch's watermark; its export point is where this batch exports
+        from) and the windows it left open."""
         recorded = self.sinks.progress_before(checkpoint, batch_id)
         progress = None if recorded is None else Progress(*recorded)
         if batch_id == 0:
@@ -318,20 +344,20 @@ class FeatureJob:
             written.append(("window_features", windows))
         earliest_end = _extreme_us(rows.column("window_end"), largest=False)
         closing = self._close_windows(
-            before, checkpoint, name, batch_id, folded.newest_us, earliest_end
+            before, checkpoint, name, batch_id, folded.base_us, earliest_end
         )
         return written + closing
 
     def _close_windows(
         self, before: Progress | None, checkpoint: str, name: str, batch_id: int,
-        newest_us: int | None, earliest_end_us: int | None,
+        base_us: int | None, earliest_end_us: int | None,
     ) -> Outputs:  # fmt: skip
         """Indicators on the bars that became final, and, once the final windows not exported
         yet span ``cold_trigger_s``, those windows to cold Parquet: read back from the hot
         store (see ``progress``; ``before`` is what the batch before it recorded)."""
         written: Outputs = []
         plan = advance(
-            before, newest_us, earliest_end_us, int(self.cfg.watermark_s * US), self._export_us
+            before, base_us, earliest_end_us, int(self.cfg.watermark_s * US), self._export_us
         )
         export = plan.export if self.sinks.cold_features else None
         # An export recomputes the indicators of its whole span, so their file is complete.
@@ -364,7 +390,7 @@ class FeatureJob:
         if plan.after is not None:
             after = plan.after
             self.sinks.record_progress(
-                checkpoint, batch_id, after.max_event_us, after.exported_to_us, after.closed_to_us
+                checkpoint, batch_id, after.base_us, after.exported_to_us, after.closed_to_us
             )
         return written
 

@@ -201,6 +201,11 @@ def _highs(
             sleep(1.0)
 
 
+def topic_partitions(options: dict[str, str]) -> list[int]:
+    """The topic's partitions, a broker restart waited out as for ``_highs``."""
+    return sorted(int(p) for p in _highs(options))
+
+
 def decode_mode(options: dict[str, str]) -> Decode:
     """What the source's rows are: the raw columns (``none``), typed ticks (``ticks``), or the
     batch's offset ranges for the caller to read (``ranges``)."""

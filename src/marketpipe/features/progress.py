@@ -38,13 +38,19 @@ from dataclasses import dataclass
 Span = tuple[int, int]  # window ends (after, upto]
 
 
+#: The base recorded before the watermark has one (``watermark.PartitionClocks`` still waits
+#: for a partition): the epoch, so the watermark is before every tick and closes nothing.
+NO_BASE = 0
+
+
 @dataclass(frozen=True)
 class Progress:
-    """After a micro-batch: the newest event time seen so far, the end up to which final
-    windows have been exported, and the end up to which they have been closed (epoch
-    microseconds; ``exported_to_us <= closed_to_us``)."""
+    """After a micro-batch: the event time the next batch's watermark trails (its base:
+    ``NO_BASE`` until there is one), the end up to which final windows have been exported,
+    and the end up to which they have been closed (epoch microseconds; ``exported_to_us <=
+    closed_to_us``)."""
 
-    max_event_us: int
+    base_us: int
     exported_to_us: int
     closed_to_us: int
 
@@ -55,12 +61,12 @@ class Advance:
 
     closing: Span | None  # windows final since the batch before (None: none)
     export: Span | None  # final windows the batch exports to cold storage (None: none)
-    after: Progress | None  # None: nothing seen yet
+    after: Progress | None  # None: nothing written yet
 
 
 def advance(
     before: Progress | None,
-    newest_us: int | None,
+    base_us: int | None,
     earliest_end_us: int | None,
     delay_us: int,
     every_us: int = 0,
@@ -68,26 +74,31 @@ def advance(
     """For one micro-batch: the window ends it closes, those it exports, and the progress to
     record.
 
-    ``before`` is the progress after the previous batch (None for the query's first batch with
-    data); ``newest_us`` the newest event time of this batch's ticks and ``earliest_end_us``
-    the earliest ``window_end`` among the rows it wrote (None for an empty batch);
-    ``delay_us`` the watermark delay; ``every_us`` the least span of window ends an export
-    takes (0: every batch that closes windows exports them).
+    ``before`` is the progress after the previous batch (None for the query's first batch
+    that wrote rows); ``base_us`` what the next batch's watermark trails as this batch leaves
+    it (None: no base yet) and ``earliest_end_us`` the earliest ``window_end`` among the rows
+    it wrote (None for an empty batch); ``delay_us`` the watermark delay; ``every_us`` the
+    least span of window ends an export takes (0: every batch that closes windows exports
+    them).
     """
-    if before is None:
-        if newest_us is None or earliest_end_us is None:
+    seen = NO_BASE if before is None else before.base_us
+    base = seen if base_us is None else max(seen, base_us)
+    upto = base - delay_us  # the next batch's watermark
+    if seen == NO_BASE:
+        # Nothing was closed before: every window written so far ends after the earliest end
+        # written, and a later batch's late tick can only open a window that ends after the
+        # next watermark (once there is one).
+        firsts = [e - 1 for e in (earliest_end_us,) if e is not None]
+        firsts += [] if before is None else [before.closed_to_us]
+        if not firsts:
             return Advance(None, None, None)
-        # Nothing was closed before: every window this batch wrote ends at or after its
-        # earliest window end, and a later batch's late tick can only open a window that ends
-        # after the next watermark.
-        upto = newest_us - delay_us
-        exported_to = closed_to = min(earliest_end_us - 1, upto)
-        newest = newest_us
+        exported_to = closed_to = min(firsts) if base == NO_BASE else min(*firsts, upto)
+        if base == NO_BASE:
+            return Advance(None, None, Progress(NO_BASE, exported_to, closed_to))
     else:
-        newest = before.max_event_us if newest_us is None else max(before.max_event_us, newest_us)
-        upto = newest - delay_us  # the next batch's watermark
+        assert before is not None
         exported_to, closed_to = before.exported_to_us, before.closed_to_us
     closing = (closed_to, upto) if upto > closed_to else None
     export = (exported_to, upto) if upto > exported_to and upto - exported_to >= every_us else None
-    after = Progress(newest, exported_to if export is None else upto, max(closed_to, upto))
+    after = Progress(base, exported_to if export is None else upto, max(closed_to, upto))
     return Advance(closing, export, after)

@@ -52,6 +52,10 @@ SURPLUS_RANGES = 2
 SURPLUS_ROWS = CACHE_ROWS // 8
 
 
+#: What ``RangeReader.read`` gives: the ticks and the partition each came from.
+RANGE_TICKS_SCHEMA = TICK_ARROW_SCHEMA.append(pa.field("partition", pa.int32()))
+
+
 @dataclass(frozen=True, eq=False)  # chunks are told apart by identity
 class Chunk:
     """The ticks of every record at offsets ``[start, end)`` of one partition, with their
@@ -160,7 +164,7 @@ class RangeReader:
 
     def read(self, ranges: pa.Table) -> pa.Table:
         """The ticks of every range in ``ranges`` (``partition, start, end``), partition by
-        partition, each in offset order."""
+        partition, each in offset order, with their ``partition`` (``RANGE_TICKS_SCHEMA``)."""
         columns = (ranges.column(c).to_pylist() for c in ("partition", "start", "end"))
         parts = [KafkaPartition(*r) for r in zip(*columns, strict=True) if r[2] > r[1]]
         if len(parts) > 1:
@@ -169,7 +173,11 @@ class RangeReader:
             tables = list(self._pool.map(self._read, parts))
         else:
             tables = [self._read(p) for p in parts]
-        return pa.concat_tables(tables) if tables else TICK_ARROW_SCHEMA.empty_table()
+        tables = [
+            t.append_column("partition", pa.array(np.full(t.num_rows, p.partition, np.int32)))
+            for p, t in zip(parts, tables, strict=True)
+        ]
+        return pa.concat_tables(tables) if tables else RANGE_TICKS_SCHEMA.empty_table()
 
     def _read(self, part: KafkaPartition) -> pa.Table:
         pieces = (

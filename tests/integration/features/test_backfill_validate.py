@@ -197,7 +197,8 @@ def test_validator_reports_missing_extra_and_differing_rows(
 def test_late_ticks_inside_the_watermark_count_beyond_it_are_dropped(
     spark: SparkSession, settings: Settings, tmp_path: Path
 ) -> None:
-    cfg = features_cfg(tmp_path, "late", watermark_s=10.0, trigger_s=0.5, bar_intervals_s=[1])
+    cfg = features_cfg(tmp_path, "late", watermark_s=10.0, trigger_s=0.5, bar_intervals_s=[1],
+                       idle_partition_s=1.0)  # fmt: skip
     # On a whole minute: which windows a late tick misses depends on where their ends fall.
     t0 = (wall_clock_us() // (60 * US) - 10) * 60 * US
     publisher = Publisher(settings.kafka)
@@ -220,11 +221,15 @@ def test_late_ticks_inside_the_watermark_count_beyond_it_are_dropped(
         send(*(tick(i, t0 + i * US) for i in range(31)))  # t0 .. t0+30 s, in order
         wait_for(lambda: job.metrics.input_rows["archive"] >= 31)
         wait_for(lambda: job.metrics.input_rows["features"] >= 31)
-        time.sleep(2 * cfg.trigger_s)  # a batch after the data moves the watermark to t0+20 s
+        # The topic's other partitions bring nothing: they hold the watermark until idle.
+        time.sleep(cfg.idle_partition_s + 2 * cfg.trigger_s)
+        send(tick(31, t0 + 30 * US + US // 2))  # a batch after that moves it to t0+20.5 s
+        wait_for(lambda: job.metrics.input_rows["features"] >= 32)
+        time.sleep(2 * cfg.trigger_s)
         # t0+25.5 s is late but inside the watermark; t0+5.5 s is behind it.
-        send(tick(31, t0 + 25 * US + US // 2), tick(32, t0 + 5 * US + US // 2))
-        wait_for(lambda: job.metrics.input_rows["features"] >= 33)
-        wait_for(lambda: job.metrics.input_rows["archive"] >= 33)
+        send(tick(32, t0 + 25 * US + US // 2), tick(33, t0 + 5 * US + US // 2))
+        wait_for(lambda: job.metrics.input_rows["features"] >= 34)
+        wait_for(lambda: job.metrics.input_rows["archive"] >= 34)
         assert job.stop() == []
     finally:
         sinks.close()
@@ -249,7 +254,7 @@ def test_late_ticks_inside_the_watermark_count_beyond_it_are_dropped(
         [datetime.fromtimestamp(t0 / US, UTC)],
     ).fetchone()
     con.close()
-    assert window == (32,)  # [t0, t0+60 s): the 31 in order and the in-time late one
+    assert window == (33,)  # [t0, t0+60 s): the 32 in order and the in-time late one
 
 
 def wait_for(condition: object, timeout_s: float = 120.0) -> None:

@@ -143,7 +143,11 @@ def test_decoded_ticks_equal_the_connector_columns_through_from_json(
     assert decoded.columns == [*TICK_FIELDS, "kafka_ts"]
     got = sorted(decoded.collect(), key=lambda r: (r.symbol, r.seq))
     assert len(got) == 300
-    assert got == sorted(parsed.drop("event_ts").collect(), key=lambda r: (r.symbol, r.seq))
+    # The connector's rows keep their partition too (the features job's watermark is per
+    # partition; the decoded ticks serve the backfill, which has no watermark).
+    assert got == sorted(
+        parsed.drop("event_ts", "partition").collect(), key=lambda r: (r.symbol, r.seq)
+    )
 
 
 def flat_ticks(seqs: range, symbol: Callable[[int], str]) -> TickColumns:
@@ -185,6 +189,7 @@ def test_ranges_read_in_the_driver_give_every_committed_tick_once(
     features = RangeReader(options, "features", cache)
     archive = RangeReader(options, "archive", cache)
     seen: list[int] = []
+    partitions: dict[str, int] = {}
     registered = source_for("ranges-test")
     spark.dataSource.register(registered)
     source = (
@@ -199,6 +204,13 @@ def test_ranges_read_in_the_driver_give_every_committed_tick_once(
         ranges = batch.toArrow()
         ticks = features.read(ranges)
         assert archive.read(ranges).equals(ticks)  # the second reader's from the cache
+        # Each tick with the partition its range is of (what the watermark is kept per).
+        starts = dict(zip(*(ranges.column(c).to_pylist() for c in ("partition", "start")),
+                          strict=True))  # fmt: skip
+        assert set(ticks.column("partition").to_pylist()) <= set(starts)
+        pairs = zip(*(ticks.column(c).to_pylist() for c in ("symbol", "partition")), strict=True)
+        for symbol, partition in pairs:
+            assert partitions.setdefault(symbol, partition) == partition  # keyed by symbol
         seen.extend(ticks.column("seq").to_pylist())
 
     try:
@@ -209,6 +221,7 @@ def test_ranges_read_in_the_driver_give_every_committed_tick_once(
     assert query.exception() is None
     assert sorted(seen) == committed
     assert len(seen) == len(set(seen))
+    assert len(set(partitions.values())) > 1  # 5 symbols over 3 partitions
     assert cache.rows == 0  # both read everything: nothing is held
 
 

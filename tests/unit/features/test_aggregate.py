@@ -57,7 +57,7 @@ def fold(batches: list[list[Tick]], windows: Windows, delay_us: int | None = Non
     for batch in batches:
         done = step(table(batch), open_, windows, seen, delay_us)
         steps.append(done)
-        open_, seen = done.open, done.newest_us
+        open_, seen = done.open, done.base_us
     return steps
 
 
@@ -275,11 +275,26 @@ def test_closed_windows_are_forgotten_and_open_ones_kept() -> None:
     assert done.open.points.column("event_time").to_pylist() == [T0 + 10 * SEC, T0 + 11 * SEC]
 
 
+def test_windows_stay_open_until_the_base_given_passes_them() -> None:
+    """The job's base trails its slowest partition: windows the batch's own newest tick would
+    close stay open until that base passes them, and the next batch's ticks still reach them."""
+    windows = Windows.of([1], None)
+    ticks = [tick("X", T0 + i * SEC, i, 10.0 + i) for i in range(12)]
+    done = step(table(ticks), OpenWindows.empty(), windows, None, SEC, base_us=T0 + 3 * SEC)
+    assert done.base_us == T0 + 3 * SEC
+    starts = sorted(r["start_us"] - T0 for r in done.open.partials.to_pylist())
+    assert starts == [s * SEC for s in range(2, 12)]  # those ending after T0 + 2 s
+    late = step(table([tick("Y", T0 + 2 * SEC, 1, 5.0)]), done.open, windows, done.base_us, SEC)
+    assert late.dropped == 0
+    assert late.rows.column("symbol").to_pylist() == ["Y"]
+    assert late.base_us == T0 + 3 * SEC  # never below the base before
+
+
 def test_an_empty_batch_changes_nothing() -> None:
     windows = Windows.of([1], (10, 5))
     first = fold([[tick("X", T0, 1, 10.0), tick("X", T0 + SEC, 2, 11.0)]], windows)[0]
-    again = step(table([]), first.open, windows, first.newest_us)
+    again = step(table([]), first.open, windows, first.base_us)
     assert again.rows.num_rows == 0
     assert again.dropped == 0
     assert again.open.partials.equals(first.open.partials)
-    assert again.newest_us == first.newest_us
+    assert again.base_us == first.base_us

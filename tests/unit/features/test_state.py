@@ -41,7 +41,7 @@ def run(store: StateStore, ticks: list[pa.Table]) -> list[Step]:
         done = step(batch, open_, WINDOWS, seen, DELAY)
         store.save(batch_id, done.open, done.added, open_)
         steps.append(done)
-        open_, seen = done.open, done.newest_us
+        open_, seen = done.open, done.base_us
     return steps
 
 
