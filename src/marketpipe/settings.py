@@ -738,7 +738,8 @@ class FeaturesSettings(_Section):
             "The event-time watermark follows the slowest partition of ticks.valid; one "
             "that brings no tick for this long (wall clock, from its last tick or from when "
             "ticks started coming) stops holding it back. A partition that has brought "
-            "nothing yet holds it until then: a burst of history may reach it last."
+            "nothing yet holds it until then: a burst of history may reach it last. "
+            "(Read from the archive, the watermark follows the newest tick.)"
         ),
     )
     bar_intervals_s: Annotated[list[PositiveInt], NoDecode] = Field(

@@ -73,7 +73,7 @@ from marketpipe.features.outputs import (
     windows_of,
     with_written_at,
 )
-from marketpipe.features.progress import NO_BASE, Progress, advance
+from marketpipe.features.progress import NO_BASE, Progress, advance, next_base
 from marketpipe.features.ranges import RangeCache
 from marketpipe.features.spark import (
     TickStream,
@@ -257,12 +257,12 @@ class FeatureJob:
             ticks = collect(batch)  # read once; a retry only redoes the I/O
             self.metrics.collected("features", batch_id, ticks.num_rows)
             clock.append(time.perf_counter())
-            progress, before = self._retrying(
+            progress, again, before = self._retrying(
                 "features", partial(self._before, store, checkpoint, batch_id)
             )
             seen_us = NO_BASE if progress is None else progress.base_us
             delay_us = int(self.cfg.watermark_s * US)
-            base_us = self._trailing(clocks, ticks, seen_us)
+            base_us = next_base(seen_us, self._slowest(clocks, ticks), again)
             aggregated = ticks.select(list(AGGREGATED))
             folded = step(aggregated, before, self.windows, seen_us, delay_us, base_us)
             clock.append(time.perf_counter())
@@ -291,37 +291,41 @@ class FeatureJob:
 
         return write
 
-    def _trailing(self, clocks: PartitionClocks, ticks: pa.Table, seen_us: int) -> int:
-        """The base of the next micro-batch's watermark, with ``ticks`` just read: the slowest
-        partition's newest event time (``watermark``), never below ``seen_us``, the base of
-        this batch's."""
-        now = time.monotonic()
+    def _slowest(self, clocks: PartitionClocks, ticks: pa.Table) -> int | None:
+        """With ``ticks`` just read, the slowest partition's newest event time (``watermark``;
+        None while a partition is waited for)."""
         newest = newest_per_partition(ticks)
         if newest and not clocks.known and "partition" in ticks.column_names:
             try:  # the broker has just served the batch: a restart is waited out, if any
-                clocks.expect(topic_partitions(python_source_options(self.kafka)), now)
+                clocks.expect(topic_partitions(python_source_options(self.kafka)),
+                              time.monotonic())  # fmt: skip
             except (KafkaException, RuntimeError) as exc:
                 log.warning(
                     "features: cannot list the partitions of %s (%s): the watermark follows "
                     "those that bring ticks", self.kafka.topic_valid, first_line(exc),
                 )  # fmt: skip
+        now = time.monotonic()
         clocks.observe(newest, now)
-        slowest = clocks.base(now)
-        return seen_us if slowest is None else max(seen_us, slowest)
+        return clocks.base(now)
 
     def _before(
         self, store: StateStore, checkpoint: str, batch_id: int
-    ) -> tuple[Progress | None, OpenWindows]:
+    ) -> tuple[Progress | None, int | None, OpenWindows]:
         """What micro-batch ``batch_id`` starts from: the progress recorded by the batch before
         it (the base of this batch's watermark; its export point is where this batch exports
-        from) and the windows it left open."""
+        from), the base it recorded itself if this is a replay (None: it is not) and the
+        windows it left open."""
         recorded = self.sinks.progress_before(checkpoint, batch_id)
         progress = None if recorded is None else Progress(*recorded)
-        if batch_id == 0:
-            return progress, OpenWindows.empty()
         if self._open is not None and self._open[0] == batch_id - 1:
-            return progress, self._open[1]
-        return progress, calling(store, partial(store.load, batch_id - 1))
+            return progress, None, self._open[1]  # the batch after the one this process ran
+        # The first batch this process runs: Spark replays the batch a crash cut short, which
+        # may have recorded its progress already (the latest row before batch_id + 1).
+        mine = self.sinks.progress_before(checkpoint, batch_id + 1)
+        again = None if mine is None or mine == recorded else Progress(*mine).base_us
+        if batch_id == 0:
+            return progress, again, OpenWindows.empty()
+        return progress, again, calling(store, partial(store.load, batch_id - 1))
 
     def _write_features(
         self, folded: Step, before: Progress | None, checkpoint: str, name: str, batch_id: int

@@ -3,32 +3,34 @@ storage: pure arithmetic on event times.
 
 The features query writes a window's row whenever the window changes; a window is final once
 the event-time watermark has passed its end, because from then on every tick for it is dropped
-(``aggregate.step``). The watermark for micro-batch ``N + 1`` is ``newest event time seen up to
-and including batch N - delay`` (one input, one watermark: Spark's rule), so once batch ``N``
-has been written every window ending at or before that is final.
+(``aggregate.step``). The watermark for micro-batch ``N + 1`` is ``base_N - delay``, the base
+being what batch ``N`` recorded: the slowest partition's newest event time (``watermark``),
+never lower than the base before. So once batch ``N`` has been written every window ending at
+or before that is final. Until every partition has been heard from (or gone idle) there is no
+base (``NO_BASE``): nothing closes, and the batches record where the windows they wrote begin.
 
 Final windows are exported to cold Parquet (a file per symbol) in spans of at least
 ``every_us`` of event time: batch ``N`` exports the windows that ended in ``(exported_to,
-newest_N - delay]`` once that span is ``every_us`` or more, and records how far it got, with
-the newest event time (the next batch's watermark base). Exporting every micro-batch wrote a
-file per symbol and second (50 PUTs a second at 50 symbols), most of the features job's time
-in a run of every stage on one machine; in spans of 10 s it writes a tenth of the files.
+base_N - delay]`` once that span is ``every_us`` or more, and records how far it got, with
+the base. Exporting every micro-batch wrote a file per symbol and second (50 PUTs a second at
+50 symbols), most of the features job's time in a run of every stage on one machine; in spans
+of 10 s it writes a tenth of the files.
 
 Indicators need final bars too, and cannot wait for the export: batch ``N`` *closes* the
-windows that ended in ``(closed_to, newest_N - delay]`` and records ``closed_to`` as well.
-Both points are recorded, not derived from the newest event time and today's delay, so a
-watermark delay changed between runs neither skips windows (lowered) nor closes any twice
-(raised). A batch that exports recomputes the indicators of the whole exported span (from the
-state before it: a bar seen twice gives the same row), so their cold file is complete; the
-other batches touch only what became final since the batch before (recomputing from the
-export point every batch, until the export, cost the features job its 50k ticks/s on a 0.5 s
-trigger).
+windows that ended in ``(closed_to, base_N - delay]`` and records ``closed_to`` as well. Both
+points are recorded, not derived from the base and today's delay, so a watermark delay changed
+between runs neither skips windows (lowered) nor closes any twice (raised). A batch that
+exports recomputes the indicators of the whole exported span (from the state before it: a bar
+seen twice gives the same row), so their cold file is complete; the other batches touch only
+what became final since the batch before (recomputing from the export point every batch, until
+the export, cost the features job its 50k ticks/s on a 0.5 s trigger).
 
-The record is per batch and a batch reads the record of the batch before it, so a replayed
-batch (after a crash) closes and exports the same windows. Export files are named after the
-span's start, which comes from that record: a replay that exports rewrites the same files, and
-one that no longer exports (``every_us`` raised before the restart) leaves them for the next
-export, which starts at the same point, holds every window they hold, and rewrites them whole.
+The record is per batch and a batch reads the record of the batch before it, and a replayed
+batch (after a crash) records at least the base its first attempt did (``next_base``), so it
+closes and exports the same windows, or more. Export files are named after the span's start,
+which comes from that record: a replay that exports rewrites the same files, and one that no
+longer exports (``every_us`` raised before the restart) leaves them for the next export, which
+starts at the same point, holds every window they hold, and rewrites them whole.
 """
 
 from __future__ import annotations
@@ -62,6 +64,16 @@ class Advance:
     closing: Span | None  # windows final since the batch before (None: none)
     export: Span | None  # final windows the batch exports to cold storage (None: none)
     after: Progress | None  # None: nothing written yet
+
+
+def next_base(seen_us: int, slowest_us: int | None, recorded_us: int | None = None) -> int:
+    """The base a micro-batch leaves the next one's watermark: the slowest partition's newest
+    event time (``watermark.PartitionClocks``; None while one is waited for), never below the
+    batch's own base ``seen_us`` nor, for a batch replayed after a crash, below the base its
+    first attempt recorded (``recorded_us``). That attempt may have closed and exported
+    windows up to it, and the clocks, kept in memory, start over with the replay: a lower
+    base would let later ticks into closed windows and close them again."""
+    return max(x for x in (seen_us, slowest_us, recorded_us) if x is not None)
 
 
 def advance(

@@ -6,7 +6,7 @@ their own pace, and a burst (the history ``make demo`` or a replay publishes, a 
 checker drains after a restart) reaches them minutes of event time apart. One micro-batch
 boundary inside such a burst set the watermark by the partition furthest ahead, and the
 others' ticks were dropped as late: ``make demo`` lost 3,164 of 13,870 bars that way
-(docs/benchmarks.md). So the watermark follows the slowest partition, as Flink's
+(docs/operations.md). So the watermark follows the slowest partition, as Flink's
 per-partition watermarks do: its base is the least newest event time among the partitions
 that are not idle.
 
@@ -22,9 +22,11 @@ one catch-up, where the source shares each batch over the partitions by their la
 
 The base never goes back, and the job records it with each micro-batch's progress
 (``progress.Progress.base_us``); the partitions' clocks live in memory only. So a replayed
-micro-batch drops what the batch before it said, as it did the first time, and after a
-restart every partition is waited for again, as at the first start: a restart can hold the
-watermark back, never move it on. Pure, no I/O: the caller passes the wall clock.
+micro-batch drops what the batch before it said, as it did the first time, and records at
+least what its first attempt did (``progress.next_base``); after a restart every partition is
+waited for again, as at the first start. Read from the archive's files, whose ticks carry no
+partition, the input is one partition (``WHOLE_INPUT``): Spark's rule. Pure, no I/O: the
+caller passes the wall clock.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketpipe.features.progress import NO_BASE, Advance, Progress, advance
+from marketpipe.features.progress import NO_BASE, Advance, Progress, advance, next_base
 
 DELAY = 10
 
@@ -95,6 +95,22 @@ def test_without_a_base_nothing_closes_and_the_earliest_window_written_is_kept()
     assert advance(earlier.after, None, None, DELAY) == Advance(None, None, earlier.after)
     based = advance(earlier.after, base_us=350, earliest_end_us=400, delay_us=DELAY)
     assert based == Advance((119, 340), (119, 340), Progress(350, 340, 340))
+
+
+def test_a_replay_records_at_least_the_base_its_first_attempt_did() -> None:
+    """A batch replayed after a crash starts with fresh partition clocks, which may wait for a
+    partition again: with the base its first attempt recorded, it closes and exports what
+    that attempt did. Without it, it would record a lower base, and the next batch would take
+    ticks into windows already closed and exported."""
+    before = Progress(base_us=200, exported_to_us=150, closed_to_us=190)
+    first = advance(before, next_base(200, 260), earliest_end_us=200, delay_us=DELAY, every_us=50)
+    assert first == Advance((190, 250), (150, 250), Progress(260, 250, 250))
+    assert first.after is not None
+    replay = next_base(200, None, recorded_us=first.after.base_us)
+    assert advance(before, replay, earliest_end_us=200, delay_us=DELAY, every_us=50) == first
+    forgetful = advance(before, next_base(200, None), 200, delay_us=DELAY, every_us=50)
+    assert forgetful.after == before  # what the next batch would have started from
+    assert next_base(200, 260, recorded_us=230) == 260  # a replay may go further, never back
 
 
 @given(
