@@ -736,9 +736,10 @@ class FeaturesSettings(_Section):
         10.0,
         description=(
             "The event-time watermark follows the slowest partition of ticks.valid; one "
-            "that brings no tick for this long (wall clock, from its last tick or from when "
-            "ticks started coming) stops holding it back. A partition that has brought "
-            "nothing yet holds it until then: a burst of history may reach it last. "
+            "that brings no tick while the others bring ticks for this long (wall clock) "
+            "stops holding it back, but none does while the whole topic pauses. A "
+            "partition that has brought nothing holds it for this long after the first "
+            "ticks come: a burst of history may reach it last. "
             "(Read from the archive, the watermark follows the newest tick.)"
         ),
     )

@@ -10,15 +10,15 @@ others' ticks were dropped as late: ``make demo`` lost 3,164 of 13,870 bars that
 per-partition watermarks do: its base is the least newest event time among the partitions
 that are not idle.
 
-A partition is idle once it has brought no tick for ``idle_s`` of wall clock, counted from
-its last tick or, for one that has brought none, from the job's first micro-batch with ticks.
-Until then a partition that has brought nothing holds the watermark where it is (the first
-burst may reach it last), and one that brought ticks holds it at its newest. So a topic with
-more partitions than symbols waits ``idle_s`` once, at the start; a symbol that stops trading
-holds its partition's watermark for ``idle_s``, then no more. A burst into a running job
-after every partition went quiet is not waited for: the partitions it reaches last may lose
-ticks to the first, as with Spark's rule (a replay goes to topics of its own, or is read in
-one catch-up, where the source shares each batch over the partitions by their lag).
+A partition that has brought ticks is idle once the others have brought ticks for ``idle_s``
+(wall clock) without it: its quiet time grows only across micro-batches that bring ticks no
+more than ``idle_s`` apart. So a symbol that stops trading holds its partition's watermark
+for ``idle_s``, then no more; but when the whole input pauses (the broker restarting, the
+market closed) no partition goes idle, and the burst after the pause (the checker draining
+its backlog into the partitions unevenly) is waited for. A partition that has brought
+nothing is idle ``idle_s`` after the job's first micro-batch with ticks; until then it holds
+the watermark where it is (the first burst may reach it last). So a topic with more
+partitions than symbols waits ``idle_s`` once, at the start.
 
 The base never goes back, and the job records it with each micro-batch's progress
 (``progress.Progress.base_us``); the partitions' clocks live in memory only. So a replayed
@@ -44,7 +44,8 @@ WHOLE_INPUT = -1
 @dataclass
 class _Partition:
     newest_us: int | None  # None: no tick yet
-    since_s: float  # wall clock of its last tick, or of the first batch with ticks
+    since_s: float  # wall clock of the first batch with ticks (for one without any)
+    quiet_s: float = 0.0  # the others' ticking time since its last tick
 
 
 class PartitionClocks:
@@ -54,6 +55,7 @@ class PartitionClocks:
     def __init__(self, idle_s: float) -> None:
         self.idle_s = idle_s
         self._partitions: dict[int, _Partition] = {}
+        self._last_s: float | None = None  # the last batch with ticks
 
     @property
     def known(self) -> frozenset[int]:
@@ -68,21 +70,34 @@ class PartitionClocks:
     def observe(self, newest: Mapping[int, int], now_s: float) -> None:
         """A micro-batch at wall clock ``now_s`` brought ticks up to ``newest`` (event time)
         per partition; partitions without ticks in it are left out."""
+        if not newest:
+            return
+        gap = 0.0 if self._last_s is None else now_s - self._last_s
+        self._last_s = now_s
+        if gap < self.idle_s:  # a longer one: the whole input paused, nobody was quiet alone
+            for p, partition in self._partitions.items():
+                if p not in newest:
+                    partition.quiet_s += gap
         for p, newest_us in newest.items():
             known = self._partitions.get(p)
             if known is None or known.newest_us is None:
                 self._partitions[p] = _Partition(newest_us, now_s)
             else:
                 known.newest_us = max(known.newest_us, newest_us)
-                known.since_s = now_s
+                known.quiet_s = 0.0
 
     def base(self, now_s: float) -> int | None:
         """The least newest event time among the partitions not idle at ``now_s``; None while
         one of them has brought no tick yet, or before any tick."""
-        active = [p.newest_us for p in self._partitions.values() if now_s - p.since_s < self.idle_s]
+        active = [p.newest_us for p in self._partitions.values() if not self._idle(p, now_s)]
         if not active or None in active:
             return None
         return min(t for t in active if t is not None)
+
+    def _idle(self, partition: _Partition, now_s: float) -> bool:
+        if partition.newest_us is None:
+            return now_s - partition.since_s >= self.idle_s
+        return partition.quiet_s >= self.idle_s
 
 
 def newest_per_partition(ticks: pa.Table) -> dict[int, int]:

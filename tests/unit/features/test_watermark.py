@@ -44,12 +44,19 @@ def test_a_partition_that_stops_holds_its_newest_then_no_more() -> None:
     assert clocks.base(IDLE + 1) == 12 * MIN
 
 
-def test_after_a_quiet_spell_the_first_partition_to_bring_ticks_moves_it() -> None:
+def test_after_the_whole_input_paused_every_partition_is_waited_for() -> None:
+    """The broker restarting, say: then the checker drains its backlog into the partitions
+    unevenly. The first to bring ticks does not move the watermark past the others until they
+    have been quiet for ``IDLE`` while it ticked."""
     clocks = PartitionClocks(IDLE)
     clocks.observe({0: 10 * MIN, 1: 10 * MIN}, now_s=0.0)
-    assert clocks.base(3600.0) is None  # both idle: nothing to follow, the base stays
-    clocks.observe({0: 50 * MIN}, now_s=3600.0)
-    assert clocks.base(3600.0) == 50 * MIN
+    clocks.observe({0: 11 * MIN}, now_s=0.0 + IDLE + 1)  # the first batch after the pause
+    assert clocks.base(IDLE + 1) == 10 * MIN
+    for k in range(1, 20):  # it goes on ticking every half second, alone
+        clocks.observe({0: 11 * MIN + k}, now_s=IDLE + 1 + k / 2)
+    assert clocks.base(IDLE + 1 + 9.5) == 10 * MIN
+    clocks.observe({0: 11 * MIN + 20}, now_s=IDLE + 1 + 10)
+    assert clocks.base(IDLE + 1 + 10) == 11 * MIN + 20  # 1 was quiet 10 s of 0's ticking
 
 
 def test_partitions_it_was_not_told_of_count_once_they_bring_ticks() -> None:
