@@ -277,10 +277,14 @@ class FeatureJob:
             clock.append(time.perf_counter())
             if log.isEnabledFor(logging.DEBUG):
                 phases = ("read", "fold", "write", "save")
+                newest = _extreme_us(ticks.column("event_time"), largest=True)
                 log.debug(
-                    "features batch %d: %d ticks, %s", batch_id, ticks.num_rows,
+                    "features batch %d: %d ticks, %s; watermark base %s behind its newest tick",
+                    batch_id, ticks.num_rows,
                     ", ".join(f"{p} {b - a:.3f}s" for p, a, b in
                               zip(phases, clock[:-1], clock[1:], strict=True)),
+                    "-" if newest is None or base_us == NO_BASE
+                    else f"{(newest - base_us) / US:.3f}s",
                 )  # fmt: skip
             for output, part in written:
                 self.metrics.wrote(output, part)
