@@ -161,8 +161,9 @@ class FeatureJob:
         both = self.sinks.cold is not None and not from_archive
         cache = RangeCache(["archive", "features"]) if both else None
         if self.sinks.cold is not None:
+            cp = self._checkpoint("archive")
             ticks = self._input(
-                read_ticks(self.spark, self.kafka, self.cfg, "archive", TICK_FIELDS, cache)
+                read_ticks(self.spark, self.kafka, self.cfg, "archive", TICK_FIELDS, cp, cache)
             )
             archive = self._start(
                 ticks.frame, "archive", self._handler("archive", self._archive(ticks.collect)),
@@ -172,16 +173,15 @@ class FeatureJob:
             self.queries.append(archive)
             if from_archive and available_now:
                 archive.awaitTermination()
-        features_input = self._input(
-            read_archived_ticks(self.spark, self.cfg, AGGREGATED)
-            if from_archive
-            else read_ticks(
-                self.spark, self.kafka, self.cfg, "features", (*AGGREGATED, "partition"), cache
-            )
-        )
         # A checkpoint holds its source's offsets: reading the archive, the query keeps a
         # checkpoint of its own, so switching read_from never misreads the other kind.
         name = "features-from-archive" if from_archive else "features"
+        columns, cp = (*AGGREGATED, "partition"), self._checkpoint(name)
+        features_input = self._input(
+            read_archived_ticks(self.spark, self.cfg, AGGREGATED)
+            if from_archive
+            else read_ticks(self.spark, self.kafka, self.cfg, "features", columns, cp, cache)
+        )
         handler = self._handler("features", self._features(name, features_input.collect))
         self.queries.append(
             self._start(features_input.frame, "features", handler, available_now,
@@ -245,7 +245,7 @@ class FeatureJob:
         )  # fmt: skip
 
     def _features(
-        self, name: str, collect: Callable[[DataFrame], pa.Table]
+        self, name: str, collect: Callable[[DataFrame, int], pa.Table]
     ) -> Callable[[DataFrame, int], None]:
         checkpoint = self._checkpoint(name)
         root = state_root(self.cfg.checkpoint_dir, self.cfg.state_dir, name)
@@ -254,7 +254,7 @@ class FeatureJob:
 
         def write(batch: DataFrame, batch_id: int) -> None:
             clock = [time.perf_counter()]
-            ticks = collect(batch)  # read once; a retry only redoes the I/O
+            ticks = collect(batch, batch_id)  # read once; a retry only redoes the I/O
             self.metrics.collected("features", batch_id, ticks.num_rows)
             clock.append(time.perf_counter())
             progress, again, before = self._retrying(
@@ -414,10 +414,10 @@ class FeatureJob:
             self.sinks.closed(INDICATORS.name, file_name, cold)
 
     def _archive(
-        self, collect: Callable[[DataFrame], pa.Table]
+        self, collect: Callable[[DataFrame, int], pa.Table]
     ) -> Callable[[DataFrame, int], None]:
         def write(batch: DataFrame, batch_id: int) -> None:
-            ticks = collect(batch)
+            ticks = collect(batch, batch_id)
             self.metrics.collected("archive", batch_id, ticks.num_rows)
             if ticks.num_rows:
                 self._retrying("archive", partial(self.sinks.archive, str(batch_id), ticks))

@@ -339,6 +339,25 @@ def queued(consumer: Any, first: list[Any], more: int) -> Iterator[list[Any]]:
             return
 
 
+def offset_ranges(start: dict[str, int], end: dict[str, int]) -> list[KafkaPartition]:
+    """A micro-batch's ranges from its start and end offsets (``{"<partition>": offset}``):
+    one per partition with records in it, in partition order. A partition the start does not
+    name (new since) is read from its first offset."""
+    return [
+        KafkaPartition(int(p), start.get(p, 0), stop)
+        for p, stop in sorted(end.items(), key=lambda kv: int(kv[0]))
+        if stop > start.get(p, 0)
+    ]
+
+
+def ranges_table(parts: Sequence[KafkaPartition]) -> pa.Table:
+    """``parts`` as ``decode=ranges`` gives them: a row per range (``RANGES_ARROW_SCHEMA``)."""
+    return pa.Table.from_pylist(
+        [{"partition": p.partition, "start": p.start, "end": p.end} for p in parts],
+        RANGES_ARROW_SCHEMA,
+    )
+
+
 def cap_offsets(lag: dict[str, int], budget: int) -> dict[str, int]:
     """Split ``budget`` offsets over partitions in proportion to their lag, as Spark's Kafka
     connector does. Draining one partition first would race its event times ahead of the
@@ -389,11 +408,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return end
 
     def partitions(self, start: dict[str, int], end: dict[str, int]) -> Sequence[InputPartition]:
-        parts = [
-            KafkaPartition(int(p), start.get(p, 0), stop)
-            for p, stop in sorted(end.items(), key=lambda kv: int(kv[0]))
-            if stop > start.get(p, 0)
-        ]
+        parts = offset_ranges(start, end)
         if decode_mode(self.options) == "ranges":
             # One Spark task for the whole batch: its rows are a few numbers, and each task
             # costs a Python worker call (measured: 0.3 s a batch with one per partition).
@@ -402,11 +417,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
         if isinstance(partition, BatchRanges):
-            yield pa.RecordBatch.from_pylist(
-                [{"partition": p.partition, "start": p.start, "end": p.end}
-                 for p in partition.ranges],
-                RANGES_ARROW_SCHEMA,
-            )  # fmt: skip
+            yield from ranges_table(partition.ranges).to_batches()
             return
         assert isinstance(partition, KafkaPartition)
         yield from read_partition(self.options, partition)

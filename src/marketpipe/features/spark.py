@@ -27,6 +27,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from marketpipe.features.jvm import driver_java_options, sigterm_to_the_driver_only
 from marketpipe.features.kafka_source import source_for
+from marketpipe.features.offset_log import logged_ranges
 from marketpipe.features.pyworker import worker_python
 from marketpipe.features.ranges import RangeCache, RangeReader
 from marketpipe.features.transforms import TICK_SCHEMA, parse_ticks
@@ -135,21 +136,27 @@ def typed_ticks(reader: DataStreamReader | DataFrameReader, cfg: FeaturesSetting
 @dataclass
 class TickStream:
     """A query's input: the stream its ``foreachBatch`` runs on, and how one micro-batch of it
-    becomes the ticks' ``columns`` as an Arrow table in the driver. ``close`` when stopped."""
+    (the DataFrame and its batch id) becomes the ticks' ``columns`` as an Arrow table in the
+    driver. ``close`` when stopped."""
 
     frame: DataFrame
-    collect: Callable[[DataFrame], pa.Table]
+    collect: Callable[[DataFrame, int], pa.Table]
     close: Callable[[], None] = lambda: None
+
+
+def _run(batch: DataFrame, _batch_id: int) -> pa.Table:
+    return batch.toArrow()
 
 
 def read_ticks(
     spark: SparkSession, kafka: KafkaSettings, cfg: FeaturesSettings, query: str,
-    columns: Sequence[str], cache: RangeCache | None = None,
+    columns: Sequence[str], checkpoint: str, cache: RangeCache | None = None,
 ) -> TickStream:  # fmt: skip
-    """The valid ticks as query ``query``'s input. From the Python source, a micro-batch is its
-    offset ranges and the driver reads them (``RangeReader``, sharing what it read through
-    ``cache``); from the connector, Spark reads and parses the records and ``toArrow`` brings
-    them over."""
+    """The valid ticks as query ``query``'s input (checkpointed at ``checkpoint``). From the
+    Python source, a micro-batch is its offset ranges, taken from the query's offset log
+    where it holds them (``offset_log``; else by running the batch), and the driver reads them
+    (``RangeReader``, sharing what it read through ``cache``); from the connector, Spark reads
+    and parses the records and ``toArrow`` brings them over."""
     reader = (
         kafka_reader(spark, kafka, cfg, query=query)
         .option("startingOffsets", "earliest")
@@ -157,12 +164,15 @@ def read_ticks(
     )
     if cfg.source == "python":
         ranges = RangeReader(python_source_options(kafka), query, cache)
-        return TickStream(
-            reader.option("decode", "ranges").load(),
-            lambda batch: ranges.read(batch.toArrow()).select(list(columns)),
-            ranges.close,
-        )
-    return TickStream(parse_ticks(reader.load()).select(*columns), DataFrame.toArrow)
+
+        def collect(batch: DataFrame, batch_id: int) -> pa.Table:
+            planned = logged_ranges(checkpoint, batch_id)
+            return ranges.read(batch.toArrow() if planned is None else planned).select(
+                list(columns)
+            )
+
+        return TickStream(reader.option("decode", "ranges").load(), collect, ranges.close)
+    return TickStream(parse_ticks(reader.load()).select(*columns), _run)
 
 
 def read_archived_ticks(
@@ -175,4 +185,4 @@ def read_archived_ticks(
     data = [f for f in TICK_SCHEMA.fields if f.name != "symbol"]
     partitions = [StructField("date", StringType()), StructField("symbol", StringType())]
     frame = spark.readStream.schema(StructType(data + partitions)).parquet(str(root))
-    return TickStream(frame.select(*columns), DataFrame.toArrow)
+    return TickStream(frame.select(*columns), _run)

@@ -13,6 +13,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 from marketpipe.contracts import TICK_FIELDS, TickColumns
 from marketpipe.features.kafka_source import KafkaSource, source_for
 from marketpipe.features.kafka_source import _watermarks as watermarks
+from marketpipe.features.offset_log import logged_ranges
 from marketpipe.features.ranges import Chunk, RangeCache, RangeReader
 from marketpipe.features.spark import python_source_options
 from marketpipe.features.transforms import parse_ticks
@@ -200,8 +201,18 @@ def test_ranges_read_in_the_driver_give_every_committed_tick_once(
         .load()
     )
 
-    def collect(batch: DataFrame, _batch_id: int) -> None:
+    logged: list[int] = []
+
+    def collect(batch: DataFrame, batch_id: int) -> None:
         ranges = batch.toArrow()
+        # The ranges the job takes from the offset log instead are the ones Spark runs.
+        from_log = logged_ranges(str(tmp_path / "cp"), batch_id)
+        if batch_id > 0:
+            assert from_log is not None
+            assert from_log.equals(ranges), (batch_id, from_log, ranges)
+            logged.append(batch_id)
+        else:
+            assert from_log is None  # its start (the initial offsets) is not logged
         ticks = features.read(ranges)
         assert archive.read(ranges).equals(ticks)  # the second reader's from the cache
         # Each tick with the partition its range is of (what the watermark is kept per).
@@ -223,6 +234,7 @@ def test_ranges_read_in_the_driver_give_every_committed_tick_once(
     assert len(seen) == len(set(seen))
     assert len(set(partitions.values())) > 1  # 5 symbols over 3 partitions
     assert cache.rows == 0  # both read everything: nothing is held
+    assert len(logged) >= 3  # 700 committed records, 170 a batch
 
 
 def test_a_read_for_a_cache_keeps_the_records_its_consumer_holds_past_the_range(
