@@ -67,12 +67,14 @@ def run_job(
     job.start(available_now=True)
     job.await_all()
     elapsed = time.perf_counter() - started
-    # Spark's rows may be offset ranges: the ticks are what the job collected per batch.
+    # Spark's rows may be offset ranges, or none (the driver took the ranges from the offset
+    # log and Spark ran nothing): the ticks are what the job collected per batch.
     (features,) = (q for q in job.queries if q.name == "features")
     batches = [
         (p.durationMs["triggerExecution"] / 1000, job.metrics.ticks_of("features", p.batchId))
-        for p in features.recentProgress if p.numInputRows and p.batchId > 0
+        for p in features.recentProgress if p.batchId > 0
     ]  # fmt: skip
+    batches = [(seconds, ticks) for seconds, ticks in batches if ticks]
     busy_s = sum(seconds for seconds, _ in batches)
     # Reading the archive, the query may find every file at once: one batch, no steady rate.
     steady = sum(t or 0 for _, t in batches) / busy_s if busy_s else float("nan")

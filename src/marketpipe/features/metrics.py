@@ -129,7 +129,8 @@ class JobMetrics(StreamingQueryListener):
     def collected(self, query: str, batch_id: int, ticks: int) -> None:
         """Micro-batch ``batch_id`` of ``query`` brought ``ticks`` ticks to the driver: its
         input, whatever Spark counted (from the Python source, Spark's rows are the batch's
-        offset ranges, which the driver reads itself)."""
+        offset ranges, which the driver reads itself, and none at all when the driver takes
+        them from the offset log: ``offset_log``)."""
         with self._lock:
             self._collected[(query, batch_id)] = ticks
             while len(self._collected) > RECENT_BATCHES:
