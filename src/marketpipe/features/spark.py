@@ -27,7 +27,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from marketpipe.features.jvm import driver_java_options, sigterm_to_the_driver_only
 from marketpipe.features.kafka_source import source_for
-from marketpipe.features.offset_log import logged_ranges
+from marketpipe.features.offset_log import local_folder, logged_ranges
 from marketpipe.features.pyworker import worker_python
 from marketpipe.features.ranges import RangeCache, RangeReader
 from marketpipe.features.transforms import TICK_SCHEMA, parse_ticks
@@ -59,12 +59,49 @@ def spark_session(
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
     )
+    local = local_folder(cfg.checkpoint_dir) is not None
+    if local:
+        builder = builder.config("spark.hadoop.fs.file.impl", RAW_LOCAL_FS)
     for key, value in cfg.spark_conf.items():
         builder = builder.config(key, value)
     with sigterm_to_the_driver_only():
         session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
+    if local and CHECKPOINT_MANAGER_CONF not in cfg.spark_conf:
+        manager = _first_class(session, FS_CHECKPOINT_MANAGERS)
+        if manager is not None:
+            session.conf.set(CHECKPOINT_MANAGER_CONF, manager)
     return session
+
+
+#: A checkpoint on the local file system: Spark's default checkpoint manager goes through
+#: Hadoop's FileContext, whose local file system (without Hadoop's native library, which
+#: Spark does not ship) starts a ``readlink`` process for every rename and, like Hadoop's
+#: checksummed local file system, a ``chmod`` for every file it creates: each micro-batch's
+#: offsets and commit cost ~45 ms each on a quiet machine, and 0.5-0.8 s while the archive
+#: query wrote beside it on a busy one (docs/benchmarks.md). Through the FileSystem API and
+#: the plain local file system (no ``.crc`` files), 6-7 ms. A rename on a local file system
+#: is atomic, which is what the manager needs. ``spark_conf`` may set either back.
+RAW_LOCAL_FS = "org.apache.hadoop.fs.RawLocalFileSystem"
+CHECKPOINT_MANAGER_CONF = "spark.sql.streaming.checkpointFileManagerClass"
+FS_CHECKPOINT_MANAGERS = (
+    "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
+    "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager",  # older
+)
+
+
+def _first_class(spark: SparkSession, names: Sequence[str]) -> str | None:
+    """The first of ``names`` the session's JVM has (Spark moves classes between releases)."""
+    jvm = spark._jvm
+    if jvm is None:  # Spark Connect: the server's settings apply
+        return None
+    for name in names:
+        try:
+            jvm.java.lang.Class.forName(name)
+        except Exception:  # py4j's error for ClassNotFoundException
+            continue
+        return name
+    return None
 
 
 # The classes that log a failed query at ERROR with every stack trace (Spark 4 and 3 packages).
