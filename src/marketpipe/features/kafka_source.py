@@ -201,6 +201,14 @@ def _highs(
             sleep(1.0)
 
 
+def initial_offsets(options: dict[str, str]) -> dict[str, int]:
+    """Where a query with no committed micro-batch starts: per partition, the oldest offset the
+    topic holds (``startingOffsets=earliest``, the default) or the next one (``latest``). Spark
+    asks again whenever it runs batch 0, a replay of it after a restart included."""
+    latest = _options(options).get("startingoffsets", "earliest") != "earliest"
+    return {p: high if latest else low for p, (low, high) in _watermarks(options).items()}
+
+
 def topic_partitions(options: dict[str, str]) -> list[int]:
     """The topic's partitions, a broker restart waited out as for ``_highs``."""
     return sorted(int(p) for p in _highs(options))
@@ -388,8 +396,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._target: dict[str, int] | None = None
 
     def initialOffset(self) -> dict[str, int]:  # noqa: N802 - Spark's API
-        latest = self.options.get("startingoffsets", "earliest") != "earliest"
-        return {p: high if latest else low for p, (low, high) in _watermarks(self.options).items()}
+        return initial_offsets(self.options)
 
     def getDefaultReadLimit(self) -> ReadLimit:  # noqa: N802
         cap = self.options.get("maxoffsetspertrigger")

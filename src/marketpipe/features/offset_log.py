@@ -12,15 +12,21 @@ ranges from the same two files, so they are the ranges the batch holds.
 The offset log is Spark's format (``OffsetSeqLog``, version ``v1``: the version, the batch's
 metadata, then one line per source with its offsets as the source wrote them, here the Python
 source's ``{"<partition>": offset}``). Where it cannot say, ``logged_ranges`` returns None and
-the caller runs the batch: batch 0 (it starts at the source's initial offsets, which are not
-logged), a checkpoint not on a local file system (``s3a://``), a file missing or in another
-format.
+the caller runs the batch: a checkpoint not on a local file system (``s3a://``), a file
+missing or in another format.
+
+Batch 0 starts at the source's initial offsets, which Spark does not log: it asks the source
+(``initialOffset``) whenever it runs batch 0, a replay included. The caller gives them the same
+way (``initial``, the source's ``initial_offsets``); without them, batch 0 is run. Running it
+was ~0.1-0.4 s at every start of the job, and ~1 s more when it is the first Spark task of the
+process: the only one that starts a Python worker (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -62,16 +68,36 @@ def logged_offsets(folder: Path, batch_id: int) -> dict[str, int] | None:
     return offsets
 
 
-def logged_ranges(checkpoint: str, batch_id: int) -> pa.Table | None:
+def logged_ranges(
+    checkpoint: str, batch_id: int, initial: Callable[[], dict[str, int]] | None = None
+) -> pa.Table | None:
     """Micro-batch ``batch_id``'s ranges as the Python source gives them with
     ``decode=ranges`` (``partition, start, end``), from the offset log of the query
-    checkpointed at ``checkpoint``; None where the log cannot say (see the module)."""
+    checkpointed at ``checkpoint``; None where the log cannot say (see the module). Batch 0
+    starts at ``initial()``, the source's initial offsets (None without them, or if asking for
+    them fails: the batch is run, and Spark asks the source)."""
     folder = local_folder(checkpoint)
-    if folder is None or batch_id < 1:
+    if folder is None or batch_id < 0:
         return None
     end = logged_offsets(folder, batch_id)
-    start = None if end is None else logged_offsets(folder, batch_id - 1)
+    start = None if end is None else _start(folder, batch_id, initial)
     if end is None or start is None:
         log.debug("offsets of batch %d not in %s's log: the batch is run", batch_id, checkpoint)
         return None
     return ranges_table(offset_ranges(start, end))
+
+
+def _start(
+    folder: Path, batch_id: int, initial: Callable[[], dict[str, int]] | None
+) -> dict[str, int] | None:
+    if batch_id > 0:
+        return logged_offsets(folder, batch_id - 1)
+    if initial is None:
+        return None
+    from confluent_kafka import KafkaException
+
+    try:
+        return initial()
+    except (KafkaException, RuntimeError) as exc:  # no broker, no topic: Spark's run waits
+        log.debug("initial offsets of %s not known (%s): batch 0 is run", folder, exc)
+        return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from pyspark.sql.streaming.readwriter import DataStreamReader
 from pyspark.sql.types import StringType, StructField, StructType
 
 from marketpipe.features.jvm import driver_java_options, sigterm_to_the_driver_only
-from marketpipe.features.kafka_source import source_for
+from marketpipe.features.kafka_source import initial_offsets, source_for
 from marketpipe.features.offset_log import local_folder, logged_ranges
 from marketpipe.features.pyworker import worker_python
 from marketpipe.features.ranges import RangeCache, RangeReader
@@ -194,16 +195,19 @@ def read_ticks(
     where it holds them (``offset_log``; else by running the batch), and the driver reads them
     (``RangeReader``, sharing what it read through ``cache``); from the connector, Spark reads
     and parses the records and ``toArrow`` brings them over."""
+    starting = {"startingOffsets": "earliest"}
     reader = (
         kafka_reader(spark, kafka, cfg, query=query)
-        .option("startingOffsets", "earliest")
+        .options(**starting)
         .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
     )
     if cfg.source == "python":
-        ranges = RangeReader(python_source_options(kafka), query, cache)
+        options = python_source_options(kafka)
+        ranges = RangeReader(options, query, cache)
+        initial = partial(initial_offsets, {**options, **starting})
 
         def collect(batch: DataFrame, batch_id: int) -> pa.Table:
-            planned = logged_ranges(checkpoint, batch_id)
+            planned = logged_ranges(checkpoint, batch_id, initial)
             return ranges.read(batch.toArrow() if planned is None else planned).select(
                 list(columns)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +12,7 @@ from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from marketpipe.contracts import TICK_FIELDS, TickColumns
-from marketpipe.features.kafka_source import KafkaSource, source_for
+from marketpipe.features.kafka_source import KafkaSource, initial_offsets, source_for
 from marketpipe.features.kafka_source import _watermarks as watermarks
 from marketpipe.features.offset_log import logged_ranges
 from marketpipe.features.ranges import Chunk, RangeCache, RangeReader
@@ -202,17 +203,17 @@ def test_ranges_read_in_the_driver_give_every_committed_tick_once(
     )
 
     logged: list[int] = []
+    initial = partial(initial_offsets, options)
 
     def collect(batch: DataFrame, batch_id: int) -> None:
         ranges = batch.toArrow()
         # The ranges the job takes from the offset log instead are the ones Spark runs.
-        from_log = logged_ranges(str(tmp_path / "cp"), batch_id)
-        if batch_id > 0:
-            assert from_log is not None
-            assert from_log.equals(ranges), (batch_id, from_log, ranges)
-            logged.append(batch_id)
-        else:
-            assert from_log is None  # its start (the initial offsets) is not logged
+        # Batch 0 starts at the source's initial offsets, which the driver asks for as Spark
+        # does; the others where the batch before ended.
+        from_log = logged_ranges(str(tmp_path / "cp"), batch_id, initial)
+        assert from_log is not None
+        assert from_log.equals(ranges), (batch_id, from_log, ranges)
+        logged.append(batch_id)
         ticks = features.read(ranges)
         assert archive.read(ranges).equals(ticks)  # the second reader's from the cache
         # Each tick with the partition its range is of (what the watermark is kept per).
@@ -234,7 +235,7 @@ def test_ranges_read_in_the_driver_give_every_committed_tick_once(
     assert len(seen) == len(set(seen))
     assert len(set(partitions.values())) > 1  # 5 symbols over 3 partitions
     assert cache.rows == 0  # both read everything: nothing is held
-    assert len(logged) >= 3  # 700 committed records, 170 a batch
+    assert len(logged) >= 4  # 700 committed records, 170 a batch
 
 
 def test_a_read_for_a_cache_keeps_the_records_its_consumer_holds_past_the_range(
@@ -264,3 +265,4 @@ def test_a_read_for_a_cache_keeps_the_records_its_consumer_holds_past_the_range(
         assert reader.read(ranges(250, 1_000)).column("seq").to_pylist() == list(range(250, 1_000))
     finally:
         reader.close()
+

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from marketpipe.features.offset_log import local_folder, logged_ranges
 
@@ -47,6 +48,24 @@ def test_a_batch_with_no_new_records_has_no_ranges(tmp_path: Path) -> None:
     assert table.num_rows == 0
 
 
+def test_batch_0_runs_from_the_source_s_initial_offsets(tmp_path: Path) -> None:
+    log_offsets(tmp_path, 0, {"0": 40, "1": 7, "2": 3})
+    initial = {"0": 10, "1": 0, "2": 3}  # partition 2 brought nothing
+    assert rows(logged_ranges(str(tmp_path), 0, lambda: initial)) == [(0, 10, 40), (1, 0, 7)]
+
+
+@pytest.mark.parametrize("error", [KafkaException(KafkaError(KafkaError._TRANSPORT)),
+                                   RuntimeError("topic 'ticks.valid' not found")])  # fmt: skip
+def test_batch_0_is_run_when_its_initial_offsets_cannot_be_had(
+    tmp_path: Path, error: Exception
+) -> None:
+    def initial() -> dict[str, int]:
+        raise error
+
+    log_offsets(tmp_path, 0, {"0": 40})
+    assert logged_ranges(str(tmp_path), 0, initial) is None
+
+
 @pytest.mark.parametrize(
     "case",
     ["batch 0", "no log before", "other version", "two sources", "connector offsets",
@@ -55,7 +74,7 @@ def test_a_batch_with_no_new_records_has_no_ranges(tmp_path: Path) -> None:
 def test_where_the_log_cannot_say_the_batch_is_run(tmp_path: Path, case: str) -> None:
     """None (the caller runs the batch) rather than ranges guessed from a log it does not know."""
     batch = 1
-    if case == "batch 0":  # it starts at the source's initial offsets, not logged
+    if case == "batch 0":  # it starts at the source's initial offsets, not logged or given
         log_offsets(tmp_path, 0, {"0": 10})
         batch = 0
     elif case != "no log before":
