@@ -10,10 +10,12 @@ batches, keeps their offsets in the checkpoint and replays them after a restart.
 Both queries read the same offsets: the features query every ``trigger_s``, the archive query
 every ``cold_trigger_s``. Their readers share a ``RangeCache``: what one of them read is kept
 until every reader sharing the cache has read past it, so each tick is fetched and decoded
-once. A range is a fixed set of records (the log is append-only and reads are
-``read_committed``), so a range served from the cache is the one the broker would serve. The
-cache holds at most ``max_rows`` ticks; a reader that falls further behind than that (a
-restart, a long sink outage) reads its ranges from the broker again.
+once; a range one of them is fetching, the other waits for instead of fetching it too (both
+start at the same offsets when the job starts with a backlog). A range is a fixed set of
+records (the log is append-only and reads are ``read_committed``), so a range served from the
+cache is the one the broker would serve. The cache holds at most ``max_rows`` ticks; a
+reader that falls further behind than that (a restart, a long sink outage) reads its ranges
+from the broker again.
 """
 
 from __future__ import annotations
@@ -75,6 +77,17 @@ class Chunk:
 Piece = Chunk | tuple[int, int]  # cached ticks, or a (start, end) range to fetch
 
 
+@dataclass(frozen=True, eq=False)
+class Fetch:
+    """Offsets ``[start, end)`` of a partition that reader ``reader`` is fetching from the
+    broker: ``done`` is set once what it read is in the cache, or once it failed."""
+
+    reader: str
+    start: int
+    end: int
+    done: threading.Event
+
+
 class RangeCache:
     """What the ``readers`` (query names) sharing it have read, per partition, kept until all
     of them have read past it or more than ``max_rows`` ticks are held (oldest go first)."""
@@ -87,6 +100,7 @@ class RangeCache:
         self._order: deque[tuple[int, Chunk]] = deque()  # as put, for the row cap
         self._rows = 0
         self._read_to: dict[str, dict[int, int]] = {r: {} for r in self.readers}
+        self._fetches: dict[int, list[Fetch]] = {}  # by partition
 
     @property
     def rows(self) -> int:
@@ -113,6 +127,36 @@ class RangeCache:
         if at < end:
             pieces.append((at, end))
         return pieces
+
+    def take(self, reader: str, partition: int, start: int, end: int) -> Chunk | Fetch:
+        """What ``reader`` reads next of ``[start, end)``: the cached records from ``start``
+        on; or another reader's fetch that holds ``start`` (wait for it, then ask again:
+        the two queries start together after a restart, and would each fetch and decode
+        the same backlog); or, if neither, the gap from ``start`` to the next of either, now
+        ``reader``'s to fetch (``put`` what it read, then ``fetched``, failed or not)."""
+        with self._lock:
+            upto = end
+            for chunk in self._chunks.get(partition, []):
+                if chunk.start <= start < chunk.end:
+                    return chunk.part(start, min(chunk.end, end))
+                if start < chunk.start:
+                    upto = min(upto, chunk.start)
+                    break
+            fetches = self._fetches.setdefault(partition, [])
+            for fetch in fetches:
+                if fetch.start <= start < fetch.end:
+                    return fetch
+                if start < fetch.start:
+                    upto = min(upto, fetch.start)
+            mine = Fetch(reader, start, upto, threading.Event())
+            fetches.append(mine)
+            return mine
+
+    def fetched(self, partition: int, fetch: Fetch) -> None:
+        """``fetch`` is over: whoever waits for it looks again."""
+        with self._lock:
+            self._fetches[partition].remove(fetch)
+        fetch.done.set()
 
     def put(self, partition: int, chunk: Chunk) -> None:
         """Keep ``chunk`` (unless another reader kept an overlapping one meanwhile)."""
@@ -180,19 +224,25 @@ class RangeReader:
         return pa.concat_tables(tables) if tables else RANGE_TICKS_SCHEMA.empty_table()
 
     def _read(self, part: KafkaPartition) -> pa.Table:
-        pieces = (
-            [(part.start, part.end)]
-            if self.cache is None
-            else self.cache.plan(part.partition, part.start, part.end)
-        )
-        tables = []
-        for piece in pieces:
-            chunk = piece if isinstance(piece, Chunk) else self._fetch(part.partition, *piece)
-            if chunk is not piece and self.cache is not None:
-                self.cache.put(part.partition, chunk)
+        if self.cache is None:
+            return self._fetch(part.partition, part.start, part.end).ticks
+        tables, at = [], part.start
+        while at < part.end:
+            piece = self.cache.take(self.name, part.partition, at, part.end)
+            if isinstance(piece, Fetch) and piece.reader != self.name:
+                piece.done.wait()  # the other query is fetching it: then from the cache
+                continue
+            if isinstance(piece, Fetch):
+                try:
+                    chunk = self._fetch(part.partition, piece.start, piece.end)
+                    self.cache.put(part.partition, chunk)
+                finally:
+                    self.cache.fetched(part.partition, piece)
+            else:
+                chunk = piece
             tables.append(chunk.ticks)
-        if self.cache is not None:
-            self.cache.read(self.name, part.partition, part.end)
+            at = chunk.end
+        self.cache.read(self.name, part.partition, part.end)
         return pa.concat_tables(tables)
 
     def _fetch(self, partition: int, start: int, end: int) -> Chunk:

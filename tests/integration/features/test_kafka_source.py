@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from confluent_kafka import Producer
@@ -266,3 +268,39 @@ def test_a_read_for_a_cache_keeps_the_records_its_consumer_holds_past_the_range(
     finally:
         reader.close()
 
+
+def test_two_readers_reading_the_same_ranges_at_once_fetch_each_range_once(
+    settings: Settings,
+) -> None:
+    """Both queries start at the same offsets when the job starts with a backlog: what one
+    reader is fetching, the other waits for and takes from the cache, exactly the records."""
+    cols = flat_ticks(range(3_000), lambda seq: f"S{seq % 7}")
+    publisher = Publisher(settings.kafka)
+    publisher.publish(settings.kafka.topic_valid, cols.keys(), cols.encode())
+    assert publisher.close().ok
+    options = python_source_options(settings.kafka)
+    highs = {int(p): high for p, (_, high) in watermarks(options).items() if high}
+    assert len(highs) > 1
+    ranges = pa.table({"partition": list(highs), "start": [0] * len(highs),
+                       "end": list(highs.values())})  # fmt: skip
+    cache = RangeCache(["features", "archive"])
+    readers = [RangeReader(options, name, cache) for name in cache.readers]
+    fetched: list[tuple[int, int, int]] = []
+    for reader in readers:
+        fetch = reader._fetch
+
+        def counted(partition: int, start: int, end: int, fetch: Any = fetch) -> Chunk:
+            fetched.append((partition, start, end))
+            return fetch(partition, start, end)
+
+        reader._fetch = counted  # type: ignore[method-assign]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            tables = list(pool.map(lambda r: r.read(ranges), readers))
+    finally:
+        for reader in readers:
+            reader.close()
+    assert tables[0].equals(tables[1])
+    assert sorted(tables[0].column("seq").to_pylist()) == list(range(3_000))
+    assert sorted(fetched) == sorted((p, 0, high) for p, high in highs.items())
+    assert cache.rows == 0

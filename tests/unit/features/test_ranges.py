@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from marketpipe.features.ranges import Chunk, RangeCache
+from marketpipe.features.ranges import Chunk, Fetch, RangeCache
 
 
 def chunk(start: int, end: int, skip: frozenset[int] = frozenset()) -> Chunk:
@@ -81,3 +82,45 @@ def test_any_split_of_a_range_reads_back_exactly_its_records(seed: int) -> None:
                 .to_pylist()
             )
         assert got == [o for o in range(lo, hi) if o not in markers]
+
+
+def test_a_range_one_reader_is_fetching_is_waited_for_not_fetched_again() -> None:
+    cache = RangeCache(["features", "archive"])
+    cache.put(0, chunk(40, 50))
+    mine = cache.take("archive", 0, 10, 60)
+    # The gap up to what is cached is the archive's to fetch.
+    assert isinstance(mine, Fetch)
+    assert (mine.reader, mine.start, mine.end) == ("archive", 10, 40)
+    # The features reader, from inside it, is told to wait for it...
+    assert cache.take("features", 0, 20, 60) is mine
+    # ... but before it, and after what is cached, the gaps are its own.
+    before = cache.take("features", 0, 0, 60)
+    assert isinstance(before, Fetch)
+    assert (before.reader, before.start, before.end) == ("features", 0, 10)
+    after = cache.take("features", 0, 50, 60)
+    assert isinstance(after, Fetch)
+    assert (after.start, after.end) == (50, 60)
+    cached = cache.take("features", 0, 45, 60)
+    assert offsets([cached]) == [list(range(45, 50))]  # type: ignore[list-item]
+
+    def fetch() -> None:
+        cache.put(0, chunk(10, 40))
+        cache.fetched(0, mine)
+
+    waiter = threading.Thread(target=mine.done.wait)
+    waiter.start()
+    threading.Timer(0.05, fetch).start()
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert offsets([cache.take("features", 0, 20, 60)]) == [list(range(20, 40))]  # type: ignore[list-item]
+
+
+def test_a_failed_fetch_leaves_the_range_to_the_next_reader() -> None:
+    cache = RangeCache(["features", "archive"])
+    failed = cache.take("archive", 0, 0, 10)
+    assert isinstance(failed, Fetch)
+    cache.fetched(0, failed)  # nothing put: the fetch failed
+    assert failed.done.is_set()
+    again = cache.take("features", 0, 5, 10)
+    assert isinstance(again, Fetch)
+    assert (again.reader, again.start, again.end) == ("features", 5, 10)
