@@ -19,9 +19,10 @@ Two streaming queries over the topic, each with its own checkpoint under ``check
   ``indicator_interval_s`` that became final since the batch before into the indicators,
   which continue each symbol's series from the state stored with its previous indicators row
   (so a bar seen again, or a replayed batch, computes the same values). Once the final windows
-  not exported yet span ``cold_trigger_s`` of event time, the batch exports them to cold
-  Parquet (every interval, the windows and their indicators, with the ``parquet`` sink;
-  ``progress.advance`` says which).
+  not exported yet span ``cold_trigger_s`` of event time, the batch starts their export to
+  cold Parquet (every interval, the windows and their indicators, with the ``parquet`` sink;
+  ``progress.advance`` says which), written in the background while the next batches run
+  (``_Export``).
 - ``archive`` writes the valid ticks to ``raw/`` in the cold store and counts late ticks.
 
 A sink outage does not fail a query: each micro-batch's writes are retried through it (see
@@ -43,6 +44,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import astuple, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
@@ -73,7 +76,7 @@ from marketpipe.features.outputs import (
     windows_of,
     with_written_at,
 )
-from marketpipe.features.progress import NO_BASE, Progress, advance, next_base
+from marketpipe.features.progress import NO_BASE, Progress, Span, advance, next_base
 from marketpipe.features.ranges import RangeCache
 from marketpipe.features.spark import (
     TickStream,
@@ -124,6 +127,31 @@ def _extreme_us(column: pa.ChunkedArray, largest: bool) -> int | None:
     return None if value is None else int(value)
 
 
+def why_failed(query: str, exc: Exception) -> str:
+    """One line saying why query ``query`` failed (``GaveUp``'s names the query already)."""
+    return str(exc) if isinstance(exc, GaveUp) else f"query {query} failed: {first_line(exc)}"
+
+
+#: ``every_us`` that no span reaches: no export is planned while one is being written.
+NEVER = 2**62
+
+
+@dataclass(frozen=True)
+class _Export:
+    """Final windows (ending in ``span``) being written to cold Parquet in the background.
+
+    An export took 0.6-1.6 s of the features query's batch every ``cold_trigger_s`` at 10k
+    ticks/s, every tick of the next batch waiting for it: the highest latencies of a run
+    (docs/benchmarks.md). The batch that starts it records its progress as not exported yet;
+    once the files are there, the export records that batch's progress again, exported to
+    the span's end, and the next batch that sees it done starts from there (``_landed``). A
+    crash before that leaves the record where it was, and the next export from there
+    rewrites the same files (they are named after the span's start)."""
+
+    span: Span
+    future: Future[Outputs]
+
+
 class FeatureJob:
     """The streaming queries of one ``marketpipe features`` run, writing through ``sinks``.
 
@@ -150,6 +178,10 @@ class FeatureJob:
         self._abandoned: set[str] = set()  # queries whose retrying batch a stop cut short
         self._stopping = threading.Event()
         self._backoff = Backoff(cfg.sink_retry_initial_s, cfg.sink_retry_max_s)
+        # Closed windows are exported in one background thread, one span at a time.
+        self._exporter = ThreadPoolExecutor(1, thread_name_prefix="export")
+        self._export: _Export | None = None
+        self._late: dict[str, str] = {}  # failures after a query ended (its last export)
 
     def start(self, available_now: bool = False) -> list[StreamingQuery]:
         """Start every query. Reading from the archive, the archive query starts first, and in
@@ -224,13 +256,7 @@ class FeatureJob:
                 self._abandoned.add(query)
                 raise  # the batch is not done: Spark must not commit it
             except Exception as exc:
-                # GaveUp's line names the query already.
-                why = (
-                    str(exc)
-                    if isinstance(exc, GaveUp)
-                    else f"query {query} failed: {first_line(exc)}"
-                )
-                self.failures.setdefault(query, why)
+                self.failures.setdefault(query, why_failed(query, exc))
                 log.debug("query %s failed in batch %d", query, batch_id, exc_info=True)
                 raise
 
@@ -361,57 +387,85 @@ class FeatureJob:
         base_us: int | None, earliest_end_us: int | None,
     ) -> Outputs:  # fmt: skip
         """Indicators on the bars that became final, and, once the final windows not exported
-        yet span ``cold_trigger_s``, those windows to cold Parquet: read back from the hot
-        store (see ``progress``; ``before`` is what the batch before it recorded)."""
-        written: Outputs = []
-        plan = advance(
-            before, base_us, earliest_end_us, int(self.cfg.watermark_s * US), self._export_us
-        )
+        yet span ``cold_trigger_s``, those windows to cold Parquet, in the background (see
+        ``_Export``; ``before`` is what the batch before it recorded)."""
+        landed = self._export if self._export is not None and self._export.future.done() else None
+        written, before = ([], before) if landed is None else self._landed(landed, before)
+        # One export at a time: while one is being written, the windows wait for the next.
+        every_us = NEVER if self._export is not None and landed is None else self._export_us
+        plan = advance(before, base_us, earliest_end_us, int(self.cfg.watermark_s * US), every_us)
         export = plan.export if self.sinks.cold_features else None
-        # An export recomputes the indicators of its whole span, so their file is complete.
-        span = export or plan.closing
-        if span is not None:
-            now = datetime.now(UTC)
-            lower, upper = _at(span[0]), _at(span[1])
-            intervals = bar_intervals(self.cfg) if export else [self.cfg.indicator_interval_s]
-            bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=max(intervals)))
-            wanted = pa.array(intervals, pa.int32())
-            bars = bars.filter(pc.is_in(bars.column("interval_seconds"), wanted))
-            # Named after where the span starts (see ``progress``): whoever exports from there
-            # rewrites the same files.
-            file_name = None if export is None else f"{name}-after-{export[0]}"
-            if file_name is not None:
-                length = timedelta(seconds=self.cfg.window_length_s)
-                windows = self.sinks.rows_ending(WINDOW_FEATURES, lower, upper, length)
-                for table, found in ((BARS, bars), (WINDOW_FEATURES, windows)):
-                    stamped = with_written_at(found.drop_columns(["written_at"]), table, now)
-                    # One file per table and partition, overwritten whole.
-                    self.sinks.closed(table.name, file_name, stamped)
-                    if table is BARS:
-                        written += [(f"{o}_closed", part) for o, part in bar_outputs(stamped)]
-                    else:
-                        written.append(("window_features_closed", stamped))
+        if plan.closing is not None:
             every = self.cfg.indicator_interval_s
+            lower, upper = _at(plan.closing[0]), _at(plan.closing[1])
+            bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=every))
             closed = bars.filter(pc.equal(bars.column("interval_seconds"), every))
             if closed.num_rows:
-                self._indicators(closed, file_name, now)
+                self.sinks.upsert(INDICATORS, indicator_rows(closed, self.sinks, datetime.now(UTC)))
         if plan.after is not None:
-            after = plan.after
-            self.sinks.record_progress(
-                checkpoint, batch_id, after.base_us, after.exported_to_us, after.closed_to_us
-            )
+            # Exported only once the files are there: until then, from where it was.
+            after = plan.after if export is None else replace(plan.after, exported_to_us=export[0])
+            self.sinks.record_progress(checkpoint, batch_id, *astuple(after))
+            if landed is not None:  # kept until recorded: a retry of the batch lands it again
+                self._export = None
+            if export is not None:
+                # Named after where the span starts (see ``progress``): whoever exports from
+                # there rewrites the same files.
+                write = partial(self._export_span, export, f"{name}-after-{export[0]}",
+                                checkpoint, batch_id, plan.after)  # fmt: skip
+                self._export = _Export(export, self._exporter.submit(write))
         return written
 
-    def _indicators(self, closed_bars: pa.Table, file_name: str | None, now: datetime) -> None:
-        """Indicators on closed bars: upserted hot (a bar seen again gives the same row), and
-        to cold Parquet beside the bars when they are exported (``file_name``)."""
-        derived = indicator_rows(closed_bars, self.sinks, now)
-        self.sinks.upsert(INDICATORS, derived)
-        if file_name is not None:
+    @staticmethod
+    def _landed(export: _Export, before: Progress | None) -> tuple[Outputs, Progress | None]:
+        """The rows of a background export that is done, and ``before`` with it; its error if
+        it failed (the batch fails, as it did when it exported itself)."""
+        written = export.future.result()
+        if before is not None and before.exported_to_us == export.span[0]:
+            before = replace(before, exported_to_us=export.span[1])
+        return written, before
+
+    def _export_span(
+        self, span: Span, file_name: str, checkpoint: str, batch_id: int, after: Progress
+    ) -> Outputs:
+        """In the background: the final windows ending in ``span`` from the hot store to cold
+        Parquet (every bar interval, the window features and the indicators of the span's
+        bars, recomputed from the state before it so their file is complete), then batch
+        ``batch_id``'s progress again, exported to the span's end (``after``)."""
+        written = self._retrying("features", partial(self._write_export, span, file_name))
+        record = partial(self.sinks.record_progress, checkpoint, batch_id, *astuple(after))
+        self._retrying("features", record)
+        log.debug("features: windows ending in (%s, %s] exported", _at(span[0]), _at(span[1]))
+        return written
+
+    def _write_export(self, span: Span, file_name: str) -> Outputs:
+        now = datetime.now(UTC)
+        lower, upper = _at(span[0]), _at(span[1])
+        intervals = bar_intervals(self.cfg)
+        bars = self.sinks.rows_ending(BARS, lower, upper, timedelta(seconds=max(intervals)))
+        bars = bars.filter(
+            pc.is_in(bars.column("interval_seconds"), pa.array(intervals, pa.int32()))
+        )
+        length = timedelta(seconds=self.cfg.window_length_s)
+        windows = self.sinks.rows_ending(WINDOW_FEATURES, lower, upper, length)
+        written: Outputs = []
+        for table, found in ((BARS, bars), (WINDOW_FEATURES, windows)):
+            stamped = with_written_at(found.drop_columns(["written_at"]), table, now)
+            # One file per table and partition, overwritten whole.
+            self.sinks.closed(table.name, file_name, stamped)
+            if table is BARS:
+                written += [(f"{o}_closed", part) for o, part in bar_outputs(stamped)]
+            else:
+                written.append(("window_features_closed", stamped))
+        every = self.cfg.indicator_interval_s
+        closed = bars.filter(pc.equal(bars.column("interval_seconds"), every))
+        if closed.num_rows:
+            derived = indicator_rows(closed, self.sinks, now)
             cold = pa.Table.from_pylist(
                 [dict(zip(INDICATORS.columns, r, strict=True)) for r in derived]
             )
             self.sinks.closed(INDICATORS.name, file_name, cold)
+        return written
 
     def _archive(
         self, collect: Callable[[DataFrame, int], pa.Table]
@@ -428,19 +482,27 @@ class FeatureJob:
         return write
 
     def await_all(self, timeout_s: int | None = None) -> None:
+        """Until every query is done, and the export the last batch started has landed."""
         for query in self.queries:
             query.awaitTermination(timeout_s)
+        if self._export is not None:
+            wait([self._export.future], timeout_s)
 
     def failure(self, query: StreamingQuery) -> str | None:
         """One line saying why ``query`` failed, or None if it did not."""
         error = query.exception()
-        if error is None or query.name in self._abandoned:
+        if error is None:
+            return self._late.get(query.name)  # its last export failed after it ended
+        if query.name in self._abandoned:
             return None
         return self.failures.get(query.name) or f"query {query.name} failed: {first_line(error)}"
 
     def stop(self) -> list[str]:
         """Stop every query; returns the names of those that failed. A batch retrying through
         an outage is abandoned, not failed: Spark did not commit it, a restart redoes it."""
+        if any(q.isActive for q in self.queries):
+            self._stopping.set()  # else every query is done: its last export lands, retried
+        self._finish_export()
         self._stopping.set()
         for query in self.queries:
             query.stop()
@@ -448,3 +510,19 @@ class FeatureJob:
             stream.close()
         self.spark.streams.removeListener(self.metrics)
         return [q.name for q in self.queries if self.failure(q) is not None]
+
+    def _finish_export(self) -> None:
+        """Wait for the export in the background, if any; its failure is the features
+        query's. Not recorded, it is redone from the same point by the next run."""
+        export, self._export = self._export, None
+        self._exporter.shutdown(wait=True)
+        if export is None:
+            return
+        try:
+            for output, part in export.future.result():
+                self.metrics.wrote(output, part)
+        except Abandoned:
+            pass
+        except Exception as exc:
+            self._late.setdefault("features", why_failed("features", exc))
+            log.debug("the features query's last export failed", exc_info=True)

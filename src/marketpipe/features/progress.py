@@ -25,6 +25,11 @@ seen twice gives the same row), so their cold file is complete; the other batche
 what became final since the batch before (recomputing from the export point every batch, until
 the export, cost the features job its 50k ticks/s on a 0.5 s trigger).
 
+The features job writes an export in the background (``job._Export``): the batch that starts
+it records the export point where it was, and once the files are there the same record is
+written again with the span's end, which the next batch starts from; while one export is being
+written no other is planned (``every_us`` out of reach).
+
 The record is per batch and a batch reads the record of the batch before it, and a replayed
 batch (after a crash) records at least the base its first attempt did (``next_base``), so it
 closes and exports the same windows, or more. Export files are named after the span's start,

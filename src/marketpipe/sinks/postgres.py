@@ -9,6 +9,7 @@ micro-batch or a restarted job neither duplicates nor loses anything.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -50,6 +51,9 @@ class PostgresSink:
         self._conn: psycopg.Connection | None = None
         self._types: dict[str, list[str]] = {}
         self._progress = progress_sql("%s")
+        # One connection, used by the features query and its background export: a call's
+        # statements (an upsert's transaction) must not interleave with another's.
+        self._lock = threading.RLock()
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -62,8 +66,9 @@ class PostgresSink:
         return self._conn
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
 
     def _column_types(self, table: TableSpec) -> list[str]:
         """The table's column types, for binary COPY (asked once per table). A missing table
@@ -83,7 +88,8 @@ class PostgresSink:
 
     def upsert(self, table: TableSpec, rows: Iterable[Sequence[object]]) -> int:
         """Merge ``rows`` (tuples in ``table.columns`` order) by key; returns rows merged."""
-        types = self._column_types(table)
+        with self._lock:
+            types = self._column_types(table)
         stage = sql.Identifier(f"stage_{table.name}")
         target = sql.Identifier(table.name)
         cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
@@ -93,48 +99,50 @@ class PostgresSink:
             for c in table.columns
             if c not in table.key
         )
-        conn = self.conn
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute(
-                sql.SQL(
-                    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
-                    "ON COMMIT DELETE ROWS"
-                ).format(stage, target)
-            )
-            with cur.copy(
-                sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols)
-            ) as copy:
-                copy.set_types(types)
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {target} ({cols}) "
-                    "SELECT DISTINCT ON ({key}) {cols} FROM {stage} "
-                    "ORDER BY {key}, {version} DESC "
-                    "ON CONFLICT ({key}) DO UPDATE SET {updates}"
-                ).format(
-                    target=target,
-                    cols=cols,
-                    stage=stage,
-                    key=key,
-                    updates=updates,
-                    version=sql.Identifier(table.version_column),
+        with self._lock:
+            conn = self.conn
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
+                        "ON COMMIT DELETE ROWS"
+                    ).format(stage, target)
                 )
-            )
-            return cur.rowcount
+                with cur.copy(
+                    sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols)
+                ) as copy:
+                    copy.set_types(types)
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {target} ({cols}) "
+                        "SELECT DISTINCT ON ({key}) {cols} FROM {stage} "
+                        "ORDER BY {key}, {version} DESC "
+                        "ON CONFLICT ({key}) DO UPDATE SET {updates}"
+                    ).format(
+                        target=target,
+                        cols=cols,
+                        stage=stage,
+                        key=key,
+                        updates=updates,
+                        version=sql.Identifier(table.version_column),
+                    )
+                )
+                return cur.rowcount
 
     def states_before(self, firsts: Mapping[str, datetime]) -> dict[str, str]:
         """Per symbol, the indicator state of its last row before ``firsts[symbol]``."""
         if not firsts:
             return {}
-        rows = self.conn.execute(
-            "SELECT DISTINCT ON (i.symbol) i.symbol, i.state FROM indicators i "
-            "JOIN unnest(%s::text[], %s::timestamptz[]) AS p(symbol, first_start) "
-            "ON i.symbol = p.symbol AND i.window_start < p.first_start "
-            "ORDER BY i.symbol, i.window_start DESC",
-            (list(firsts), list(firsts.values())),
-        ).fetchall()
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT DISTINCT ON (i.symbol) i.symbol, i.state FROM indicators i "
+                "JOIN unnest(%s::text[], %s::timestamptz[]) AS p(symbol, first_start) "
+                "ON i.symbol = p.symbol AND i.window_start < p.first_start "
+                "ORDER BY i.symbol, i.window_start DESC",
+                (list(firsts), list(firsts.values())),
+            ).fetchall()
         return {str(symbol): str(state) for symbol, state in rows}
 
     def rows_ending(
@@ -142,9 +150,10 @@ class PostgresSink:
     ) -> pa.Table:
         """Rows of ``table`` whose window ends in ``(after, upto]`` (windows at most ``longest``
         long), in key order."""
-        rows = self.conn.execute(
-            rows_ending_sql(table, "%s"), (after, upto, after - longest)
-        ).fetchall()
+        with self._lock:
+            rows = self.conn.execute(
+                rows_ending_sql(table, "%s"), (after, upto, after - longest)
+            ).fetchall()
         schema = arrow_schema(table)
         columns: list[Sequence[object]] = [[] for _ in table.columns]
         if rows:
@@ -153,7 +162,8 @@ class PostgresSink:
 
     def progress_before(self, checkpoint: str, batch_id: int) -> Recorded | None:
         try:
-            row = self.conn.execute(self._progress.before, (checkpoint, batch_id)).fetchone()
+            with self._lock:
+                row = self.conn.execute(self._progress.before, (checkpoint, batch_id)).fetchone()
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
             what = "is missing" if isinstance(exc, psycopg.errors.UndefinedTable) else "is older"
             raise SchemaMismatch(
@@ -166,7 +176,7 @@ class PostgresSink:
         self, checkpoint: str, batch_id: int, max_event_us: int, exported_to_us: int,
         closed_to_us: int,
     ) -> None:  # fmt: skip
-        with self.conn.transaction():
+        with self._lock, self.conn.transaction():
             self.conn.execute(
                 self._progress.record,
                 (checkpoint, batch_id, max_event_us, exported_to_us, closed_to_us),
