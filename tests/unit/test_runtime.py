@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -12,6 +13,7 @@ from marketpipe.runtime import (
     Heartbeat,
     Readiness,
     StopFlag,
+    freeze_startup_objects,
     heartbeat_age,
     read_readiness,
     stop_on_signals,
@@ -158,3 +160,15 @@ def test_health_ready_fails_while_not_ready_and_says_why(
     assert main(["health", "--file", str(path), "--ready"]) == 0
     os.utime(path, (time.time() - 120, time.time() - 120))
     assert main(["health", "--file", str(path), "--ready", "--max-age", "30"]) == 1  # not alive
+
+
+def test_start_up_objects_are_frozen_out_of_the_collectors_sight() -> None:
+    gc.collect()
+    walked = len(gc.get_objects(generation=2))  # what a full collection walks
+    assert walked > 10_000  # the test session's modules and objects
+    try:
+        frozen = freeze_startup_objects()
+        assert frozen == gc.get_freeze_count() >= walked
+        assert len(gc.get_objects(generation=2)) < walked // 100
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual

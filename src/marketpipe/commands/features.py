@@ -19,6 +19,7 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     from marketpipe.features.jvm import stop_session
     from marketpipe.features.spark import quiet_spark_logs, spark_session
     from marketpipe.runner import service
+    from marketpipe.runtime import freeze_startup_objects
     from marketpipe.sinks.hub import FeatureSinks
     from marketpipe.telemetry import FeatureInstruments
 
@@ -32,6 +33,7 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
                              FeatureInstruments.create(ctx.telemetry.meter),
                              settings.s3)  # fmt: skip
             queries = job.start(available_now=args.available_now)
+            log.debug("features: %d start-up objects frozen", freeze_startup_objects())
             log.info("features: %d streaming queries over %s", len(queries),
                      settings.kafka.topic_valid)  # fmt: skip
             # Until stopped, every query done (--available-now), or one failed: the others
