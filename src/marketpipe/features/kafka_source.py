@@ -58,6 +58,10 @@ SCHEMA = (
     "timestamp timestamp, timestampType int"
 )
 READ_TIMEOUT_S = 60.0
+#: Longest wait of one consume() call reading a range. It was 0.5 s, and a micro-batch whose
+#: ranges ended at the checker's last commit waited until its next one or the 0.5 s: reads
+#: of 0.4-0.55 s every ~20 s at 10k ticks/s, against ~0.1 s (docs/benchmarks.md, 2026-12-08).
+CONSUME_WAIT_S = 0.05
 
 #: ``SCHEMA`` as Arrow: read() hands Spark record batches, not a Python tuple per row.
 ARROW_SCHEMA = pa.schema(
@@ -294,8 +298,12 @@ def _messages(
     past: list[Any] = []
     while position < part.end:
         # Ask for no more than the range holds: consume() waits out its timeout for a batch
-        # it cannot fill, which at the end of every partition cost half a second.
-        msgs = consumer.consume(min(10_000, part.end - position), 0.5)
+        # it cannot fill, end of partition or not, which at the end of every partition cost
+        # half a second. It still cannot fill it when the range ends in a transaction marker
+        # (a range read up to the last stable offset does) and nothing past it is committed
+        # yet: the wait is kept short (CONSUME_WAIT_S), and the partition's end (an EOF at or
+        # past the range's end) or the position past the marker ends the range.
+        msgs = consumer.consume(min(10_000, part.end - position), CONSUME_WAIT_S)
         if not msgs:
             # Transaction markers and aborted records take offsets but yield no message.
             position = max(
