@@ -502,10 +502,10 @@ class FeatureJob:
         an outage is abandoned, not failed: Spark did not commit it, a restart redoes it."""
         if any(q.isActive for q in self.queries):
             self._stopping.set()  # else every query is done: its last export lands, retried
-        self._finish_export()
-        self._stopping.set()
         for query in self.queries:
             query.stop()
+        self._finish_export()  # no batch left to start another
+        self._stopping.set()
         for stream in self._inputs:
             stream.close()
         self.spark.streams.removeListener(self.metrics)
