@@ -108,22 +108,25 @@ class RangeCache:
 
     def plan(self, partition: int, start: int, end: int) -> list[Piece]:
         """``[start, end)`` as cached chunks and the gaps between them, in offset order."""
+        with self._lock:
+            return self._plan(partition, start, end)
+
+    def _plan(self, partition: int, start: int, end: int) -> list[Piece]:
         pieces: list[Piece] = []
         at = start
-        with self._lock:
-            for chunk in self._chunks.get(partition, []):
-                if chunk.end <= at:
-                    continue
-                if chunk.start >= end:
-                    break
-                if chunk.start > at:
-                    pieces.append((at, chunk.start))
-                    at = chunk.start
-                stop = min(chunk.end, end)
-                pieces.append(chunk.part(at, stop))
-                at = stop
-                if at >= end:
-                    break
+        for chunk in self._chunks.get(partition, []):
+            if chunk.end <= at:
+                continue
+            if chunk.start >= end:
+                break
+            if chunk.start > at:
+                pieces.append((at, chunk.start))
+                at = chunk.start
+            stop = min(chunk.end, end)
+            pieces.append(chunk.part(at, stop))
+            at = stop
+            if at >= end:
+                break
         if at < end:
             pieces.append((at, end))
         return pieces
@@ -135,13 +138,10 @@ class RangeCache:
         the same backlog); or, if neither, the gap from ``start`` to the next of either, now
         ``reader``'s to fetch (``put`` what it read, then ``fetched``, failed or not)."""
         with self._lock:
-            upto = end
-            for chunk in self._chunks.get(partition, []):
-                if chunk.start <= start < chunk.end:
-                    return chunk.part(start, min(chunk.end, end))
-                if start < chunk.start:
-                    upto = min(upto, chunk.start)
-                    break
+            first = self._plan(partition, start, end)[0]
+            if isinstance(first, Chunk):
+                return first
+            upto = first[1]  # the gap runs up to the next cached chunk
             fetches = self._fetches.setdefault(partition, [])
             for fetch in fetches:
                 if fetch.start <= start < fetch.end:
