@@ -88,8 +88,6 @@ class PostgresSink:
 
     def upsert(self, table: TableSpec, rows: Iterable[Sequence[object]]) -> int:
         """Merge ``rows`` (tuples in ``table.columns`` order) by key; returns rows merged."""
-        with self._lock:
-            types = self._column_types(table)
         stage = sql.Identifier(f"stage_{table.name}")
         target = sql.Identifier(table.name)
         cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
@@ -100,6 +98,7 @@ class PostgresSink:
             if c not in table.key
         )
         with self._lock:
+            types = self._column_types(table)
             conn = self.conn
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
